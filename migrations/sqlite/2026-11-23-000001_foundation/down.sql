@@ -1,0 +1,4 @@
+DROP TABLE audit_events;
+DROP TABLE signing_keys;
+DROP TABLE users;
+DROP TABLE clients;

@@ -1,0 +1,690 @@
+//! Typed configuration: `config/default.toml` (compiled in) ← `--config FILE` ← environment.
+//!
+//! Every struct denies unknown fields and no field has a serde default, so the compiled-in
+//! `default.toml` must name every key: a key added here and forgotten there fails the unit test
+//! below, and a typo in an operator's file fails start-up with the key's dotted name.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The built-in defaults, the base layer of every configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Prefix of the environment variables that override configuration keys.
+const ENV_PREFIX: &str = "AUTHMD_";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub mail: MailConfig,
+    pub oauth: OAuthConfig,
+    pub agent: AgentConfig,
+    pub rate_limit: RateLimitConfig,
+    pub admin: AdminConfig,
+    pub tokens: TokensConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub issuer: String,
+    pub resources: Vec<String>,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub connection_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    Smtp,
+    File,
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_tls: SmtpTls,
+    pub smtp_username: String,
+    pub smtp_password: String,
+    pub from: String,
+    pub file_dir: PathBuf,
+}
+
+// The SMTP password must never reach a log line, so Debug is written by hand.
+impl fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("transport", &self.transport)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &"<redacted>")
+            .field("from", &self.from)
+            .field("file_dir", &self.file_dir)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Token,
+    Off,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub scopes: Vec<String>,
+    pub registration: RegistrationMode,
+    pub initial_access_token: String,
+    pub client_id_metadata_documents: bool,
+}
+
+impl fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("scopes", &self.scopes)
+            .field("registration", &self.registration)
+            .field("initial_access_token", &"<redacted>")
+            .field(
+                "client_id_metadata_documents",
+                &self.client_id_metadata_documents,
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProvider {
+    pub issuer: String,
+    pub jwks_uri: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub anonymous_enabled: bool,
+    pub verified_email_enabled: bool,
+    pub pre_claim_scopes: Vec<String>,
+    pub post_claim_scopes: Vec<String>,
+    pub trusted_providers: Vec<TrustedProvider>,
+    pub claim_ttl_s: i64,
+    pub identity_assertion_ttl_s: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub window_s: i64,
+    pub agent_auth_per_ip: u32,
+    pub agent_auth_global: u32,
+    pub claim_per_ip: u32,
+    pub claim_global: u32,
+    pub otp_per_ip: u32,
+    pub otp_global: u32,
+    pub login_per_ip: u32,
+    pub login_global: u32,
+    pub register_per_ip: u32,
+    pub register_global: u32,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: String,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = if self.token.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("AdminConfig")
+            .field("token", &token)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    Opaque,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    pub access_token_format: AccessTokenFormat,
+    pub access_token_ttl_s: i64,
+    pub refresh_token_ttl_s: i64,
+    pub refresh_grace_s: i64,
+    pub authorization_code_ttl_s: i64,
+}
+
+/// A configuration problem, always naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which backend a `database.url` selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(ConfigError::new(
+                    "database.url",
+                    "sqlite:// URL has no path",
+                ));
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else {
+            Err(ConfigError::new(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ))
+        }
+    }
+}
+
+impl Config {
+    /// Defaults ← optional file ← `AUTHMD_<SECTION>__<KEY>` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = parse_table(DEFAULT_TOML, "config/default.toml")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let overlay = parse_table(&text, &path.display().to_string())?;
+            merge(&mut table, overlay);
+        }
+        apply_env(&mut table, env)?;
+        Self::from_table(table)
+    }
+
+    /// Only the compiled-in defaults: what tests start from.
+    pub fn defaults() -> Self {
+        Self::load(None, std::iter::empty()).expect("config/default.toml is valid (unit-tested)")
+    }
+
+    /// Parses a TOML document on top of the defaults (used by tests and `--config`).
+    pub fn from_toml_overlay(text: &str) -> Result<Self, ConfigError> {
+        let mut table = parse_table(DEFAULT_TOML, "config/default.toml")?;
+        merge(&mut table, parse_table(text, "overlay")?);
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let message = e.inner().to_string();
+                // An unknown key is reported by serde on its parent; name the key itself.
+                match unknown_field_name(&message) {
+                    Some(field) if key == "." => ConfigError::new(field, "unknown key"),
+                    Some(field) => ConfigError::new(format!("{key}.{field}"), "unknown key"),
+                    None => ConfigError::new(key, message),
+                }
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: URLs, ranges, combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let issuer = Url::parse(&self.server.issuer)
+            .map_err(|e| ConfigError::new("server.issuer", format!("not a URL: {e}")))?;
+        if !matches!(issuer.scheme(), "http" | "https") {
+            return Err(ConfigError::new(
+                "server.issuer",
+                "must be an http or https URL",
+            ));
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(ConfigError::new(
+                "server.issuer",
+                "must not have a query or fragment",
+            ));
+        }
+        if self.server.issuer.ends_with('/') {
+            return Err(ConfigError::new("server.issuer", "must not end with '/'"));
+        }
+        for (i, resource) in self.server.resources.iter().enumerate() {
+            let key = format!("server.resources[{i}]");
+            let url = Url::parse(resource)
+                .map_err(|e| ConfigError::new(key.clone(), format!("not an absolute URI: {e}")))?;
+            if url.fragment().is_some() {
+                return Err(ConfigError::new(key, "must not have a fragment (RFC 8707)"));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::new(
+                "server.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        DatabaseUrl::parse(&self.database.url)?;
+        if self.database.connection_timeout_s == 0 {
+            return Err(ConfigError::new(
+                "database.connection_timeout_s",
+                "must be positive",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        if self.mail.from.parse::<MailboxCheck>().is_err() {
+            return Err(ConfigError::new(
+                "mail.from",
+                "must be an address like \"Name <a@b>\"",
+            ));
+        }
+        for (key, scopes) in [
+            ("oauth.scopes", &self.oauth.scopes),
+            ("agent.pre_claim_scopes", &self.agent.pre_claim_scopes),
+            ("agent.post_claim_scopes", &self.agent.post_claim_scopes),
+        ] {
+            if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{bad:?} is not a valid scope"),
+                ));
+            }
+        }
+        if self.oauth.registration == RegistrationMode::Token
+            && self.oauth.initial_access_token.is_empty()
+        {
+            return Err(ConfigError::new(
+                "oauth.initial_access_token",
+                "must be set when oauth.registration = \"token\"",
+            ));
+        }
+        for (i, provider) in self.agent.trusted_providers.iter().enumerate() {
+            for (field, value) in [
+                ("issuer", &provider.issuer),
+                ("jwks_uri", &provider.jwks_uri),
+            ] {
+                let key = format!("agent.trusted_providers[{i}].{field}");
+                let url = Url::parse(value)
+                    .map_err(|e| ConfigError::new(key.clone(), format!("not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(ConfigError::new(key, "must be an http or https URL"));
+                }
+            }
+        }
+        for (key, value) in [
+            ("agent.claim_ttl_s", self.agent.claim_ttl_s),
+            (
+                "agent.identity_assertion_ttl_s",
+                self.agent.identity_assertion_ttl_s,
+            ),
+            ("rate_limit.window_s", self.rate_limit.window_s),
+            ("tokens.access_token_ttl_s", self.tokens.access_token_ttl_s),
+            (
+                "tokens.refresh_token_ttl_s",
+                self.tokens.refresh_token_ttl_s,
+            ),
+            (
+                "tokens.authorization_code_ttl_s",
+                self.tokens.authorization_code_ttl_s,
+            ),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::new(
+                    key,
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+        if self.tokens.refresh_grace_s < 0 {
+            return Err(ConfigError::new(
+                "tokens.refresh_grace_s",
+                "must not be negative",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resource a token is for when the request names none (RFC 8707).
+    pub fn default_resource(&self) -> &str {
+        self.server
+            .resources
+            .first()
+            .map(String::as_str)
+            .unwrap_or(&self.server.issuer)
+    }
+
+    pub fn database_url(&self) -> DatabaseUrl {
+        DatabaseUrl::parse(&self.database.url).expect("validated at load")
+    }
+}
+
+/// `Name <addr@host>` or a bare address: enough to refuse a typo at start-up.
+struct MailboxCheck;
+
+impl std::str::FromStr for MailboxCheck {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let addr = match (s.find('<'), s.rfind('>')) {
+            (Some(open), Some(close)) if open < close && close == s.len() - 1 => {
+                &s[open + 1..close]
+            }
+            (None, None) => s.trim(),
+            _ => return Err(()),
+        };
+        match addr.split_once('@') {
+            Some((local, domain))
+                if !local.is_empty()
+                    && !domain.is_empty()
+                    && !addr.contains(char::is_whitespace) =>
+            {
+                Ok(MailboxCheck)
+            }
+            _ => Err(()),
+        }
+    }
+}
+
+/// RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let message = e.message().to_owned();
+        ConfigError::new(origin, format!("not valid TOML: {message}"))
+    })
+}
+
+/// Lays `overlay` over `base`, table by table; scalars and arrays replace.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        // Variables without a section separator (AUTHMD_TEST_POSTGRES_URL…) are not config.
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let dotted = format!("{section}.{key}");
+        let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
+            return Err(ConfigError::new(
+                dotted,
+                format!("unknown key (from {name})"),
+            ));
+        };
+        // Keep strings as written (a numeric admin token stays a string); parse the rest as TOML.
+        let value = match section_table.get(&key) {
+            Some(toml::Value::String(_)) => toml::Value::String(raw),
+            Some(_) => parse_env_value(&raw).ok_or_else(|| {
+                ConfigError::new(dotted.clone(), format!("{name} is not a valid TOML value"))
+            })?,
+            None => {
+                return Err(ConfigError::new(
+                    dotted,
+                    format!("unknown key (from {name})"),
+                ))
+            }
+        };
+        section_table.insert(key, value);
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> Option<toml::Value> {
+    let doc: toml::Table = format!("v = {raw}").parse().ok()?;
+    doc.get("v").cloned()
+}
+
+fn unknown_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parsing default.toml alone must succeed: no field has a serde default, and every struct
+    /// denies unknown fields, so a key missing from either side fails here.
+    #[test]
+    fn default_toml_matches_struct() {
+        let table = parse_table(DEFAULT_TOML, "default").unwrap();
+        Config::from_table(table).expect("default.toml parses into Config");
+    }
+
+    /// Every key in default.toml is documented by a comment line right above it.
+    #[test]
+    fn default_toml_documents_every_key() {
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+                continue;
+            }
+            let key = line.split('=').next().unwrap().trim();
+            // Keys grouped under one comment (agent_auth_per_ip / _global) share it.
+            let documented = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| !l.trim().is_empty() && !l.trim().starts_with('['))
+                .any(|l| l.trim().starts_with('#'));
+            assert!(documented, "default.toml key {key:?} has no comment");
+        }
+    }
+
+    #[test]
+    fn every_struct_key_is_in_default_toml() {
+        // Serialising the parsed defaults yields every struct field; each must appear in the file.
+        let config = Config::defaults();
+        let value = toml::Value::try_from(&config).unwrap();
+        let file = parse_table(DEFAULT_TOML, "default").unwrap();
+        for (section, fields) in value.as_table().unwrap() {
+            let file_section = file[section].as_table().unwrap();
+            for key in fields.as_table().unwrap().keys() {
+                assert!(
+                    file_section.contains_key(key),
+                    "{section}.{key} missing from default.toml"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn env_overrides_file_and_keeps_strings() {
+        let env = vec![
+            (
+                "AUTHMD_SERVER__BIND".to_owned(),
+                "127.0.0.1:9999".to_owned(),
+            ),
+            ("AUTHMD_ADMIN__TOKEN".to_owned(), "12345".to_owned()),
+            (
+                "AUTHMD_TOKENS__ACCESS_TOKEN_TTL_S".to_owned(),
+                "60".to_owned(),
+            ),
+            (
+                "AUTHMD_AGENT__PRE_CLAIM_SCOPES".to_owned(),
+                "[\"a\", \"b\"]".to_owned(),
+            ),
+            ("AUTHMD_TEST_POSTGRES_URL".to_owned(), "ignored".to_owned()),
+            ("OTHER".to_owned(), "ignored".to_owned()),
+        ];
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.server.bind.port(), 9999);
+        assert_eq!(config.admin.token, "12345");
+        assert_eq!(config.tokens.access_token_ttl_s, 60);
+        assert_eq!(config.agent.pre_claim_scopes, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[server]\nbind = \"nope\"", "server.bind"),
+            ("[server]\nbindd = \"1.2.3.4:1\"", "server.bindd"),
+            ("[nosuch]\nx = 1", "nosuch"),
+            ("[server]\nissuer = \"http://x/\"", "server.issuer"),
+            (
+                "[server]\nresources = [\"not a uri\"]",
+                "server.resources[0]",
+            ),
+            ("[database]\nurl = \"mysql://x\"", "database.url"),
+            (
+                "[tokens]\naccess_token_format = \"paseto\"",
+                "tokens.access_token_format",
+            ),
+            (
+                "[tokens]\naccess_token_ttl_s = 0",
+                "tokens.access_token_ttl_s",
+            ),
+            ("[mail]\nsmtp_port = 70000", "mail.smtp_port"),
+            (
+                "[oauth]\nregistration = \"token\"",
+                "oauth.initial_access_token",
+            ),
+            (
+                "[agent]\npre_claim_scopes = [\"a b\"]",
+                "agent.pre_claim_scopes",
+            ),
+            (
+                "[agent]\ntrusted_providers = [{ issuer = \"https://p\", jwks = \"x\" }]",
+                "agent.trusted_providers[0].jwks",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml_overlay(text).unwrap_err();
+            assert!(
+                err.key.starts_with(key),
+                "{text:?}: got key {:?} ({})",
+                err.key,
+                err.message
+            );
+        }
+        let err = Config::load(None, vec![("AUTHMD_SERVER__NOPE".into(), "1".into())]).unwrap_err();
+        assert_eq!(err.key, "server.nope");
+    }
+
+    #[test]
+    fn database_url_schemes() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/a.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/a.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/a.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("/tmp/a.db"))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/d"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug() {
+        let config = Config::from_toml_overlay(
+            "[admin]\ntoken = \"s3cret-admin\"\n[mail]\nsmtp_password = \"s3cret-smtp\"",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}

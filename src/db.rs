@@ -1,0 +1,231 @@
+//! Storage: the connection type, the pool, migrations, and the queries in `db/*`.
+//!
+//! Queries take `&mut DbConn` and never decide transactions or build HTTP responses; the domain
+//! function that calls them does. The backend is chosen from the URL scheme by [`DbManager`]
+//! (not `MultiConnection::establish`, which tries each backend and hides why one failed).
+
+pub mod audit;
+pub mod keys;
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::{Config, DatabaseUrl};
+use crate::error::{AppError, AppResult};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One connection to either backend; queries written once against it run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
+
+/// Why a database could not be reached or prepared. Messages name the backend, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot open {backend} database: {message}")]
+    Connect {
+        backend: &'static str,
+        message: String,
+    },
+    #[error("migrations failed: {0}")]
+    Migrate(String),
+    #[error("connection pool: {0}")]
+    Pool(String),
+}
+
+/// r2d2 manager that opens the backend the URL names.
+#[derive(Debug, Clone)]
+pub struct DbManager {
+    url: DatabaseUrl,
+}
+
+impl DbManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+
+    fn open(&self) -> Result<DbConn, DbSetupError> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let path_str = path.to_string_lossy();
+                let mut conn =
+                    SqliteConnection::establish(&path_str).map_err(|e| DbSetupError::Connect {
+                        backend: "SQLite",
+                        message: e.to_string(),
+                    })?;
+                // busy_timeout first: switching to WAL itself needs the lock another
+                // connection may hold.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 5000;
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| DbSetupError::Connect {
+                    backend: "SQLite",
+                    message: e.to_string(),
+                })?;
+                Ok(DbConn::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                PgConnection::establish(url)
+                    .map(DbConn::Pg)
+                    .map_err(|e| DbSetupError::Connect {
+                        backend: "PostgreSQL",
+                        message: redact_url_password(&e.to_string(), url),
+                    })
+            }
+        }
+    }
+}
+
+impl r2d2::ManageConnection for DbManager {
+    type Connection = DbConn;
+    type Error = DbSetupError;
+
+    fn connect(&self) -> Result<DbConn, DbSetupError> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbSetupError> {
+        conn.batch_execute("SELECT 1")
+            .map_err(|e| DbSetupError::Connect {
+                backend: self.backend_name(),
+                message: e.to_string(),
+            })
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+impl DbManager {
+    fn backend_name(&self) -> &'static str {
+        match self.url {
+            DatabaseUrl::Sqlite(_) => "SQLite",
+            DatabaseUrl::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// libpq may quote the connection string in its errors; keep any password out of them.
+fn redact_url_password(message: &str, url: &str) -> String {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    {
+        Some(password) if !password.is_empty() => message.replace(&password, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+/// A shareable pool; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<DbManager>,
+    backend: &'static str,
+}
+
+impl Db {
+    /// Opens the pool, creating the SQLite file's directory if needed. Does not migrate.
+    pub fn connect(config: &Config) -> Result<Self, DbSetupError> {
+        let url = config.database_url();
+        if let DatabaseUrl::Sqlite(path) = &url {
+            create_parent_dir(path)?;
+        }
+        let size = match config.database.max_connections {
+            0 => (std::thread::available_parallelism().map_or(2, |n| n.get() as u32) * 4).max(8),
+            n => n,
+        };
+        let backend = match url {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        };
+        let manager = DbManager::new(url);
+        // Open one connection eagerly so a bad URL fails start-up with its real cause instead
+        // of r2d2's generic time-out.
+        drop(manager.open()?);
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
+            .build(manager)
+            .map_err(|e| DbSetupError::Pool(e.to_string()))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// A connection for synchronous callers (CLI, migrations, the blocking closure of [`run`]).
+    ///
+    /// [`run`]: Db::run
+    pub fn get(&self) -> AppResult<r2d2::PooledConnection<DbManager>> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs blocking database work on the blocking thread pool, never on an actix worker.
+    pub async fn run<T, F>(&self, f: F) -> AppResult<T>
+    where
+        F: FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs pending migrations; returns how many ran.
+    pub fn migrate(&self) -> Result<usize, DbSetupError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| DbSetupError::Pool(e.to_string()))?;
+        run_migrations(&mut conn)
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+}
+
+/// Readiness: one round trip to the database.
+pub fn ping(conn: &mut DbConn) -> AppResult<()> {
+    conn.batch_execute("SELECT 1").map_err(AppError::from)
+}
+
+pub fn run_migrations(conn: &mut DbConn) -> Result<usize, DbSetupError> {
+    let ran = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConn::Pg(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
+    };
+    ran.map_err(|e| DbSetupError::Migrate(e.to_string()))
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), DbSetupError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| DbSetupError::Connect {
+                backend: "SQLite",
+                message: format!("cannot create {}: {e}", dir.display()),
+            })
+        }
+        _ => Ok(()),
+    }
+}

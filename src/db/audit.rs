@@ -1,0 +1,53 @@
+//! Audit rows: one per state change, never a secret.
+
+use diesel::prelude::*;
+
+use super::schema::audit_events;
+use super::DbConn;
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditRow<'a> {
+    pub event: &'a str,
+    pub created_at: i64,
+    pub actor: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub registration_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditRow {
+    pub id: i64,
+    pub event: String,
+    pub created_at: i64,
+    pub actor: Option<String>,
+    pub ip: Option<String>,
+    pub registration_id: Option<String>,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    pub detail: String,
+}
+
+pub fn insert(conn: &mut DbConn, row: &NewAuditRow<'_>) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Newest first, optionally only one event type.
+pub fn recent(conn: &mut DbConn, event: Option<&str>, limit: i64) -> QueryResult<Vec<AuditRow>> {
+    let mut query = audit_events::table
+        .select(AuditRow::as_select())
+        .order(audit_events::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(event) = event {
+        query = query.filter(audit_events::event.eq(event.to_owned()));
+    }
+    query.load(conn)
+}

@@ -1,0 +1,9 @@
+//! The protocol: clients, users, tokens, agent registrations, keys, discovery, audit.
+//!
+//! Domain functions take plain inputs, a `&mut DbConn` and `now`; they decide transactions and
+//! return [`crate::error::AppError`]. Nothing here imports `actix_web` or builds a response.
+
+pub mod audit;
+pub mod discovery;
+pub mod keys;
+pub mod secrets;

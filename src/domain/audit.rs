@@ -1,0 +1,97 @@
+//! The audit log (SPEC section 4): what changed, when, by whom, from where — never a secret.
+
+use serde_json::Value;
+
+use crate::clock::UnixTime;
+use crate::db::{self, DbConn};
+use crate::error::AppResult;
+
+/// The event names of SPEC section 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEvent {
+    RegistrationCreated,
+    ClaimRequested,
+    OtpGenerated,
+    ClaimConfirmed,
+    ClaimCancelled,
+    RegistrationExpired,
+    RegistrationRevoked,
+    TokenIssued,
+    TokenRefreshed,
+    TokenRevoked,
+    RefreshReuseDetected,
+    CodeReuseDetected,
+    ClientCreated,
+    KeyRotated,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        use AuditEvent::*;
+        match self {
+            RegistrationCreated => "registration.created",
+            ClaimRequested => "claim.requested",
+            OtpGenerated => "otp.generated",
+            ClaimConfirmed => "claim.confirmed",
+            ClaimCancelled => "claim.cancelled",
+            RegistrationExpired => "registration.expired",
+            RegistrationRevoked => "registration.revoked",
+            TokenIssued => "token.issued",
+            TokenRefreshed => "token.refreshed",
+            TokenRevoked => "token.revoked",
+            RefreshReuseDetected => "refresh.reuse_detected",
+            CodeReuseDetected => "code.reuse_detected",
+            ClientCreated => "client.created",
+            KeyRotated => "key.rotated",
+        }
+    }
+}
+
+/// Who and where: filled by the HTTP layer (IP) or the CLI (`actor = "cli"`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditContext {
+    pub actor: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl AuditContext {
+    pub fn cli() -> Self {
+        Self {
+            actor: Some("cli".to_owned()),
+            ip: None,
+        }
+    }
+}
+
+/// One audit row; ids are optional and `detail` must hold nothing secret.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry<'a> {
+    pub registration_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub detail: Option<Value>,
+}
+
+pub fn record(
+    conn: &mut DbConn,
+    now: UnixTime,
+    ctx: &AuditContext,
+    event: AuditEvent,
+    entry: AuditEntry<'_>,
+) -> AppResult<()> {
+    let row = db::audit::NewAuditRow {
+        event: event.as_str(),
+        created_at: now,
+        actor: ctx.actor.as_deref(),
+        ip: ctx.ip.as_deref(),
+        registration_id: entry.registration_id,
+        client_id: entry.client_id,
+        user_id: entry.user_id,
+        detail: entry
+            .detail
+            .unwrap_or(Value::Object(Default::default()))
+            .to_string(),
+    };
+    db::audit::insert(conn, &row)?;
+    Ok(())
+}

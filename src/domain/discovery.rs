@@ -1,0 +1,366 @@
+//! Discovery documents, built once from the live configuration: RFC 8414 authorization-server
+//! metadata with the `agent_auth` block, RFC 9728 protected-resource metadata, and `/auth.md`.
+//! Only what the configuration enables is advertised; every URL derives from `server.issuer`.
+
+use askama::Template;
+use serde_json::{json, Map, Value};
+
+use crate::config::{Config, RegistrationMode};
+
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
+pub const ID_JAG_GRANT_PROFILE: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
+/// The `events` member a provider's logout token carries (OpenID Back-Channel Logout).
+pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// The paths authmd serves, relative to the issuer.
+pub mod paths {
+    pub const AUTHORIZE: &str = "/oauth2/authorize";
+    pub const TOKEN: &str = "/oauth2/token";
+    pub const REVOKE: &str = "/oauth2/revoke";
+    pub const INTROSPECT: &str = "/oauth2/introspect";
+    pub const REGISTER: &str = "/oauth2/register";
+    pub const JWKS: &str = "/.well-known/jwks.json";
+    pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
+    pub const PR_METADATA: &str = "/.well-known/oauth-protected-resource";
+    pub const AUTH_MD: &str = "/auth.md";
+    pub const OPENAPI: &str = "/openapi.json";
+    pub const AGENT_AUTH: &str = "/agent/auth";
+    pub const AGENT_CLAIM: &str = "/agent/auth/claim";
+    pub const AGENT_CLAIM_COMPLETE: &str = "/agent/auth/claim/complete";
+    pub const AGENT_REVOKE: &str = "/agent/auth/revoke";
+}
+
+/// The discovery documents, rendered once at start-up (the configuration does not change while
+/// the server runs), so serving them costs no work per request.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub authorization_server: Value,
+    /// `(path, document)`: the bare RFC 9728 path for the default resource, then the
+    /// path-suffixed location of every configured resource that has a path.
+    pub protected_resources: Vec<(String, Value)>,
+    pub auth_md: String,
+}
+
+impl Discovery {
+    pub fn build(config: &Config) -> Self {
+        Self {
+            authorization_server: authorization_server_metadata(config),
+            protected_resources: protected_resource_documents(config),
+            auth_md: render_auth_md(config),
+        }
+    }
+}
+
+fn url(config: &Config, path: &str) -> String {
+    format!("{}{path}", config.server.issuer)
+}
+
+/// Every scope authmd can grant: the OAuth scopes plus the agent scopes, first mention first.
+pub fn scopes_supported(config: &Config) -> Vec<String> {
+    let mut scopes: Vec<String> = Vec::new();
+    for s in config
+        .oauth
+        .scopes
+        .iter()
+        .chain(&config.agent.pre_claim_scopes)
+        .chain(&config.agent.post_claim_scopes)
+    {
+        if !scopes.contains(s) {
+            scopes.push(s.clone());
+        }
+    }
+    scopes
+}
+
+/// Identity types `POST /agent/auth` accepts with this configuration.
+pub fn identity_types(config: &Config) -> Vec<&'static str> {
+    let mut types = Vec::new();
+    if config.agent.anonymous_enabled {
+        types.push("anonymous");
+    }
+    if !assertion_types(config).is_empty() {
+        types.push("identity_assertion");
+    }
+    types
+}
+
+pub fn assertion_types(config: &Config) -> Vec<&'static str> {
+    let mut types = Vec::new();
+    if config.agent.verified_email_enabled {
+        types.push("verified_email");
+    }
+    if !config.agent.trusted_providers.is_empty() {
+        types.push(ID_JAG_TOKEN_TYPE);
+    }
+    types
+}
+
+pub const CREDENTIAL_TYPES: [&str; 3] = ["api_key", "access_token", "identity_assertion"];
+
+fn agent_auth_block(config: &Config) -> Value {
+    let mut block = Map::new();
+    block.insert("skill".into(), json!(url(config, paths::AUTH_MD)));
+    block.insert("register_uri".into(), json!(url(config, paths::AGENT_AUTH)));
+    block.insert("claim_uri".into(), json!(url(config, paths::AGENT_CLAIM)));
+    block.insert(
+        "revocation_uri".into(),
+        json!(url(config, paths::AGENT_REVOKE)),
+    );
+    block.insert(
+        "identity_types_supported".into(),
+        json!(identity_types(config)),
+    );
+    block.insert("credential_types_supported".into(), json!(CREDENTIAL_TYPES));
+    let assertions = assertion_types(config);
+    if !assertions.is_empty() {
+        block.insert("assertion_types_supported".into(), json!(assertions));
+    }
+    // Per-type detail, keyed by identity type.
+    if config.agent.anonymous_enabled {
+        block.insert(
+            "anonymous".into(),
+            json!({
+                "credential_types_supported": CREDENTIAL_TYPES,
+                "scopes": config.agent.pre_claim_scopes,
+                "post_claim_scopes": config.agent.post_claim_scopes,
+            }),
+        );
+    }
+    if !assertions.is_empty() {
+        block.insert(
+            "identity_assertion".into(),
+            json!({
+                "assertion_types_supported": assertions,
+                "credential_types_supported": CREDENTIAL_TYPES,
+            }),
+        );
+    }
+    let events: Vec<&str> = if config.agent.trusted_providers.is_empty() {
+        vec![]
+    } else {
+        vec![LOGOUT_EVENT]
+    };
+    block.insert("events_supported".into(), json!(events));
+    Value::Object(block)
+}
+
+pub fn grant_types_supported(config: &Config) -> Vec<&'static str> {
+    let _ = config;
+    vec![
+        GRANT_AUTHORIZATION_CODE,
+        GRANT_REFRESH_TOKEN,
+        GRANT_CLIENT_CREDENTIALS,
+        GRANT_JWT_BEARER,
+    ]
+}
+
+/// RFC 8414 metadata plus the auth.md `agent_auth` block.
+pub fn authorization_server_metadata(config: &Config) -> Value {
+    let client_auth = ["client_secret_basic", "client_secret_post"];
+    let mut m = Map::new();
+    m.insert("issuer".into(), json!(config.server.issuer));
+    m.insert(
+        "authorization_endpoint".into(),
+        json!(url(config, paths::AUTHORIZE)),
+    );
+    m.insert("token_endpoint".into(), json!(url(config, paths::TOKEN)));
+    m.insert("jwks_uri".into(), json!(url(config, paths::JWKS)));
+    if config.oauth.registration != RegistrationMode::Off {
+        m.insert(
+            "registration_endpoint".into(),
+            json!(url(config, paths::REGISTER)),
+        );
+    }
+    m.insert("scopes_supported".into(), json!(scopes_supported(config)));
+    m.insert("response_types_supported".into(), json!(["code"]));
+    m.insert("response_modes_supported".into(), json!(["query"]));
+    m.insert(
+        "grant_types_supported".into(),
+        json!(grant_types_supported(config)),
+    );
+    m.insert(
+        "token_endpoint_auth_methods_supported".into(),
+        json!(["client_secret_basic", "client_secret_post", "none"]),
+    );
+    m.insert(
+        "revocation_endpoint".into(),
+        json!(url(config, paths::REVOKE)),
+    );
+    m.insert(
+        "revocation_endpoint_auth_methods_supported".into(),
+        json!(["client_secret_basic", "client_secret_post", "none"]),
+    );
+    m.insert(
+        "introspection_endpoint".into(),
+        json!(url(config, paths::INTROSPECT)),
+    );
+    m.insert(
+        "introspection_endpoint_auth_methods_supported".into(),
+        json!(client_auth),
+    );
+    m.insert("code_challenge_methods_supported".into(), json!(["S256"]));
+    m.insert(
+        "authorization_response_iss_parameter_supported".into(),
+        json!(true),
+    );
+    m.insert(
+        "service_documentation".into(),
+        json!(url(config, paths::AUTH_MD)),
+    );
+    m.insert(
+        "client_id_metadata_document_supported".into(),
+        json!(config.oauth.client_id_metadata_documents),
+    );
+    if !config.agent.trusted_providers.is_empty() {
+        m.insert(
+            "authorization_grant_profiles_supported".into(),
+            json!([ID_JAG_GRANT_PROFILE]),
+        );
+    }
+    m.insert("agent_auth".into(), agent_auth_block(config));
+    Value::Object(m)
+}
+
+fn protected_resource_metadata(config: &Config, resource: &str) -> Value {
+    json!({
+        "resource": resource,
+        "authorization_servers": [config.server.issuer],
+        "scopes_supported": scopes_supported(config),
+        "bearer_methods_supported": ["header"],
+    })
+}
+
+/// RFC 9728 §3.1: the document for resource `https://h/p` lives at
+/// `/.well-known/oauth-protected-resource/p`; the default resource is also at the bare path.
+fn protected_resource_documents(config: &Config) -> Vec<(String, Value)> {
+    let default = config.default_resource();
+    let mut docs = vec![(
+        paths::PR_METADATA.to_owned(),
+        protected_resource_metadata(config, default),
+    )];
+    for resource in &config.server.resources {
+        let Ok(parsed) = url::Url::parse(resource) else {
+            continue;
+        };
+        let path = parsed.path().trim_end_matches('/');
+        if path.is_empty() {
+            continue;
+        }
+        let location = format!("{}{path}", paths::PR_METADATA);
+        if !docs.iter().any(|(p, _)| *p == location) {
+            docs.push((location, protected_resource_metadata(config, resource)));
+        }
+    }
+    docs
+}
+
+#[derive(Template)]
+#[template(path = "auth.md")]
+struct AuthMdTemplate<'a> {
+    issuer: &'a str,
+    resource: &'a str,
+    anonymous: bool,
+    verified_email: bool,
+    id_jag: bool,
+    providers: Vec<&'a str>,
+    pre_claim_scopes: String,
+    post_claim_scopes: String,
+    registration_open: bool,
+    claim_ttl_s: i64,
+    assertion_ttl_s: i64,
+}
+
+/// The agent-facing guide, listing only the flows this configuration enables.
+pub fn render_auth_md(config: &Config) -> String {
+    let template = AuthMdTemplate {
+        issuer: &config.server.issuer,
+        resource: config.default_resource(),
+        anonymous: config.agent.anonymous_enabled,
+        verified_email: config.agent.verified_email_enabled,
+        id_jag: !config.agent.trusted_providers.is_empty(),
+        providers: config
+            .agent
+            .trusted_providers
+            .iter()
+            .map(|p| p.issuer.as_str())
+            .collect(),
+        pre_claim_scopes: config.agent.pre_claim_scopes.join(" "),
+        post_claim_scopes: config.agent.post_claim_scopes.join(" "),
+        registration_open: config.oauth.registration != RegistrationMode::Off,
+        claim_ttl_s: config.agent.claim_ttl_s,
+        assertion_ttl_s: config.agent.identity_assertion_ttl_s,
+    };
+    template
+        .render()
+        .expect("auth.md template renders (checked at compile time and by tests)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_urls_derive_from_issuer() {
+        let config =
+            Config::from_toml_overlay("[server]\nissuer = \"https://auth.example.com\"").unwrap();
+        let m = authorization_server_metadata(&config);
+        assert_eq!(m["issuer"], "https://auth.example.com");
+        assert_eq!(m["token_endpoint"], "https://auth.example.com/oauth2/token");
+        assert_eq!(
+            m["agent_auth"]["register_uri"],
+            "https://auth.example.com/agent/auth"
+        );
+        assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+    }
+
+    #[test]
+    fn disabled_flows_are_not_advertised() {
+        let config = Config::from_toml_overlay(
+            "[agent]\nanonymous_enabled = false\nverified_email_enabled = false\n[oauth]\nregistration = \"off\"",
+        )
+        .unwrap();
+        let m = authorization_server_metadata(&config);
+        assert_eq!(m["agent_auth"]["identity_types_supported"], json!([]));
+        assert!(m["agent_auth"].get("anonymous").is_none());
+        assert!(m.get("registration_endpoint").is_none());
+        assert!(m.get("authorization_grant_profiles_supported").is_none());
+        let md = render_auth_md(&config);
+        assert!(!md.contains("\"type\": \"anonymous\""), "{md}");
+        assert!(!md.contains("verified_email"), "{md}");
+    }
+
+    #[test]
+    fn id_jag_advertised_with_trusted_provider() {
+        let config = Config::from_toml_overlay(
+            "[agent]\ntrusted_providers = [{ issuer = \"https://idp.example\", jwks_uri = \"https://idp.example/jwks\" }]",
+        )
+        .unwrap();
+        let m = authorization_server_metadata(&config);
+        assert_eq!(
+            m["authorization_grant_profiles_supported"],
+            json!([ID_JAG_GRANT_PROFILE])
+        );
+        assert!(m["agent_auth"]["assertion_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(ID_JAG_TOKEN_TYPE)));
+        assert!(render_auth_md(&config).contains("https://idp.example"));
+    }
+
+    #[test]
+    fn resource_documents_at_suffixed_paths() {
+        let config = Config::from_toml_overlay(
+            "[server]\nresources = [\"https://api.example.com/v1\", \"https://files.example.com\"]",
+        )
+        .unwrap();
+        let docs = protected_resource_documents(&config);
+        assert_eq!(docs[0].0, "/.well-known/oauth-protected-resource");
+        assert_eq!(docs[0].1["resource"], "https://api.example.com/v1");
+        assert_eq!(docs[1].0, "/.well-known/oauth-protected-resource/v1");
+        assert_eq!(docs.len(), 2);
+    }
+}

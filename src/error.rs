@@ -1,0 +1,185 @@
+//! Errors, by layer.
+//!
+//! - `db/` returns `diesel` and pool errors; they convert into [`AppError::Internal`].
+//! - `domain/` returns [`AppError`]: a [`ProtocolError`] when the caller did something wrong (it
+//!   carries an RFC 6749/7009/7662 or auth.md code and a description safe to show), or an
+//!   internal error whose cause is logged and never shown.
+//! - `http/response.rs` is the one place that maps an [`AppError`] to a status, a JSON body and
+//!   `WWW-Authenticate`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The error codes authmd answers with. The string forms are part of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    // RFC 6749, 7009, 7662, 8707
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    UnsupportedTokenType,
+    /// RFC 6750: a missing or bad bearer credential on a protected endpoint.
+    InvalidToken,
+    InsufficientScope,
+    // RFC 7591
+    InvalidRedirectUri,
+    InvalidClientMetadata,
+    // auth.md
+    AnonymousNotEnabled,
+    VerifiedEmailNotEnabled,
+    IssuerNotEnabled,
+    UnsupportedCredentialType,
+    InvalidSignature,
+    ReplayDetected,
+    InvalidAudience,
+    CredentialExpired,
+    MissingVerifiedEmail,
+    InvalidClaimToken,
+    OtpInvalid,
+    OtpLocked,
+    OtpExpired,
+    ClaimExpired,
+    ClaimSuperseded,
+    PreviouslyClaimed,
+    RateLimited,
+    // HTTP-level
+    IdempotencyKeyReused,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    NotImplemented,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            InvalidClient => "invalid_client",
+            InvalidGrant => "invalid_grant",
+            UnauthorizedClient => "unauthorized_client",
+            UnsupportedGrantType => "unsupported_grant_type",
+            UnsupportedResponseType => "unsupported_response_type",
+            InvalidScope => "invalid_scope",
+            InvalidTarget => "invalid_target",
+            AccessDenied => "access_denied",
+            UnsupportedTokenType => "unsupported_token_type",
+            InvalidToken => "invalid_token",
+            InsufficientScope => "insufficient_scope",
+            InvalidRedirectUri => "invalid_redirect_uri",
+            InvalidClientMetadata => "invalid_client_metadata",
+            AnonymousNotEnabled => "anonymous_not_enabled",
+            VerifiedEmailNotEnabled => "verified_email_not_enabled",
+            IssuerNotEnabled => "issuer_not_enabled",
+            UnsupportedCredentialType => "unsupported_credential_type",
+            InvalidSignature => "invalid_signature",
+            ReplayDetected => "replay_detected",
+            InvalidAudience => "invalid_audience",
+            CredentialExpired => "credential_expired",
+            MissingVerifiedEmail => "missing_verified_email",
+            InvalidClaimToken => "invalid_claim_token",
+            OtpInvalid => "otp_invalid",
+            OtpLocked => "otp_locked",
+            OtpExpired => "otp_expired",
+            ClaimExpired => "claim_expired",
+            ClaimSuperseded => "claim_superseded",
+            PreviouslyClaimed => "previously_claimed",
+            RateLimited => "rate_limited",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            NotImplemented => "not_implemented",
+            ServiceUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+/// A caller-facing protocol error: a code and a description that is safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub description: Cow<'static, str>,
+    /// Seconds to put in `Retry-After` (rate limits, lockouts).
+    pub retry_after: Option<u64>,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+/// Everything a domain function can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Protocol(ProtocolError),
+    /// The pool had no connection in time: 503, the caller may retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an outage. The cause is logged with an id; the caller sees only the id.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn protocol(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self::Protocol(ProtocolError::new(code, description))
+    }
+
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Protocol(p) => Some(p.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for AppError {
+    fn from(e: ProtocolError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<r2d2::Error> for AppError {
+    fn from(e: r2d2::Error) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

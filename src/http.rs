@@ -1,0 +1,100 @@
+//! HTTP: extracts inputs, calls one domain function, maps the result to a response.
+//!
+//! The whole route table is [`configure`], so the HTTP surface fits on one screen. Handlers never
+//! hold protocol logic (that is `domain/`) or run blocking work on a worker (`Db::run`).
+
+pub mod health;
+pub mod middleware;
+pub mod openapi;
+pub mod pending;
+pub mod response;
+pub mod well_known;
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer, Resource};
+
+use crate::domain::discovery::paths;
+use crate::state::AppState;
+
+/// Every route authmd serves.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg
+        // Discovery
+        .service(resource(paths::AS_METADATA).get(well_known::authorization_server))
+        .service(resource(paths::PR_METADATA).get(well_known::protected_resource))
+        .service(
+            resource("/.well-known/oauth-protected-resource/{resource:.*}")
+                .get(well_known::protected_resource),
+        )
+        .service(resource(paths::JWKS).get(well_known::jwks))
+        .service(resource(paths::AUTH_MD).get(well_known::auth_md))
+        .service(resource(paths::OPENAPI).get(openapi::openapi_json))
+        .service(resource("/healthz").get(health::healthz))
+        .service(resource("/readyz").get(health::readyz))
+        // OAuth 2.0
+        .service(resource(paths::AUTHORIZE).get(pending::authorize))
+        .service(resource(paths::TOKEN).post(pending::token))
+        .service(resource(paths::REVOKE).post(pending::revoke))
+        .service(resource(paths::INTROSPECT).post(pending::introspect))
+        .service(resource(paths::REGISTER).post(pending::register))
+        // auth.md agent registration, under both names seen in the wild
+        .service(web::scope("/agent/{kind:auth|identity}").configure(agent_routes))
+        // People and operators
+        .service(resource("/account").get(pending::account))
+        .service(
+            resource("/api/tokens")
+                .get(pending::list_tokens)
+                .post(pending::create_token),
+        )
+        .service(resource("/api/tokens/{id}").delete(pending::delete_token))
+        .service(resource("/admin/{tail:.*}").to(pending::admin));
+}
+
+fn agent_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("").post(pending::agent_auth))
+        .service(resource("/claim").post(pending::agent_claim))
+        .service(resource("/claim/view").get(pending::claim_view))
+        .service(resource("/claim/attempt/challenge").post(pending::claim_challenge))
+        .service(resource("/claim/complete").post(pending::agent_claim_complete))
+        .service(resource("/revoke").post(pending::agent_revoke));
+}
+
+/// A path whose other methods get a JSON 405 (the app-wide default would answer 404).
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(response::method_not_allowed))
+}
+
+/// Starts the HTTP server on `listener` (bound by the caller, so tests can use port 0).
+pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
+    let limit = state.config.server.max_body_bytes;
+    let workers = match state.config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(limit))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(limit)
+                    .error_handler(response::payload_error),
+            )
+            .app_data(
+                web::FormConfig::default()
+                    .limit(limit)
+                    .error_handler(response::payload_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(response::payload_error))
+            .wrap(actix_web::middleware::from_fn(middleware::observe))
+            .configure(configure)
+            .default_service(web::to(response::not_found))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

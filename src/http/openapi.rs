@@ -1,0 +1,65 @@
+//! The OpenAPI 3.1 description, generated from the handlers' annotations.
+
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::server::Server;
+use utoipa::OpenApi;
+
+use super::{health, pending, response, well_known};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "authmd",
+        description = "OAuth 2.0 authorization server with auth.md agent registration"
+    ),
+    paths(
+        well_known::authorization_server,
+        well_known::protected_resource,
+        well_known::jwks,
+        well_known::auth_md,
+        health::healthz,
+        health::readyz,
+        pending::authorize,
+        pending::token,
+        pending::revoke,
+        pending::introspect,
+        pending::register,
+        pending::agent_auth,
+        pending::agent_claim,
+        pending::agent_claim_complete,
+        pending::agent_revoke,
+        pending::list_tokens,
+        pending::create_token,
+        pending::delete_token,
+        openapi_json,
+    ),
+    components(schemas(response::ErrorBody)),
+    tags(
+        (name = "discovery", description = "Metadata every caller starts from"),
+        (name = "oauth", description = "OAuth 2.0 endpoints"),
+        (name = "agents", description = "auth.md agent registration and claim"),
+        (name = "account", description = "Personal tokens"),
+        (name = "operations", description = "Health checks"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document with this deployment's issuer as its server.
+pub fn document(issuer: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.servers = Some(vec![Server::new(issuer)]);
+    doc
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "discovery",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object, content_type = "application/json"))
+)]
+pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(document(&state.config.server.issuer))
+}

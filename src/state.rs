@@ -1,0 +1,86 @@
+//! Everything a request handler needs, built explicitly at start-up: no globals.
+
+use std::sync::{Arc, RwLock};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::db::Db;
+use crate::domain::discovery::Discovery;
+use crate::domain::keys::{self, KeyRing};
+use crate::error::AppResult;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub keys: KeyStore,
+    pub clock: Arc<dyn Clock>,
+    pub discovery: Arc<Discovery>,
+}
+
+impl AppState {
+    /// Connects to nothing: takes an open, migrated database and a clock.
+    pub fn new(config: Config, db: Db, clock: Arc<dyn Clock>) -> AppResult<Self> {
+        let now = clock.now();
+        let ring = {
+            let mut conn = db.get()?;
+            keys::ensure_signing_key(&mut conn, now)?;
+            keys::load_ring(&mut conn, now, &config)?
+        };
+        let discovery = Arc::new(Discovery::build(&config));
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            keys: KeyStore::new(ring),
+            clock,
+            discovery,
+        })
+    }
+
+    pub fn with_system_clock(config: Config, db: Db) -> AppResult<Self> {
+        Self::new(config, db, Arc::new(SystemClock))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Re-reads the keys from the database, so a `keys rotate` run by another process (or
+    /// another instance) is picked up.
+    pub async fn reload_keys(&self) -> AppResult<()> {
+        let config = self.config.clone();
+        let now = self.now();
+        let ring = self
+            .db
+            .run(move |conn| keys::load_ring(conn, now, &config))
+            .await?;
+        self.keys.replace(ring);
+        Ok(())
+    }
+}
+
+/// The current key ring, swapped whole on reload.
+#[derive(Clone)]
+pub struct KeyStore(Arc<RwLock<Arc<KeyRing>>>);
+
+impl KeyStore {
+    pub fn new(ring: KeyRing) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(ring))))
+    }
+
+    pub fn current(&self) -> Arc<KeyRing> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            // A panic while holding the lock cannot leave a half-written Arc behind.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        match self.0.write() {
+            Ok(mut guard) => *guard = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+}

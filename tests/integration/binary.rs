@@ -1,0 +1,292 @@
+//! The `authmd` binary as an operator runs it: start-up with defaults, bad configuration,
+//! migrations, key commands, and what reaches the log.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::harness;
+
+fn authmd(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authmd"));
+    cmd.current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // The harness's own variable is not configuration, but keep the environment clean anyway.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTHMD_") && name.contains("__") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+async fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn assert_one_clean_line(stderr: &str, key: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {stderr}");
+    assert!(lines[0].contains(key), "line should name {key}: {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nbindd = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    // --config after the subcommand, as SPEC allows.
+    let (code, _, stderr) = run(authmd(dir.path()).args(["serve", "--config", "bad.toml"])).await;
+    assert_eq!(code, 2);
+    assert_one_clean_line(&stderr, "server.bindd");
+
+    std::fs::write(
+        dir.path().join("bad2.toml"),
+        "[tokens]\naccess_token_format = \"paseto\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        run(authmd(dir.path()).args(["--config", "bad2.toml", "migrate"])).await;
+    assert_eq!(code, 2);
+    assert_one_clean_line(&stderr, "tokens.access_token_format");
+
+    let (code, _, stderr) = run(authmd(dir.path())
+        .arg("serve")
+        .env("AUTHMD_TOKENS__ACCESS_TOKEN_TTL_S", "soon"))
+    .await;
+    assert_eq!(code, 2);
+    assert_one_clean_line(&stderr, "tokens.access_token_ttl_s");
+
+    let (code, _, stderr) =
+        run(authmd(dir.path()).args(["serve", "--config", "missing.toml"])).await;
+    assert_eq!(code, 2);
+    assert_one_clean_line(&stderr, "missing.toml");
+
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created when the config is bad"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_database_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(authmd(dir.path()).arg("migrate").env(
+        "AUTHMD_DATABASE__URL",
+        "postgres://nobody:pw-must-not-leak@127.0.0.1:1/none",
+    ))
+    .await;
+    assert_eq!(code, 1);
+    assert_one_clean_line(&stderr, "PostgreSQL");
+    assert!(!stderr.contains("pw-must-not-leak"), "{stderr}");
+}
+
+/// `cargo run --release -- serve` on a fresh machine: SQLite under ./data, migrated, a key
+/// generated, HTTP on the configured address. Also: no secret from a request reaches the log.
+#[tokio::test]
+async fn serve_with_defaults_creates_everything_and_logs_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = authmd(dir.path())
+        .arg("serve")
+        .env("AUTHMD_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("AUTHMD_SERVER__ISSUER", &base)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(resp) = client.get(format!("{base}/healthz")).send().await {
+            up = resp.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not come up");
+    assert!(dir.path().join("data/authmd.db").exists());
+    let jwks: Value = client
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    let ready: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["database"], "sqlite");
+
+    let resp = client
+        .post(format!("{base}/oauth2/token?code=ac_querysecret123"))
+        .header("authorization", "Bearer at_headersecret456")
+        .form(&[("client_secret", "cs_formsecret789")])
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error() || resp.status() == 501);
+
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("authmd listening"), "{stderr}");
+    assert!(
+        stderr.contains("/oauth2/token"),
+        "the access log names the path: {stderr}"
+    );
+    for secret in [
+        "ac_querysecret123",
+        "at_headersecret456",
+        "cs_formsecret789",
+        "authorization",
+    ] {
+        assert!(
+            !stderr.to_lowercase().contains(&secret.to_lowercase()),
+            "{secret} leaked: {stderr}"
+        );
+    }
+
+    // A second start reuses the database and the key.
+    let (code, stdout, _) = run(authmd(dir.path()).args(["keys", "list", "--json"])).await;
+    assert_eq!(code, 0);
+    let keys: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(keys[0]["kid"], jwks["keys"][0]["kid"]);
+}
+
+async fn migrate_and_rotate(dir: &Path, db_url: &str) {
+    let (code, stdout, stderr) = run(authmd(dir)
+        .arg("migrate")
+        .env("AUTHMD_DATABASE__URL", db_url))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("1 migration(s) applied"), "{stdout}");
+    let (code, stdout, _) = run(authmd(dir)
+        .arg("migrate")
+        .env("AUTHMD_DATABASE__URL", db_url))
+    .await;
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("0 migration(s) applied"), "{stdout}");
+
+    let (code, stdout, _) = run(authmd(dir)
+        .args(["keys", "list", "--json"])
+        .env("AUTHMD_DATABASE__URL", db_url))
+    .await;
+    assert_eq!(code, 0);
+    let before: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(before.as_array().unwrap().len(), 1);
+    let (code, stdout, _) = run(authmd(dir)
+        .args(["keys", "rotate", "--json"])
+        .env("AUTHMD_DATABASE__URL", db_url))
+    .await;
+    assert_eq!(code, 0);
+    let rotated: Value = serde_json::from_str(&stdout).unwrap();
+    let (_, stdout, _) = run(authmd(dir)
+        .args(["keys", "list", "--json"])
+        .env("AUTHMD_DATABASE__URL", db_url))
+    .await;
+    let after: Value = serde_json::from_str(&stdout).unwrap();
+    let after = after.as_array().unwrap();
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[0]["kid"], rotated["kid"]);
+    assert!(after[0]["retired_at"].is_null());
+    assert_eq!(after[1]["kid"], before[0]["kid"]);
+    assert!(after[1]["retired_at"].is_i64());
+    assert_eq!(
+        after[1]["published"], true,
+        "the retired key still verifies recent tokens"
+    );
+}
+
+#[tokio::test]
+async fn migrate_and_keys_commands_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x/authmd.db").display());
+    migrate_and_rotate(dir.path(), &url).await;
+}
+
+#[tokio::test]
+async fn migrate_and_keys_commands_on_postgres() {
+    if !harness::postgres_enabled() {
+        eprintln!("skipped: {} not set", harness::PG_ENV);
+        return;
+    }
+    let admin = std::env::var(harness::PG_ENV).unwrap();
+    // An empty database, not the migrated template: the command must migrate it itself.
+    let name = format!(
+        "authmd_cli_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut conn = <diesel::PgConnection as diesel::Connection>::establish(&admin).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        &format!("CREATE DATABASE \"{name}\""),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    migrate_and_rotate(dir.path(), &harness::replace_db_name(&admin, &name)).await;
+    let _ = diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    );
+}
+
+#[test]
+fn migrations_have_the_same_names_on_both_backends() {
+    let names = |backend: &str| -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let sqlite = names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, names("postgres"));
+}

@@ -1,0 +1,263 @@
+//! Discovery documents, health and the OpenAPI description, as callers fetch them.
+
+use serde_json::json;
+
+use crate::harness::{Backend, TestApp};
+
+crate::db_tests!(
+    authorization_server_metadata_has_rfc8414_fields,
+    agent_auth_block_follows_configuration,
+    protected_resource_metadata,
+    auth_md_lists_only_enabled_flows,
+    openapi_describes_every_json_endpoint,
+    health_and_readiness,
+);
+
+async fn authorization_server_metadata_has_rfc8414_fields(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let m = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    let issuer = &app.base;
+    assert_eq!(m["issuer"], json!(issuer));
+    for (field, path) in [
+        ("authorization_endpoint", "/oauth2/authorize"),
+        ("token_endpoint", "/oauth2/token"),
+        ("revocation_endpoint", "/oauth2/revoke"),
+        ("introspection_endpoint", "/oauth2/introspect"),
+        ("registration_endpoint", "/oauth2/register"),
+        ("jwks_uri", "/.well-known/jwks.json"),
+    ] {
+        assert_eq!(m[field], json!(format!("{issuer}{path}")), "{field}");
+    }
+    assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(m["response_types_supported"], json!(["code"]));
+    assert_eq!(
+        m["authorization_response_iss_parameter_supported"],
+        json!(true)
+    );
+    let auth_methods = m["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
+    for method in ["client_secret_basic", "client_secret_post", "none"] {
+        assert!(auth_methods.contains(&json!(method)), "{method}");
+    }
+    let grants = m["grant_types_supported"].as_array().unwrap();
+    for grant in [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ] {
+        assert!(grants.contains(&json!(grant)), "{grant}");
+    }
+    assert_eq!(m["scopes_supported"], json!(["api.read", "api.write"]));
+    // Every URL the document names is served by this server.
+    for field in ["jwks_uri", "service_documentation"] {
+        let url = m[field].as_str().unwrap();
+        let resp = app.client.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{field} {url}");
+    }
+}
+
+async fn agent_auth_block_follows_configuration(backend: Backend) {
+    let open = TestApp::start(backend).await;
+    let m = open
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    let block = &m["agent_auth"];
+    let issuer = &open.base;
+    assert_eq!(block["skill"], json!(format!("{issuer}/auth.md")));
+    assert_eq!(block["register_uri"], json!(format!("{issuer}/agent/auth")));
+    assert_eq!(
+        block["claim_uri"],
+        json!(format!("{issuer}/agent/auth/claim"))
+    );
+    assert_eq!(
+        block["revocation_uri"],
+        json!(format!("{issuer}/agent/auth/revoke"))
+    );
+    assert_eq!(
+        block["identity_types_supported"],
+        json!(["anonymous", "identity_assertion"])
+    );
+    assert_eq!(
+        block["anonymous"]["credential_types_supported"],
+        json!(["api_key", "access_token", "identity_assertion"])
+    );
+    assert_eq!(
+        block["identity_assertion"]["assertion_types_supported"],
+        json!(["verified_email"])
+    );
+    assert_eq!(block["events_supported"], json!([]));
+    assert!(m.get("authorization_grant_profiles_supported").is_none());
+
+    // tokens&: nothing agent-initiated; Vectoken-like: a trusted provider and no anonymous.
+    let closed = TestApp::with_config(
+        backend,
+        "[agent]\nanonymous_enabled = false\nverified_email_enabled = false",
+    )
+    .await;
+    let m = closed
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(m["agent_auth"]["identity_types_supported"], json!([]));
+    assert!(m["agent_auth"].get("anonymous").is_none());
+    assert!(m["agent_auth"].get("identity_assertion").is_none());
+
+    let provider = TestApp::with_config(
+        backend,
+        "[agent]\nanonymous_enabled = false\ntrusted_providers = [{ issuer = \"https://agents.example\", jwks_uri = \"https://agents.example/jwks\" }]",
+    )
+    .await;
+    let m = provider
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(
+        m["agent_auth"]["identity_types_supported"],
+        json!(["identity_assertion"])
+    );
+    assert_eq!(
+        m["agent_auth"]["identity_assertion"]["assertion_types_supported"],
+        json!(["verified_email", "urn:ietf:params:oauth:token-type:id-jag"])
+    );
+    assert_eq!(
+        m["authorization_grant_profiles_supported"],
+        json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
+    );
+    assert_eq!(
+        m["agent_auth"]["events_supported"],
+        json!(["http://schemas.openid.net/event/backchannel-logout"])
+    );
+}
+
+async fn protected_resource_metadata(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let m = app.get_json("/.well-known/oauth-protected-resource").await;
+    assert_eq!(
+        m["resource"],
+        json!(app.base),
+        "no resources configured: the issuer is the resource"
+    );
+    assert_eq!(m["authorization_servers"], json!([app.base]));
+    assert_eq!(m["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(m["scopes_supported"], json!(["api.read", "api.write"]));
+
+    let app = TestApp::with_config(
+        backend,
+        "[server]\nresources = [\"https://api.example.com/v1\", \"https://mcp.example.com/mcp\"]",
+    )
+    .await;
+    let m = app.get_json("/.well-known/oauth-protected-resource").await;
+    assert_eq!(m["resource"], "https://api.example.com/v1");
+    let m = app
+        .get_json("/.well-known/oauth-protected-resource/mcp")
+        .await;
+    assert_eq!(m["resource"], "https://mcp.example.com/mcp");
+    let resp = app.get("/.well-known/oauth-protected-resource/nope").await;
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+}
+
+async fn auth_md_lists_only_enabled_flows(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let resp = app.get("/auth.md").await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/markdown"));
+    let md = resp.text().await.unwrap();
+    assert!(
+        md.contains(&format!("POST {}/agent/auth", app.base)),
+        "{md}"
+    );
+    assert!(md.contains("\"type\": \"anonymous\""));
+    assert!(md.contains("verified_email"));
+    assert!(
+        !md.contains("id-jag\""),
+        "no provider configured, no ID-JAG section"
+    );
+    assert!(md.contains("api.read api.write"));
+
+    let app = TestApp::with_config(
+        backend,
+        "[agent]\nanonymous_enabled = false\nverified_email_enabled = false\n[oauth]\nregistration = \"off\"",
+    )
+    .await;
+    let md = app.get("/auth.md").await.text().await.unwrap();
+    assert!(!md.contains("\"type\": \"anonymous\""), "{md}");
+    assert!(!md.contains("verified_email"));
+    assert!(!md.contains("/oauth2/register"));
+    assert!(md.contains("not offered"));
+    assert!(md.contains(&app.base));
+}
+
+async fn openapi_describes_every_json_endpoint(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let doc = app.get_json("/openapi.json").await;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["servers"][0]["url"], json!(app.base));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/.well-known/oauth-authorization-server", "get"),
+        ("/.well-known/oauth-protected-resource", "get"),
+        ("/.well-known/jwks.json", "get"),
+        ("/auth.md", "get"),
+        ("/openapi.json", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/oauth2/authorize", "get"),
+        ("/oauth2/token", "post"),
+        ("/oauth2/revoke", "post"),
+        ("/oauth2/introspect", "post"),
+        ("/oauth2/register", "post"),
+        ("/agent/auth", "post"),
+        ("/agent/auth/claim", "post"),
+        ("/agent/auth/claim/complete", "post"),
+        ("/agent/auth/revoke", "post"),
+        ("/api/tokens", "get"),
+        ("/api/tokens", "post"),
+        ("/api/tokens/{id}", "delete"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    // Every documented path is routed: nothing answers the generic 404.
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let url = app.url(&path.replace("{id}", "x"));
+            let req = match method.as_str() {
+                "get" => app.client.get(url),
+                "post" => app.client.post(url).json(&json!({})),
+                "delete" => app.client.delete(url),
+                other => panic!("unexpected method {other}"),
+            };
+            let resp = req.send().await.unwrap();
+            assert_ne!(
+                resp.status(),
+                404,
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+}
+
+async fn health_and_readiness(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    assert_eq!(app.get_json("/healthz").await["status"], "ok");
+    let ready = app.get_json("/readyz").await;
+    assert_eq!(ready["status"], "ready");
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(ready["database"], expected);
+}

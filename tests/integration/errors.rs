@@ -1,0 +1,152 @@
+//! Bad input gets a clear JSON 4xx, never a 500; every response carries a request id.
+
+use serde_json::{json, Value};
+
+use crate::harness::{Backend, TestApp};
+
+crate::db_tests!(
+    unknown_path_is_json_404,
+    wrong_method_is_json_405,
+    malformed_json_is_invalid_request,
+    oversized_body_is_413,
+    pending_endpoints_answer_json_501,
+    responses_carry_a_request_id,
+);
+
+async fn unknown_path_is_json_404(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let resp = app.get("/no/such/thing?token=secret").await;
+    assert_eq!(resp.status(), 404);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("/no/such/thing"));
+    assert!(
+        !body.to_string().contains("secret"),
+        "the query string is not echoed"
+    );
+}
+
+async fn wrong_method_is_json_405(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let resp = app
+        .client
+        .delete(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+}
+
+async fn malformed_json_is_invalid_request(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let resp = app
+        .client
+        .post(app.url("/agent/auth"))
+        .header("content-type", "application/json")
+        .body("{\"type\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["message"].as_str().unwrap().contains("malformed"),
+        "agent shape: {body}"
+    );
+
+    let resp = app
+        .client
+        .post(app.url("/oauth2/register"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type"),
+        "{body}"
+    );
+}
+
+async fn oversized_body_is_413(backend: Backend) {
+    let app = TestApp::with_config(backend, "[server]\nmax_body_bytes = 2048").await;
+    let big = json!({ "type": "anonymous", "padding": "x".repeat(4096) });
+    let resp = app.post_json("/agent/auth", &big).await;
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+
+    // Without a Content-Length (chunked), the extractor's limit still applies.
+    let chunks: Vec<Result<String, std::io::Error>> = vec![
+        Ok("{\"type\": \"".to_owned()),
+        Ok("y".repeat(4096)),
+        Ok("\"}".to_owned()),
+    ];
+    let resp = app
+        .client
+        .post(app.url("/agent/auth"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let small = app
+        .post_json("/agent/auth", &json!({"type": "anonymous"}))
+        .await;
+    assert_ne!(small.status(), 413);
+}
+
+async fn pending_endpoints_answer_json_501(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let resp = app
+        .post_json("/agent/identity", &json!({"type": "anonymous"}))
+        .await;
+    assert_eq!(resp.status(), 501);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "not_implemented");
+    assert!(
+        body["message"].is_string(),
+        "agent endpoints use the auth.md shape: {body}"
+    );
+    let resp = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 501);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error_description"].is_string(),
+        "OAuth endpoints use the RFC 6749 shape: {body}"
+    );
+}
+
+async fn responses_carry_a_request_id(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let a = app.get("/healthz").await;
+    let b = app.get("/nope").await;
+    let id_a = a.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id_b = b.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id_a.len(), 32);
+    assert_ne!(id_a, id_b);
+}

@@ -1,0 +1,222 @@
+//! `TestApp`: the real server on a free loopback port, against a fresh database, with a clock
+//! the test controls. SQLite gets a file in a temporary directory; PostgreSQL (when
+//! `AUTHMD_TEST_POSTGRES_URL` names a role that may create databases) gets its own database,
+//! copied from a template migrated once per run.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use authmd::clock::FixedClock;
+use authmd::config::Config;
+use authmd::db::Db;
+use authmd::state::AppState;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+pub const PG_ENV: &str = "AUTHMD_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`, also the issuer.
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<FixedClock>,
+    pub state: AppState,
+    handle: actix_web::dev::ServerHandle,
+    _db: DbGuard,
+}
+
+enum DbGuard {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for DbGuard {
+    fn drop(&mut self) {
+        if let DbGuard::Postgres { admin_url, name } = self {
+            if let Ok(mut conn) = PgConnection::establish(admin_url) {
+                let _ =
+                    conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // stop() sends the command at once; nothing needs to wait for it.
+        drop(self.handle.stop(false));
+    }
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self::with_config(backend, "").await
+    }
+
+    /// Starts with `overlay` (TOML) laid over the defaults. `server.issuer` and `database.url`
+    /// are set by the harness.
+    pub async fn with_config(backend: Backend, overlay: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (db_url, guard) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("authmd.db").display());
+                (url, DbGuard::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let admin_url =
+                    std::env::var(PG_ENV).expect("postgres tests need AUTHMD_TEST_POSTGRES_URL");
+                let name = tokio::task::spawn_blocking({
+                    let admin_url = admin_url.clone();
+                    move || fresh_pg_database(&admin_url)
+                })
+                .await
+                .unwrap();
+                (
+                    replace_db_name(&admin_url, &name),
+                    DbGuard::Postgres { admin_url, name },
+                )
+            }
+        };
+        let mut config =
+            Config::from_toml_overlay(overlay).unwrap_or_else(|e| panic!("test config: {e}"));
+        config.server.issuer = base.clone();
+        config.database.url = db_url;
+        config.database.max_connections = 8;
+        config.server.workers = 1;
+        config.validate().unwrap();
+
+        let clock = Arc::new(FixedClock::starting_now());
+        let state = tokio::task::spawn_blocking({
+            let clock = clock.clone();
+            move || {
+                let db = Db::connect(&config).expect("test database opens");
+                db.migrate().expect("migrations run");
+                AppState::new(config, db, clock).expect("state builds")
+            }
+        })
+        .await
+        .unwrap();
+        let server = authmd::http::serve(state.clone(), listener).unwrap();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        Self {
+            base,
+            client,
+            clock,
+            state,
+            handle,
+            _db: guard,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Whether PostgreSQL tests should run.
+pub fn postgres_enabled() -> bool {
+    std::env::var(PG_ENV).is_ok_and(|v| !v.is_empty())
+}
+
+pub fn replace_db_name(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("AUTHMD_TEST_POSTGRES_URL is a URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+/// Creates the per-run template once (migrated), then a fresh copy for one test.
+pub fn fresh_pg_database(admin_url: &str) -> String {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    // CREATE DATABASE … TEMPLATE fails while another copy from the same template is running.
+    static CREATE_LOCK: Mutex<()> = Mutex::new(());
+    let _guard = CREATE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let template = TEMPLATE.get_or_init(|| {
+        let name = format!("authmd_tpl_{}_{}", std::process::id(), rand_suffix());
+        let mut admin =
+            PgConnection::establish(admin_url).expect("connect to AUTHMD_TEST_POSTGRES_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .unwrap();
+        {
+            let mut config = Config::defaults();
+            config.database.url = replace_db_name(admin_url, &name);
+            config.database.max_connections = 1;
+            let db = Db::connect(&config).unwrap();
+            db.migrate().unwrap();
+        }
+        name
+    });
+    let name = format!("authmd_t_{}", rand_suffix());
+    let mut admin = PgConnection::establish(admin_url).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+        ))
+        .unwrap();
+    name
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Generates one `#[tokio::test]` per backend for each named `async fn(Backend)`.
+/// PostgreSQL variants return early (and say so) when `AUTHMD_TEST_POSTGRES_URL` is unset.
+#[macro_export]
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !$crate::harness::postgres_enabled() {
+                        eprintln!("skipped: {} not set", $crate::harness::PG_ENV);
+                        return;
+                    }
+                    super::$name($crate::harness::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

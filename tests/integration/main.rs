@@ -1,0 +1,8 @@
+//! The one integration-test binary: real HTTP against a started server. A module per area.
+
+mod harness;
+
+mod binary;
+mod discovery;
+mod errors;
+mod keys;
