@@ -1,8 +1,10 @@
 //! The `authmd` command line: one file per subcommand under `cli/`.
 
+mod client;
 mod keys;
 mod migrate;
 mod serve;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,12 @@ pub enum Command {
     Serve,
     /// Run pending migrations and exit.
     Migrate,
+    /// OAuth clients.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Human accounts.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -66,6 +74,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve::run(cli.config.as_deref()),
         Command::Migrate => migrate::run(cli.config.as_deref()),
+        Command::Client(cmd) => client::run(cli.config.as_deref(), cmd),
+        Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Keys(cmd) => keys::run(cli.config.as_deref(), cmd),
     };
     match result {

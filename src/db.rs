@@ -5,8 +5,12 @@
 //! (not `MultiConnection::establish`, which tries each backend and hides why one failed).
 
 pub mod audit;
+pub mod clients;
 pub mod keys;
+pub mod oauth;
 pub mod schema;
+pub mod tokens;
+pub mod users;
 
 use std::path::Path;
 use std::time::Duration;
@@ -228,4 +232,19 @@ fn create_parent_dir(path: &Path) -> Result<(), DbSetupError> {
         }
         _ => Ok(()),
     }
+}
+
+/// A transaction that writes. On SQLite it takes the write lock before its first read (a no-op
+/// write), so a read-then-write cannot fail with `SQLITE_BUSY_SNAPSHOT` under concurrency; on
+/// PostgreSQL it is a plain transaction and races are settled by conditional updates.
+pub fn write_tx<T, F>(conn: &mut DbConn, f: F) -> AppResult<T>
+where
+    F: FnOnce(&mut DbConn) -> AppResult<T>,
+{
+    conn.transaction(|conn| {
+        if matches!(conn, DbConn::Sqlite(_)) {
+            conn.batch_execute("UPDATE signing_keys SET alg = alg WHERE 0")?;
+        }
+        f(conn)
+    })
 }

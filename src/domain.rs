@@ -4,6 +4,12 @@
 //! return [`crate::error::AppError`]. Nothing here imports `actix_web` or builds a response.
 
 pub mod audit;
+pub mod clients;
 pub mod discovery;
 pub mod keys;
+pub mod oauth;
+pub mod registration;
+pub mod scope;
 pub mod secrets;
+pub mod tokens;
+pub mod users;

@@ -142,6 +142,10 @@ pub enum AppError {
     /// The pool had no connection in time: 503, the caller may retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A concurrent writer won a conditional update; the transaction rolled back and the
+    /// operation may be retried.
+    #[error("concurrent update")]
+    Conflict,
     /// A bug or an outage. The cause is logged with an id; the caller sees only the id.
     #[error("internal error: {0}")]
     Internal(String),

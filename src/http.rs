@@ -3,11 +3,16 @@
 //! The whole route table is [`configure`], so the HTTP surface fits on one screen. Handlers never
 //! hold protocol logic (that is `domain/`) or run blocking work on a worker (`Db::run`).
 
+pub mod authorize;
+pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod openapi;
+pub mod pages;
 pub mod pending;
+pub mod register;
 pub mod response;
+pub mod token;
 pub mod well_known;
 
 use std::net::TcpListener;
@@ -34,11 +39,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/healthz").get(health::healthz))
         .service(resource("/readyz").get(health::readyz))
         // OAuth 2.0
-        .service(resource(paths::AUTHORIZE).get(pending::authorize))
-        .service(resource(paths::TOKEN).post(pending::token))
-        .service(resource(paths::REVOKE).post(pending::revoke))
-        .service(resource(paths::INTROSPECT).post(pending::introspect))
-        .service(resource(paths::REGISTER).post(pending::register))
+        .service(
+            resource(paths::AUTHORIZE)
+                .get(authorize::authorize)
+                .post(authorize::decide),
+        )
+        .service(resource("/login").post(authorize::login))
+        .service(resource("/logout").post(authorize::logout))
+        .service(resource(paths::TOKEN).post(token::token))
+        .service(resource(paths::REVOKE).post(token::revoke))
+        .service(resource(paths::INTROSPECT).post(token::introspect))
+        .service(resource(paths::REGISTER).post(register::register))
+        .service(
+            resource("/oauth2/register/{client_id}")
+                .get(register::read)
+                .delete(register::delete),
+        )
         // auth.md agent registration, under both names seen in the wild
         .service(web::scope("/agent/{kind:auth|identity}").configure(agent_routes))
         // People and operators

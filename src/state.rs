@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::domain::discovery::Discovery;
 use crate::domain::keys::{self, KeyRing};
+use crate::domain::secrets::constant_time_eq;
 use crate::error::AppResult;
 
 #[derive(Clone)]
@@ -39,6 +40,12 @@ impl AppState {
 
     pub fn with_system_clock(config: Config, db: Db) -> AppResult<Self> {
         Self::new(config, db, Arc::new(SystemClock))
+    }
+
+    /// Whether `presented` is the configured admin token (constant time; never when unset).
+    pub fn admin_token_matches(&self, presented: &str) -> bool {
+        let configured = &self.config.admin.token;
+        !configured.is_empty() && constant_time_eq(configured.as_bytes(), presented.as_bytes())
     }
 
     pub fn now(&self) -> i64 {

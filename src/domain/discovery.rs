@@ -148,13 +148,12 @@ fn agent_auth_block(config: &Config) -> Value {
     Value::Object(block)
 }
 
-pub fn grant_types_supported(config: &Config) -> Vec<&'static str> {
-    let _ = config;
+/// The grants the token endpoint runs. The JWT-bearer grant is listed once it is served.
+pub fn grant_types_supported() -> Vec<&'static str> {
     vec![
         GRANT_AUTHORIZATION_CODE,
         GRANT_REFRESH_TOKEN,
         GRANT_CLIENT_CREDENTIALS,
-        GRANT_JWT_BEARER,
     ]
 }
 
@@ -180,7 +179,7 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
     m.insert("response_modes_supported".into(), json!(["query"]));
     m.insert(
         "grant_types_supported".into(),
-        json!(grant_types_supported(config)),
+        json!(grant_types_supported()),
     );
     m.insert(
         "token_endpoint_auth_methods_supported".into(),

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::server::Server;
 use utoipa::OpenApi;
 
-use super::{health, pending, response, well_known};
+use super::{authorize, health, pending, register, response, token, well_known};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -20,11 +20,13 @@ use crate::state::AppState;
         well_known::auth_md,
         health::healthz,
         health::readyz,
-        pending::authorize,
-        pending::token,
-        pending::revoke,
-        pending::introspect,
-        pending::register,
+        authorize::authorize,
+        token::token,
+        token::revoke,
+        token::introspect,
+        register::register,
+        register::read,
+        register::delete,
         pending::agent_auth,
         pending::agent_claim,
         pending::agent_claim_complete,

@@ -24,41 +24,6 @@ macro_rules! pending_handler {
     };
 }
 
-#[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth",
-    summary = "Authorization endpoint (code flow with PKCE S256)",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn authorize(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
-    summary = "Token endpoint: authorization_code, refresh_token, client_credentials, jwt-bearer",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn token(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
-    summary = "Token revocation (RFC 7009)",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn revoke(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
-    summary = "Token introspection (RFC 7662)",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn introspect(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/oauth2/register", tag = "oauth",
-    summary = "Dynamic client registration (RFC 7591)",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn register(req: HttpRequest, _body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
 #[utoipa::path(post, path = "/agent/auth", tag = "agents",
     summary = "Register an agent (auth.md); alias /agent/identity",
     responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]

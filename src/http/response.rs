@@ -77,7 +77,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match &self.error {
             AppError::Protocol(p) => status_of(p.code),
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Conflict => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +90,14 @@ impl ResponseError for ApiError {
                 let p = ProtocolError::new(
                     ErrorCode::ServiceUnavailable,
                     "the database is busy; retry shortly",
+                )
+                .with_retry_after(1);
+                protocol_response(&p, self.shape)
+            }
+            AppError::Conflict => {
+                let p = ProtocolError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "a concurrent request changed this; retry",
                 )
                 .with_retry_after(1);
                 protocol_response(&p, self.shape)

@@ -1,0 +1,51 @@
+//! Client rows.
+
+use diesel::prelude::*;
+
+use super::schema::clients;
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub secret_prefix: Option<String>,
+    pub is_public: bool,
+    pub redirect_uris: String,
+    pub grant_types: String,
+    pub scope: String,
+    pub can_introspect: bool,
+    pub token_endpoint_auth_method: String,
+    pub application_type: String,
+    pub registration_token_hash: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+pub fn insert(conn: &mut DbConn, row: &ClientRow) -> QueryResult<()> {
+    diesel::insert_into(clients::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<ClientRow>> {
+    clients::table
+        .find(id)
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn all(conn: &mut DbConn) -> QueryResult<Vec<ClientRow>> {
+    clients::table
+        .order(clients::created_at.asc())
+        .select(ClientRow::as_select())
+        .load(conn)
+}
+
+pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    diesel::delete(clients::table.find(id)).execute(conn)
+}

@@ -1,0 +1,167 @@
+//! Grants, access tokens and refresh tokens.
+
+use diesel::prelude::*;
+
+use super::schema::{access_tokens, grants, refresh_tokens};
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = grants)]
+pub struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub scope: String,
+    pub resource: String,
+    pub kind: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = access_tokens)]
+pub struct AccessTokenRow {
+    pub id: String,
+    pub grant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub subject: String,
+    pub user_id: Option<String>,
+    pub scope: String,
+    pub audience: String,
+    pub prefix: String,
+    pub format: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub prefix: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub successor_sealed: Option<Vec<u8>>,
+    pub revoked_at: Option<i64>,
+}
+
+pub fn insert_grant(conn: &mut DbConn, row: &GrantRow) -> QueryResult<()> {
+    diesel::insert_into(grants::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_grant(conn: &mut DbConn, id: &str) -> QueryResult<Option<GrantRow>> {
+    grants::table
+        .find(id)
+        .select(GrantRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Revokes a grant and everything issued under it; returns whether the grant was live.
+pub fn revoke_grant(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
+    let n = diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
+        .set(grants::revoked_at.eq(now))
+        .execute(conn)?;
+    // Access tokens carry their own revoked_at so introspection stays one row read.
+    diesel::update(
+        access_tokens::table
+            .filter(access_tokens::grant_id.eq(id))
+            .filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(now))
+    .execute(conn)?;
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::grant_id.eq(id))
+            .filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn insert_access_token(conn: &mut DbConn, row: &AccessTokenRow) -> QueryResult<()> {
+    diesel::insert_into(access_tokens::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_access_token(conn: &mut DbConn, id: &str) -> QueryResult<Option<AccessTokenRow>> {
+    access_tokens::table
+        .find(id)
+        .select(AccessTokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn revoke_access_token(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
+    let n = diesel::update(
+        access_tokens::table
+            .find(id)
+            .filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn insert_refresh_token(conn: &mut DbConn, row: &RefreshTokenRow) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(row)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find_refresh_token(conn: &mut DbConn, hash: &str) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .find(hash)
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Marks a refresh token used, storing the sealed successor pair; false if it was used already.
+pub fn mark_refresh_used(
+    conn: &mut DbConn,
+    hash: &str,
+    now: i64,
+    sealed: &[u8],
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        refresh_tokens::table
+            .find(hash)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set((
+        refresh_tokens::used_at.eq(now),
+        refresh_tokens::successor_sealed.eq(sealed),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Revokes every grant and access token of a client (before the client row goes).
+pub fn revoke_client_tokens(conn: &mut DbConn, client_id: &str, now: i64) -> QueryResult<()> {
+    diesel::update(
+        grants::table
+            .filter(grants::client_id.eq(client_id))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(now))
+    .execute(conn)?;
+    diesel::update(
+        access_tokens::table
+            .filter(access_tokens::client_id.eq(client_id))
+            .filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(())
+}

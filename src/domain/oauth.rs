@@ -1,0 +1,363 @@
+//! The authorization endpoint's protocol: validating a request (RFC 6749 §4.1.1, RFC 7636,
+//! RFC 8707, RFC 8252 loopback rule), consent, and issuing the code with an RFC 9207 `iss`.
+//!
+//! Errors before the redirect URI is trusted are shown on a page and never redirected (an
+//! open-redirect would otherwise follow); errors after it go back to the client.
+
+use url::Url;
+
+use crate::clock::UnixTime;
+use crate::config::Config;
+use crate::db::oauth::{CodeRow, ConsentRow};
+use crate::db::{self, write_tx, DbConn};
+use crate::domain::clients::{self, Client};
+use crate::domain::discovery::GRANT_AUTHORIZATION_CODE;
+use crate::domain::scope::Scopes;
+use crate::domain::secrets::{prefix, PlainToken};
+use crate::domain::tokens::{narrow_scopes, resolve_resource};
+use crate::domain::users::{self, User};
+use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
+
+/// The query (or consent form) of an authorization request.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizeParams {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// A request that passed every check.
+#[derive(Debug, Clone)]
+pub struct ValidAuthorize {
+    pub client: Client,
+    pub redirect_uri: String,
+    pub scopes: Scopes,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub resource: String,
+}
+
+#[derive(Debug)]
+pub enum AuthorizeError {
+    /// Show an error page (status 400); never redirect.
+    Page(ProtocolError),
+    /// Send the error back to the client's redirect URI.
+    Redirect(String),
+}
+
+impl From<AppError> for AuthorizeError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Protocol(p) => AuthorizeError::Page(p),
+            other => AuthorizeError::Page(ProtocolError::new(
+                ErrorCode::ServiceUnavailable,
+                other.to_string(),
+            )),
+        }
+    }
+}
+
+/// `redirect_uri` with the response parameters appended (RFC 9207 `iss` always included).
+pub fn redirect_with(
+    redirect_uri: &str,
+    issuer: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+) -> String {
+    let mut url = match Url::parse(redirect_uri) {
+        Ok(url) => url,
+        Err(_) => return redirect_uri.to_owned(),
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        if let Some(state) = state {
+            q.append_pair("state", state);
+        }
+        q.append_pair("iss", issuer);
+    }
+    url.to_string()
+}
+
+/// Validates an authorization request. Needs the database (the client) but changes nothing.
+pub fn validate(
+    conn: &mut DbConn,
+    config: &Config,
+    p: &AuthorizeParams,
+) -> Result<ValidAuthorize, AuthorizeError> {
+    let page = |code, msg: &str| AuthorizeError::Page(ProtocolError::new(code, msg.to_owned()));
+    let client_id = p
+        .client_id
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| page(ErrorCode::InvalidRequest, "client_id is missing"))?;
+    let client = clients::find(conn, client_id)?
+        .ok_or_else(|| page(ErrorCode::InvalidClient, "unknown client_id"))?;
+    let redirect_uri = match p.redirect_uri.as_deref() {
+        Some(requested) => match client.match_redirect(requested) {
+            Some(_) => requested.to_owned(),
+            None => {
+                return Err(page(
+                    ErrorCode::InvalidRequest,
+                    "redirect_uri is not registered for this client",
+                ))
+            }
+        },
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => return Err(page(ErrorCode::InvalidRequest, "redirect_uri is required")),
+    };
+
+    // From here on the redirect URI is trusted: errors go back to the client.
+    let state = p.state.clone();
+    let back = |code: ErrorCode, msg: &str| {
+        AuthorizeError::Redirect(redirect_with(
+            &redirect_uri,
+            &config.server.issuer,
+            &[("error", code.as_str()), ("error_description", msg)],
+            state.as_deref(),
+        ))
+    };
+    match p.response_type.as_deref() {
+        Some("code") => {}
+        Some(_) => {
+            return Err(back(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ))
+        }
+        None => return Err(back(ErrorCode::InvalidRequest, "response_type is missing")),
+    }
+    if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
+        return Err(back(
+            ErrorCode::UnauthorizedClient,
+            "client may not use the authorization code grant",
+        ));
+    }
+    let challenge = match p.code_challenge.as_deref() {
+        Some(c) if !c.is_empty() => c.to_owned(),
+        _ => {
+            return Err(back(
+                ErrorCode::InvalidRequest,
+                "code_challenge is required (PKCE S256)",
+            ))
+        }
+    };
+    match p.code_challenge_method.as_deref() {
+        Some("S256") => {}
+        Some(_) => {
+            return Err(back(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256",
+            ))
+        }
+        // RFC 7636 defaults a missing method to plain, which authmd refuses.
+        None => {
+            return Err(back(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256",
+            ))
+        }
+    }
+    // S256 challenges are 43 base64url characters.
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(back(
+            ErrorCode::InvalidRequest,
+            "code_challenge is not a base64url SHA-256",
+        ));
+    }
+    let scopes = match narrow_scopes(p.scope.as_deref(), &client.scopes()) {
+        Ok(s) => s,
+        Err(e) => return Err(back(ErrorCode::InvalidScope, &e.to_string())),
+    };
+    let resource = match resolve_resource(config, p.resource.as_deref()) {
+        Ok(r) => r,
+        Err(_) => return Err(back(ErrorCode::InvalidTarget, "unknown resource")),
+    };
+    Ok(ValidAuthorize {
+        client,
+        redirect_uri,
+        scopes,
+        state,
+        code_challenge: challenge,
+        resource,
+    })
+}
+
+/// Whether the user already consented to at least these scopes for this client.
+pub fn has_consent(conn: &mut DbConn, user_id: &str, req: &ValidAuthorize) -> AppResult<bool> {
+    Ok(
+        db::oauth::find_consent(conn, user_id, &req.client.client_id)?
+            .and_then(|c| Scopes::parse(&c.scope))
+            .is_some_and(|granted| req.scopes.is_subset(&granted)),
+    )
+}
+
+/// Records consent (widening any earlier one) and issues a code; returns the redirect URL.
+pub fn approve(
+    conn: &mut DbConn,
+    config: &Config,
+    now: UnixTime,
+    user_id: &str,
+    req: &ValidAuthorize,
+    remember: bool,
+) -> AppResult<String> {
+    let code = PlainToken::generate(prefix::AUTH_CODE);
+    write_tx(conn, |conn| {
+        if remember {
+            let mut scopes: Vec<String> = req.scopes.iter().map(str::to_owned).collect();
+            if let Some(previous) = db::oauth::find_consent(conn, user_id, &req.client.client_id)? {
+                scopes.extend(
+                    previous
+                        .scope
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            db::oauth::put_consent(
+                conn,
+                &ConsentRow {
+                    user_id: user_id.to_owned(),
+                    client_id: req.client.client_id.clone(),
+                    scope: Scopes::from_list(&scopes).to_string(),
+                    granted_at: now,
+                },
+            )?;
+        }
+        db::oauth::insert_code(
+            conn,
+            &CodeRow {
+                code_hash: code.hash().as_str().to_owned(),
+                client_id: req.client.client_id.clone(),
+                user_id: user_id.to_owned(),
+                redirect_uri: req.redirect_uri.clone(),
+                scope: req.scopes.to_string(),
+                resource: req.resource.clone(),
+                code_challenge: req.code_challenge.clone(),
+                created_at: now,
+                expires_at: now + config.tokens.authorization_code_ttl_s,
+                used_at: None,
+                grant_id: None,
+            },
+        )
+        .map_err(AppError::from)
+    })?;
+    Ok(redirect_with(
+        &req.redirect_uri,
+        &config.server.issuer,
+        &[("code", code.expose())],
+        req.state.as_deref(),
+    ))
+}
+
+/// The redirect for a user who said no.
+pub fn deny(config: &Config, req: &ValidAuthorize) -> String {
+    redirect_with(
+        &req.redirect_uri,
+        &config.server.issuer,
+        &[
+            ("error", "access_denied"),
+            ("error_description", "the user denied the request"),
+        ],
+        req.state.as_deref(),
+    )
+}
+
+/// What the authorization endpoint does next for a valid request.
+#[derive(Debug)]
+pub enum AuthorizeStep {
+    /// Nobody is signed in: show the login form.
+    Login,
+    /// Signed in, consent needed: show the consent form.
+    Consent(Box<ValidAuthorize>, User),
+    /// Already consented: redirect with a code.
+    Redirect(String),
+}
+
+/// `GET /oauth2/authorize`: validate, then decide between login, consent and an immediate code.
+pub fn begin(
+    conn: &mut DbConn,
+    config: &Config,
+    now: UnixTime,
+    params: &AuthorizeParams,
+    session: Option<&str>,
+) -> Result<AuthorizeStep, AuthorizeError> {
+    let req = validate(conn, config, params)?;
+    let user = match session {
+        Some(cookie) => users::session_user(conn, now, cookie)?,
+        None => None,
+    };
+    let Some(user) = user else {
+        return Ok(AuthorizeStep::Login);
+    };
+    if has_consent(conn, &user.id, &req)? {
+        return Ok(AuthorizeStep::Redirect(approve(
+            conn, config, now, &user.id, &req, false,
+        )?));
+    }
+    Ok(AuthorizeStep::Consent(Box::new(req), user))
+}
+
+/// `POST /oauth2/authorize`: the user's answer on the consent form.
+pub fn decide(
+    conn: &mut DbConn,
+    config: &Config,
+    now: UnixTime,
+    params: &AuthorizeParams,
+    session: Option<&str>,
+    allow: bool,
+) -> Result<String, AuthorizeError> {
+    let req = validate(conn, config, params)?;
+    let user = match session {
+        Some(cookie) => users::session_user(conn, now, cookie)?,
+        None => None,
+    };
+    let Some(user) = user else {
+        return Err(AuthorizeError::Page(ProtocolError::new(
+            ErrorCode::AccessDenied,
+            "your session has ended; start again from the application",
+        )));
+    };
+    if allow {
+        Ok(approve(conn, config, now, &user.id, &req, true)?)
+    } else {
+        Ok(deny(config, &req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_carries_state_and_iss() {
+        let url = redirect_with(
+            "https://app.example/cb?x=1",
+            "https://as.example",
+            &[("code", "ac_1")],
+            Some("s t"),
+        );
+        let parsed = Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("x".into(), "1".into()),
+                ("code".into(), "ac_1".into()),
+                ("state".into(), "s t".into()),
+                ("iss".into(), "https://as.example".into()),
+            ]
+        );
+    }
+}

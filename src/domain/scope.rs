@@ -1,0 +1,85 @@
+//! Scope sets (RFC 6749 §3.3): space-separated, order-insensitive, compared as sets.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::config::is_scope_token;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Parses a `scope` parameter; `None` if a token is malformed.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut set = BTreeSet::new();
+        for token in s.split(' ').filter(|t| !t.is_empty()) {
+            if !is_scope_token(token) {
+                return None;
+            }
+            set.insert(token.to_owned());
+        }
+        Some(Self(set))
+    }
+
+    pub fn from_list<S: AsRef<str>>(list: &[S]) -> Self {
+        Self(list.iter().map(|s| s.as_ref().to_owned()).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn is_subset(&self, other: &Scopes) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// The scopes of `self` not in `other`, for error messages.
+    pub fn missing_from(&self, other: &Scopes) -> String {
+        self.0
+            .difference(&other.0)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let joined = self
+            .0
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        f.write_str(&joined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_dedups_and_sorts() {
+        let s = Scopes::parse("b a  b").unwrap();
+        assert_eq!(s.to_string(), "a b");
+        assert!(Scopes::parse("a\"b").is_none());
+        assert!(Scopes::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn subset() {
+        let all = Scopes::parse("a b c").unwrap();
+        assert!(Scopes::parse("a c").unwrap().is_subset(&all));
+        assert!(!Scopes::parse("a d").unwrap().is_subset(&all));
+        assert_eq!(Scopes::parse("a d").unwrap().missing_from(&all), "d");
+    }
+}

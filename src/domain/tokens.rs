@@ -1,0 +1,851 @@
+//! Tokens: the grants of the token endpoint, refresh rotation with a grace window, revocation
+//! (RFC 7009) and introspection (RFC 7662).
+//!
+//! Every token belongs to a grant (what one authorization produced). Replaying a code or
+//! reusing a rotated refresh token after the grace window revokes the grant, and with it every
+//! access and refresh token issued under it. Access tokens carry their own `revoked_at`, so
+//! introspection is one primary-key read.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use ring::aead;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::UnixTime;
+use crate::config::{AccessTokenFormat, Config};
+use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
+use crate::db::{self, write_tx, DbConn};
+use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::clients::{self, Client, ClientAuth};
+use crate::domain::discovery::{
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
+};
+use crate::domain::keys::KeyRing;
+use crate::domain::scope::Scopes;
+use crate::domain::secrets::{
+    constant_time_eq, prefix, random_bytes, random_id, HashedToken, PlainToken,
+};
+use crate::error::{AppError, AppResult, ErrorCode};
+
+/// What every issuing function needs besides the connection.
+pub struct TokenContext<'a> {
+    pub config: &'a Config,
+    pub keys: &'a KeyRing,
+    pub now: UnixTime,
+    pub audit: &'a AuditContext,
+}
+
+/// RFC 6749 §5.1 successful response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+fn invalid_grant(msg: &'static str) -> AppError {
+    AppError::protocol(ErrorCode::InvalidGrant, msg)
+}
+
+/// The audience for a request's `resource` (RFC 8707): one of the configured resources, or
+/// the default one when none is named.
+pub fn resolve_resource(config: &Config, requested: Option<&str>) -> AppResult<String> {
+    match requested {
+        None | Some("") => Ok(config.default_resource().to_owned()),
+        Some(r) => {
+            let known = if config.server.resources.is_empty() {
+                r == config.server.issuer
+            } else {
+                config.server.resources.iter().any(|k| k == r)
+            };
+            if known {
+                Ok(r.to_owned())
+            } else {
+                Err(AppError::protocol(
+                    ErrorCode::InvalidTarget,
+                    format!("unknown resource {r:?}"),
+                ))
+            }
+        }
+    }
+}
+
+/// The scopes a request may have: the requested subset of what is allowed, or all of it.
+pub fn narrow_scopes(requested: Option<&str>, allowed: &Scopes) -> AppResult<Scopes> {
+    match requested {
+        None => Ok(allowed.clone()),
+        Some(s) => {
+            let scopes = Scopes::parse(s)
+                .ok_or_else(|| AppError::protocol(ErrorCode::InvalidScope, "scope is malformed"))?;
+            if scopes.is_subset(allowed) {
+                Ok(if scopes.is_empty() {
+                    allowed.clone()
+                } else {
+                    scopes
+                })
+            } else {
+                Err(AppError::protocol(
+                    ErrorCode::InvalidScope,
+                    format!("scope not allowed: {}", scopes.missing_from(allowed)),
+                ))
+            }
+        }
+    }
+}
+
+/// Who a token speaks for.
+struct Subject<'a> {
+    grant_id: Option<&'a str>,
+    client_id: &'a str,
+    user_id: Option<&'a str>,
+    scope: &'a str,
+    audience: &'a str,
+}
+
+/// RFC 9068 access-token claims.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    client_id: String,
+    scope: String,
+}
+
+fn mint_access(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    s: &Subject<'_>,
+) -> AppResult<(String, i64)> {
+    let ttl = ctx.config.tokens.access_token_ttl_s;
+    let subject = s.user_id.unwrap_or(s.client_id);
+    let (token, id, prefix_shown, format) = match ctx.config.tokens.access_token_format {
+        AccessTokenFormat::Opaque => {
+            let t = PlainToken::generate(prefix::ACCESS_TOKEN);
+            let id = t.hash().as_str().to_owned();
+            let shown = t.display_prefix();
+            (t.into_string(), id, shown, "opaque")
+        }
+        AccessTokenFormat::Jwt => {
+            let jti = random_id("");
+            let claims = AccessClaims {
+                iss: ctx.config.server.issuer.clone(),
+                sub: subject.to_owned(),
+                aud: s.audience.to_owned(),
+                exp: ctx.now + ttl,
+                iat: ctx.now,
+                jti: jti.clone(),
+                client_id: s.client_id.to_owned(),
+                scope: s.scope.to_owned(),
+            };
+            let mut header = Header::new(Algorithm::ES256);
+            header.typ = Some("at+jwt".to_owned());
+            header.kid = Some(ctx.keys.signer.kid.clone());
+            let jwt = jsonwebtoken::encode(&header, &claims, &ctx.keys.signer.encoding)
+                .map_err(|e| AppError::internal(format!("signing access token: {e}")))?;
+            let shown = format!("jwt:{}", &jti[..8]);
+            (jwt, jti, shown, "jwt")
+        }
+    };
+    db::tokens::insert_access_token(
+        conn,
+        &AccessTokenRow {
+            id,
+            grant_id: s.grant_id.map(str::to_owned),
+            client_id: Some(s.client_id.to_owned()),
+            subject: subject.to_owned(),
+            user_id: s.user_id.map(str::to_owned),
+            scope: s.scope.to_owned(),
+            audience: s.audience.to_owned(),
+            prefix: prefix_shown,
+            format: format.to_owned(),
+            issued_at: ctx.now,
+            expires_at: ctx.now + ttl,
+            revoked_at: None,
+        },
+    )?;
+    Ok((token, ttl))
+}
+
+fn mint_refresh(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    grant_id: &str,
+) -> AppResult<PlainToken> {
+    let token = PlainToken::generate(prefix::REFRESH_TOKEN);
+    db::tokens::insert_refresh_token(
+        conn,
+        &RefreshTokenRow {
+            token_hash: token.hash().as_str().to_owned(),
+            grant_id: grant_id.to_owned(),
+            prefix: token.display_prefix(),
+            issued_at: ctx.now,
+            expires_at: ctx.now + ctx.config.tokens.refresh_token_ttl_s,
+            used_at: None,
+            successor_sealed: None,
+            revoked_at: None,
+        },
+    )?;
+    Ok(token)
+}
+
+/// Issues an access token (and a refresh token when the client may refresh) under `grant`.
+fn issue_for_grant(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    grant: &GrantRow,
+    scope: &str,
+    with_refresh: bool,
+) -> AppResult<TokenResponse> {
+    let (access_token, expires_in) = mint_access(
+        conn,
+        ctx,
+        &Subject {
+            grant_id: Some(&grant.id),
+            client_id: &grant.client_id,
+            user_id: grant.user_id.as_deref(),
+            scope,
+            audience: &grant.resource,
+        },
+    )?;
+    let refresh_token = if with_refresh {
+        Some(mint_refresh(conn, ctx, &grant.id)?.into_string())
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in,
+        scope: scope.to_owned(),
+        refresh_token,
+    })
+}
+
+fn audit_token(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    event: AuditEvent,
+    client_id: &str,
+    user_id: Option<&str>,
+    detail: serde_json::Value,
+) -> AppResult<()> {
+    audit::record(
+        conn,
+        ctx.now,
+        ctx.audit,
+        event,
+        AuditEntry {
+            client_id: Some(client_id),
+            user_id,
+            detail: Some(detail),
+            ..Default::default()
+        },
+    )
+}
+
+/// RFC 7636 §4.1: 43–128 characters of the unreserved set.
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// BASE64URL(SHA256(verifier)), the S256 transform.
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+/// `grant_type=authorization_code`.
+pub fn exchange_code(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    code: &str,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> AppResult<TokenResponse> {
+    if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
+        return Err(AppError::protocol(
+            ErrorCode::UnauthorizedClient,
+            "client may not use authorization_code",
+        ));
+    }
+    let verifier = verifier.ok_or_else(|| {
+        AppError::protocol(ErrorCode::InvalidRequest, "code_verifier is required")
+    })?;
+    let code_hash = HashedToken::of(code);
+    let grant_id = random_id("gr_");
+    // The replay branch must persist the revocation before answering invalid_grant, so it
+    // returns its error as a value inside a committed transaction.
+    let outcome = write_tx(conn, |conn| -> AppResult<AppResult<TokenResponse>> {
+        let Some(row) = db::oauth::find_code(conn, code_hash.as_str())? else {
+            return Ok(Err(invalid_grant("authorization code is invalid")));
+        };
+        if row.used_at.is_some() {
+            if let Some(first) = &row.grant_id {
+                db::tokens::revoke_grant(conn, first, ctx.now)?;
+            }
+            audit_token(
+                conn,
+                ctx,
+                AuditEvent::CodeReuseDetected,
+                &row.client_id,
+                Some(&row.user_id),
+                json!({ "grant_id": row.grant_id }),
+            )?;
+            return Ok(Err(invalid_grant(
+                "authorization code was already used; the tokens issued from it are revoked",
+            )));
+        }
+        if row.client_id != client.client_id {
+            return Ok(Err(invalid_grant(
+                "authorization code was issued to another client",
+            )));
+        }
+        if row.expires_at <= ctx.now {
+            return Ok(Err(invalid_grant("authorization code has expired")));
+        }
+        let redirect_ok = match redirect_uri {
+            Some(uri) => uri == row.redirect_uri,
+            None => client.redirect_uris.len() == 1 && client.redirect_uris[0] == row.redirect_uri,
+        };
+        if !redirect_ok {
+            return Ok(Err(invalid_grant(
+                "redirect_uri does not match the authorization request",
+            )));
+        }
+        if !valid_verifier(verifier)
+            || !constant_time_eq(s256(verifier).as_bytes(), row.code_challenge.as_bytes())
+        {
+            return Ok(Err(invalid_grant(
+                "code_verifier does not match the code_challenge",
+            )));
+        }
+        if !db::oauth::mark_code_used(conn, code_hash.as_str(), ctx.now, &grant_id)? {
+            return Ok(Err(invalid_grant("authorization code was already used")));
+        }
+        let grant = GrantRow {
+            id: grant_id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: Some(row.user_id.clone()),
+            scope: row.scope.clone(),
+            resource: row.resource.clone(),
+            kind: GRANT_AUTHORIZATION_CODE.to_owned(),
+            created_at: ctx.now,
+            revoked_at: None,
+        };
+        db::tokens::insert_grant(conn, &grant)?;
+        let response = issue_for_grant(
+            conn,
+            ctx,
+            &grant,
+            &row.scope,
+            client.allows_grant(GRANT_REFRESH_TOKEN),
+        )?;
+        audit_token(
+            conn,
+            ctx,
+            AuditEvent::TokenIssued,
+            &client.client_id,
+            Some(&row.user_id),
+            json!({ "grant_type": GRANT_AUTHORIZATION_CODE, "grant_id": grant.id, "scope": row.scope }),
+        )?;
+        Ok(Ok(response))
+    })?;
+    outcome
+}
+
+/// `grant_type=client_credentials`: the client acts for itself; no refresh token.
+pub fn client_credentials(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    scope: Option<&str>,
+    resource: Option<&str>,
+) -> AppResult<TokenResponse> {
+    if client.is_public || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
+        return Err(AppError::protocol(
+            ErrorCode::UnauthorizedClient,
+            "client may not use client_credentials",
+        ));
+    }
+    let scopes = narrow_scopes(scope, &client.scopes())?.to_string();
+    let audience = resolve_resource(ctx.config, resource)?;
+    write_tx(conn, |conn| {
+        let (access_token, expires_in) = mint_access(
+            conn,
+            ctx,
+            &Subject {
+                grant_id: None,
+                client_id: &client.client_id,
+                user_id: None,
+                scope: &scopes,
+                audience: &audience,
+            },
+        )?;
+        audit_token(
+            conn,
+            ctx,
+            AuditEvent::TokenIssued,
+            &client.client_id,
+            None,
+            json!({ "grant_type": GRANT_CLIENT_CREDENTIALS, "scope": scopes }),
+        )?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in,
+            scope: scopes.clone(),
+            refresh_token: None,
+        })
+    })
+}
+
+/// The key that seals a rotated token's successor: derived from the presented refresh token,
+/// which only its holder knows, so the stored successor is unreadable without it.
+fn grace_key(presented: &str) -> aead::LessSafeKey {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("authmd refresh grace v1\0{presented}").as_bytes(),
+    );
+    let key = aead::UnboundKey::new(&aead::AES_256_GCM, digest.as_ref()).expect("32-byte key");
+    aead::LessSafeKey::new(key)
+}
+
+fn seal(presented: &str, response: &TokenResponse) -> AppResult<Vec<u8>> {
+    let nonce_bytes: [u8; 12] = random_bytes()[..12].try_into().expect("12 bytes");
+    let mut data = serde_json::to_vec(response).map_err(AppError::internal)?;
+    grace_key(presented)
+        .seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce_bytes),
+            aead::Aad::empty(),
+            &mut data,
+        )
+        .map_err(|_| AppError::internal("sealing refresh successor failed"))?;
+    let mut out = nonce_bytes.to_vec();
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+fn open(presented: &str, sealed: &[u8]) -> Option<TokenResponse> {
+    if sealed.len() < 12 + aead::AES_256_GCM.tag_len() {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(12);
+    let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = rest.to_vec();
+    let plain = grace_key(presented)
+        .open_in_place(nonce, aead::Aad::empty(), &mut data)
+        .ok()?;
+    serde_json::from_slice(plain).ok()
+}
+
+/// `grant_type=refresh_token`: rotates on every use. A token presented again within
+/// `tokens.refresh_grace_s` gets the same new pair; later, reuse revokes the whole grant.
+pub fn refresh(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    presented: &str,
+    scope: Option<&str>,
+) -> AppResult<TokenResponse> {
+    if !client.allows_grant(GRANT_REFRESH_TOKEN) {
+        return Err(AppError::protocol(
+            ErrorCode::UnauthorizedClient,
+            "client may not use refresh_token",
+        ));
+    }
+    let hash = HashedToken::of(presented);
+    // A concurrent rotation on PostgreSQL makes the conditional update lose; the second try
+    // then sees the token as used and takes the grace path.
+    for _ in 0..2 {
+        let outcome = write_tx(conn, |conn| -> AppResult<AppResult<TokenResponse>> {
+            let Some(row) = db::tokens::find_refresh_token(conn, hash.as_str())? else {
+                return Ok(Err(invalid_grant("refresh token is invalid")));
+            };
+            let grant = db::tokens::find_grant(conn, &row.grant_id)?
+                .ok_or_else(|| invalid_grant("refresh token is invalid"))?;
+            if grant.client_id != client.client_id {
+                return Ok(Err(invalid_grant(
+                    "refresh token was issued to another client",
+                )));
+            }
+            if row.revoked_at.is_some() || grant.revoked_at.is_some() {
+                return Ok(Err(invalid_grant("refresh token has been revoked")));
+            }
+            if let Some(used_at) = row.used_at {
+                let within_grace = ctx.now - used_at <= ctx.config.tokens.refresh_grace_s;
+                if within_grace {
+                    if let Some(previous) = row
+                        .successor_sealed
+                        .as_deref()
+                        .and_then(|s| open(presented, s))
+                    {
+                        return Ok(Ok(previous));
+                    }
+                }
+                db::tokens::revoke_grant(conn, &grant.id, ctx.now)?;
+                audit_token(
+                    conn,
+                    ctx,
+                    AuditEvent::RefreshReuseDetected,
+                    &grant.client_id,
+                    grant.user_id.as_deref(),
+                    json!({ "grant_id": grant.id, "token_prefix": row.prefix }),
+                )?;
+                return Ok(Err(invalid_grant(
+                    "refresh token was already used; the grant is revoked",
+                )));
+            }
+            if row.expires_at <= ctx.now {
+                return Ok(Err(invalid_grant("refresh token has expired")));
+            }
+            let granted = Scopes::parse(&grant.scope).unwrap_or_default();
+            let scopes = narrow_scopes(scope, &granted)?.to_string();
+            let response = issue_for_grant(conn, ctx, &grant, &scopes, true)?;
+            if !db::tokens::mark_refresh_used(
+                conn,
+                hash.as_str(),
+                ctx.now,
+                &seal(presented, &response)?,
+            )? {
+                // Lost a race: undo what this attempt issued and look again.
+                return Err(AppError::Conflict);
+            }
+            audit_token(
+                conn,
+                ctx,
+                AuditEvent::TokenRefreshed,
+                &grant.client_id,
+                grant.user_id.as_deref(),
+                json!({ "grant_id": grant.id, "scope": scopes }),
+            )?;
+            Ok(Ok(response))
+        });
+        match outcome {
+            Ok(result) => return result,
+            Err(AppError::Conflict) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(invalid_grant("refresh token was used concurrently; retry"))
+}
+
+/// The parameters of a token request that the grants read.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub grant_type: String,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+}
+
+fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::protocol(ErrorCode::InvalidRequest, format!("{name} is required")))
+}
+
+/// `POST /oauth2/token`: authenticates the client, then runs the requested grant.
+pub fn token_request(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    auth: &ClientAuth,
+    req: &TokenRequest,
+) -> AppResult<TokenResponse> {
+    let client = clients::authenticate(conn, auth)?;
+    match req.grant_type.as_str() {
+        GRANT_AUTHORIZATION_CODE => exchange_code(
+            conn,
+            ctx,
+            &client,
+            required(&req.code, "code")?,
+            req.redirect_uri.as_deref(),
+            req.code_verifier.as_deref(),
+        ),
+        GRANT_REFRESH_TOKEN => refresh(
+            conn,
+            ctx,
+            &client,
+            required(&req.refresh_token, "refresh_token")?,
+            req.scope.as_deref(),
+        ),
+        GRANT_CLIENT_CREDENTIALS => client_credentials(
+            conn,
+            ctx,
+            &client,
+            req.scope.as_deref(),
+            req.resource.as_deref(),
+        ),
+        "" => Err(AppError::protocol(
+            ErrorCode::InvalidRequest,
+            "grant_type is required",
+        )),
+        other => Err(AppError::protocol(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {other:?} is not supported"),
+        )),
+    }
+}
+
+/// RFC 7662 answer. Inactive tokens answer `{"active": false}` only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+impl Introspection {
+    pub fn inactive() -> Self {
+        Self::default()
+    }
+}
+
+/// Checks a JWT access token's signature, type and issuer; returns its `jti`.
+fn verify_access_jwt(config: &Config, keys: &KeyRing, token: &str) -> Option<String> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
+        return None;
+    }
+    let key = keys.find(header.kid.as_deref()?)?;
+    let mut validation = Validation::new(Algorithm::ES256);
+    // Expiry is judged against the injected clock from the stored row, not the system clock.
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    validation.set_issuer(&[&config.server.issuer]);
+    let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation).ok()?;
+    Some(data.claims.jti)
+}
+
+/// The stored access-token row a presented token refers to, if any.
+fn find_access(
+    conn: &mut DbConn,
+    config: &Config,
+    keys: &KeyRing,
+    token: &str,
+) -> AppResult<Option<AccessTokenRow>> {
+    if token.starts_with(prefix::ACCESS_TOKEN) {
+        return Ok(db::tokens::find_access_token(
+            conn,
+            HashedToken::of(token).as_str(),
+        )?);
+    }
+    if token.matches('.').count() == 2 {
+        if let Some(jti) = verify_access_jwt(config, keys, token) {
+            return Ok(db::tokens::find_access_token(conn, &jti)?);
+        }
+    }
+    Ok(None)
+}
+
+pub fn introspect(
+    conn: &mut DbConn,
+    config: &Config,
+    keys: &KeyRing,
+    now: UnixTime,
+    token: &str,
+) -> AppResult<Introspection> {
+    if let Some(row) = find_access(conn, config, keys, token)? {
+        if row.revoked_at.is_some() || row.expires_at <= now {
+            return Ok(Introspection::inactive());
+        }
+        return Ok(Introspection {
+            active: true,
+            scope: Some(row.scope),
+            client_id: row.client_id,
+            sub: Some(row.subject),
+            exp: Some(row.expires_at),
+            iat: Some(row.issued_at),
+            token_type: Some("Bearer".to_owned()),
+            aud: Some(row.audience),
+            iss: Some(config.server.issuer.clone()),
+        });
+    }
+    if token.starts_with(prefix::REFRESH_TOKEN) {
+        if let Some(row) = db::tokens::find_refresh_token(conn, HashedToken::of(token).as_str())? {
+            let grant = db::tokens::find_grant(conn, &row.grant_id)?;
+            if let Some(grant) = grant {
+                let live = row.revoked_at.is_none()
+                    && row.used_at.is_none()
+                    && grant.revoked_at.is_none()
+                    && row.expires_at > now;
+                if live {
+                    return Ok(Introspection {
+                        active: true,
+                        scope: Some(grant.scope),
+                        sub: Some(grant.user_id.unwrap_or_else(|| grant.client_id.clone())),
+                        client_id: Some(grant.client_id),
+                        exp: Some(row.expires_at),
+                        iat: Some(row.issued_at),
+                        token_type: Some("refresh_token".to_owned()),
+                        aud: Some(grant.resource),
+                        iss: Some(config.server.issuer.clone()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Introspection::inactive())
+}
+
+/// Who is asking to revoke.
+pub enum Revoker<'a> {
+    /// An authenticated confidential client, or a public client naming itself.
+    Client(&'a Client),
+    /// No client authentication: possession of the token is the only proof.
+    Holder,
+}
+
+/// RFC 7009. Unknown tokens are not an error. A client may revoke only its own tokens; a
+/// confidential client's tokens need that client's authentication.
+pub fn revoke(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    revoker: Revoker<'_>,
+    token: &str,
+) -> AppResult<()> {
+    let may_revoke = |conn: &mut DbConn, owner: Option<&str>| -> AppResult<()> {
+        match (&revoker, owner) {
+            (Revoker::Client(c), Some(owner)) if c.client_id != owner => Err(AppError::protocol(
+                ErrorCode::UnauthorizedClient,
+                "the token was not issued to this client",
+            )),
+            (Revoker::Holder, Some(owner)) => match clients::find(conn, owner)? {
+                Some(c) if !c.is_public => Err(AppError::protocol(
+                    ErrorCode::InvalidClient,
+                    "client authentication is required to revoke this token",
+                )),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    };
+    write_tx(conn, |conn| {
+        if let Some(row) = find_access(conn, ctx.config, ctx.keys, token)? {
+            may_revoke(conn, row.client_id.as_deref())?;
+            if db::tokens::revoke_access_token(conn, &row.id, ctx.now)? {
+                audit::record(
+                    conn,
+                    ctx.now,
+                    ctx.audit,
+                    AuditEvent::TokenRevoked,
+                    AuditEntry {
+                        client_id: row.client_id.as_deref(),
+                        user_id: row.user_id.as_deref(),
+                        detail: Some(
+                            json!({ "token_type": "access_token", "token_prefix": row.prefix }),
+                        ),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            return Ok(());
+        }
+        if token.starts_with(prefix::REFRESH_TOKEN) {
+            if let Some(row) =
+                db::tokens::find_refresh_token(conn, HashedToken::of(token).as_str())?
+            {
+                if let Some(grant) = db::tokens::find_grant(conn, &row.grant_id)? {
+                    may_revoke(conn, Some(&grant.client_id))?;
+                    if db::tokens::revoke_grant(conn, &grant.id, ctx.now)? {
+                        audit::record(
+                            conn,
+                            ctx.now,
+                            ctx.audit,
+                            AuditEvent::TokenRevoked,
+                            AuditEntry {
+                                client_id: Some(&grant.client_id),
+                                user_id: grant.user_id.as_deref(),
+                                detail: Some(
+                                    json!({ "token_type": "refresh_token", "grant_id": grant.id, "token_prefix": row.prefix }),
+                                ),
+                                ..Default::default()
+                            },
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s256_matches_rfc7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        assert!(valid_verifier(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
+        assert!(!valid_verifier("short"));
+        assert!(!valid_verifier(&"a+".repeat(30)));
+    }
+
+    #[test]
+    fn sealed_successor_opens_only_with_the_presented_token() {
+        let response = TokenResponse {
+            access_token: "at_x".into(),
+            token_type: "Bearer".into(),
+            expires_in: 60,
+            scope: "a".into(),
+            refresh_token: Some("rt_y".into()),
+        };
+        let sealed = seal("rt_presented", &response).unwrap();
+        assert_eq!(open("rt_presented", &sealed), Some(response));
+        assert_eq!(open("rt_other", &sealed), None);
+        assert!(!String::from_utf8_lossy(&sealed).contains("at_x"));
+    }
+
+    #[test]
+    fn resources_resolve() {
+        let config =
+            Config::from_toml_overlay("[server]\nresources = [\"https://api.example\"]").unwrap();
+        assert_eq!(
+            resolve_resource(&config, None).unwrap(),
+            "https://api.example"
+        );
+        assert_eq!(
+            resolve_resource(&config, Some("https://api.example")).unwrap(),
+            "https://api.example"
+        );
+        let err = resolve_resource(&config, Some("https://evil.example")).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidTarget));
+    }
+}

@@ -1,0 +1,191 @@
+//! Human accounts and their browser sessions.
+//!
+//! Passwords are argon2id. Login costs one argon2 verification whether or not the email exists,
+//! so response time does not reveal which accounts exist. Callers run these functions on the
+//! blocking pool (`Db::run`), never on an actix worker.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Serialize;
+
+use crate::clock::UnixTime;
+use crate::db::{self, users::SessionRow, users::UserRow, DbConn};
+use crate::domain::secrets::{random_id, HashedToken, PlainToken};
+use crate::error::{AppError, AppResult, ErrorCode};
+
+/// Browser sessions last a working day.
+pub const SESSION_TTL_S: i64 = 12 * 3600;
+const SESSION_PREFIX: &str = "ses_";
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub created_at: UnixTime,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            email: row.email,
+            email_verified: row.email_verified,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Lower-cased, trimmed, and shaped like an address.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let email = email.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let ok = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+    ok.then_some(email)
+}
+
+pub fn hash_password(password: &str) -> AppResult<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::internal(format!("argon2: {e}")))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash of a random password with the same parameters, verified against when the email is
+/// unknown so that path costs what a wrong password costs.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let random = PlainToken::generate("");
+        hash_password(random.expose()).unwrap_or_default()
+    })
+}
+
+pub fn create(conn: &mut DbConn, now: UnixTime, email: &str, password: &str) -> AppResult<User> {
+    let email = normalize_email(email).ok_or_else(|| {
+        AppError::protocol(ErrorCode::InvalidRequest, "email is not a valid address")
+    })?;
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidRequest,
+            format!("password must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if db::users::find_by_email(conn, &email)?.is_some() {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidRequest,
+            "a user with this email exists",
+        ));
+    }
+    let row = UserRow {
+        id: random_id("usr_"),
+        email,
+        password_hash: Some(hash_password(password)?),
+        email_verified: false,
+        created_at: now,
+    };
+    db::users::insert(conn, &row)?;
+    Ok(row.into())
+}
+
+/// The user for these credentials, or `None`; same cost either way.
+pub fn verify_login(conn: &mut DbConn, email: &str, password: &str) -> AppResult<Option<User>> {
+    let row = match normalize_email(email) {
+        Some(email) => db::users::find_by_email(conn, &email)?,
+        None => None,
+    };
+    match row {
+        Some(row) => {
+            let ok = row
+                .password_hash
+                .as_deref()
+                .is_some_and(|h| verify_password(password, h));
+            if row.password_hash.is_none() {
+                verify_password(password, dummy_hash());
+            }
+            Ok(ok.then(|| row.into()))
+        }
+        None => {
+            verify_password(password, dummy_hash());
+            Ok(None)
+        }
+    }
+}
+
+/// Starts a browser session; the returned token is the cookie value (only its hash is stored).
+pub fn start_session(conn: &mut DbConn, now: UnixTime, user_id: &str) -> AppResult<PlainToken> {
+    let token = PlainToken::generate(SESSION_PREFIX);
+    db::users::insert_session(
+        conn,
+        &SessionRow {
+            id_hash: token.hash().as_str().to_owned(),
+            user_id: user_id.to_owned(),
+            created_at: now,
+            expires_at: now + SESSION_TTL_S,
+        },
+    )?;
+    Ok(token)
+}
+
+/// The signed-in user of a session cookie, if the session is live.
+pub fn session_user(conn: &mut DbConn, now: UnixTime, cookie: &str) -> AppResult<Option<User>> {
+    let Some(session) = db::users::find_session(conn, HashedToken::of(cookie).as_str())? else {
+        return Ok(None);
+    };
+    if session.expires_at <= now {
+        return Ok(None);
+    }
+    Ok(db::users::find(conn, &session.user_id)?.map(User::from))
+}
+
+pub fn end_session(conn: &mut DbConn, cookie: &str) -> AppResult<()> {
+    db::users::delete_session(conn, HashedToken::of(cookie).as_str())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized() {
+        assert_eq!(
+            normalize_email(" Ann@Example.COM ").as_deref(),
+            Some("ann@example.com")
+        );
+        assert!(normalize_email("no-at-sign").is_none());
+        assert!(normalize_email("a@b").is_none());
+        assert!(normalize_email("a b@c.d").is_none());
+    }
+
+    #[test]
+    fn argon2id_round_trip() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+}

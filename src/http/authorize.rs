@@ -1,0 +1,324 @@
+//! The authorization endpoint and its pages: login, consent, logout.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::extract::{self, Params, CSRF_COOKIE, SESSION_COOKIE};
+use super::pages::{self, ConsentPage, LoginPage};
+use super::response::ApiError;
+use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
+use crate::domain::users;
+use crate::error::ErrorCode;
+use crate::state::AppState;
+
+/// Where a successful login may send the browser: only back into authmd's own flows.
+fn safe_return_to(path: &str) -> &str {
+    if path.starts_with("/oauth2/authorize?") || path == "/account" {
+        path
+    } else {
+        "/account"
+    }
+}
+
+fn params_of(p: &Params) -> AuthorizeParams {
+    AuthorizeParams {
+        response_type: p.owned("response_type"),
+        client_id: p.owned("client_id"),
+        redirect_uri: p.owned("redirect_uri"),
+        scope: p.owned("scope"),
+        state: p.owned("state"),
+        code_challenge: p.owned("code_challenge"),
+        code_challenge_method: p.owned("code_challenge_method"),
+        resource: p.owned("resource"),
+    }
+}
+
+fn found(location: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+fn error_response(e: AuthorizeError) -> HttpResponse {
+    match e {
+        AuthorizeError::Redirect(url) => found(&url),
+        AuthorizeError::Page(p) => {
+            let status = if p.code == ErrorCode::ServiceUnavailable {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            pages::error_page(status, p.code.as_str(), &p.description)
+        }
+    }
+}
+
+/// Renders a form page, setting the CSRF cookie if the browser has none yet.
+fn with_csrf(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    render: impl FnOnce(&str) -> HttpResponse,
+) -> HttpResponse {
+    let (cookie_value, fresh) = extract::csrf_cookie(req);
+    let mut resp = render(&extract::csrf_token_for(&cookie_value));
+    resp.head_mut().status = status;
+    if fresh {
+        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
+    }
+    resp
+}
+
+fn query_pairs(req: &HttpRequest) -> Result<Params, HttpResponse> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    Params::from_pairs(pairs).map_err(|e| {
+        pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &e.error.to_string(),
+        )
+    })
+}
+
+#[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth",
+    summary = "Authorization endpoint: response_type=code with PKCE S256; answers HTML (login, consent) or a redirect carrying code, state and iss",
+    responses(
+        (status = 200, description = "Login or consent page", body = String, content_type = "text/html"),
+        (status = 302, description = "Redirect to the client with code (or error), state and iss"),
+        (status = 400, description = "Error page: unknown client or redirect URI", body = String, content_type = "text/html"),
+    ))]
+pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let params = match query_pairs(&req) {
+        Ok(p) => params_of(&p),
+        Err(page) => return page,
+    };
+    let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let (config, now) = (state.config.clone(), state.now());
+    let step = {
+        let params = params.clone();
+        state
+            .db
+            .run(move |conn| {
+                Ok(oauth::begin(
+                    conn,
+                    &config,
+                    now,
+                    &params,
+                    session.as_deref(),
+                ))
+            })
+            .await
+    };
+    let step = match step {
+        Ok(step) => step,
+        Err(e) => return error_response(AuthorizeError::from(e)),
+    };
+    match step {
+        Ok(AuthorizeStep::Redirect(url)) => found(&url),
+        Ok(AuthorizeStep::Login) => {
+            let return_to = format!("/oauth2/authorize?{}", req.query_string());
+            with_csrf(&req, &state, StatusCode::OK, |csrf| {
+                pages::render(
+                    StatusCode::OK,
+                    &LoginPage {
+                        csrf_token: csrf,
+                        return_to: &return_to,
+                        email: "",
+                        error: None,
+                    },
+                )
+            })
+        }
+        Ok(AuthorizeStep::Consent(valid, user)) => {
+            let fields: Vec<(&'static str, String)> = [
+                ("response_type", params.response_type),
+                ("client_id", params.client_id),
+                ("redirect_uri", params.redirect_uri),
+                ("scope", params.scope),
+                ("state", params.state),
+                ("code_challenge", params.code_challenge),
+                ("code_challenge_method", params.code_challenge_method),
+                ("resource", params.resource),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let redirect_host = url::Url::parse(&valid.redirect_uri)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| valid.redirect_uri.clone());
+            with_csrf(&req, &state, StatusCode::OK, |csrf| {
+                pages::render(
+                    StatusCode::OK,
+                    &ConsentPage {
+                        csrf_token: csrf,
+                        client_name: &valid.client.client_name,
+                        user_email: &user.email,
+                        scopes: valid.scopes.iter().collect(),
+                        resource: &valid.resource,
+                        redirect_host,
+                        fields,
+                    },
+                )
+            })
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+/// The consent form's answer.
+pub async fn decide(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let params = match Params::from_pairs(form.into_inner()) {
+        Ok(p) => p,
+        Err(e) => {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.error.to_string(),
+            )
+        }
+    };
+    if !extract::csrf_ok(&req, params.get("csrf_token")) {
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form's CSRF token is missing or wrong",
+        );
+    }
+    let allow = match params.get("decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "decision must be allow or deny",
+            )
+        }
+    };
+    let auth_params = params_of(&params);
+    let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    let (config, now) = (state.config.clone(), state.now());
+    let result = state
+        .db
+        .run(move |conn| {
+            Ok(oauth::decide(
+                conn,
+                &config,
+                now,
+                &auth_params,
+                session.as_deref(),
+                allow,
+            ))
+        })
+        .await;
+    match result {
+        Ok(Ok(url)) => found(&url),
+        Ok(Err(e)) => error_response(e),
+        Err(e) => error_response(AuthorizeError::from(e)),
+    }
+}
+
+/// The login form's answer. The password check runs on the blocking pool.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let params = match Params::from_pairs(form.into_inner()) {
+        Ok(p) => p,
+        Err(e) => {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.error.to_string(),
+            )
+        }
+    };
+    if !extract::csrf_ok(&req, params.get("csrf_token")) {
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form's CSRF token is missing or wrong",
+        );
+    }
+    let return_to = safe_return_to(params.get("return_to").unwrap_or_default()).to_owned();
+    let email = params.owned("email").unwrap_or_default();
+    let password = params.owned("password").unwrap_or_default();
+    let now = state.now();
+    let outcome = {
+        let email = email.clone();
+        state
+            .db
+            .run(
+                move |conn| match users::verify_login(conn, &email, &password)? {
+                    Some(user) => Ok(Some(users::start_session(conn, now, &user.id)?)),
+                    None => Ok(None),
+                },
+            )
+            .await
+    };
+    match outcome {
+        Ok(Some(session)) => {
+            let mut resp = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, return_to))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+            let _ = resp.add_cookie(&extract::cookie(
+                &state.config,
+                SESSION_COOKIE,
+                session.into_string(),
+            ));
+            resp
+        }
+        Ok(None) => with_csrf(&req, &state, StatusCode::UNAUTHORIZED, |csrf| {
+            pages::render(
+                StatusCode::UNAUTHORIZED,
+                &LoginPage {
+                    csrf_token: csrf,
+                    return_to: &return_to,
+                    email: &email,
+                    error: Some("Wrong email or password."),
+                },
+            )
+        }),
+        Err(e) => error_response(AuthorizeError::from(e)),
+    }
+}
+
+/// Ends the browser session.
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_pairs(form.into_inner())?;
+    if !extract::csrf_ok(&req, params.get("csrf_token")) {
+        return Ok(pages::error_page(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form's CSRF token is missing or wrong",
+        ));
+    }
+    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+        let value = cookie.value().to_owned();
+        state
+            .db
+            .run(move |conn| users::end_session(conn, &value))
+            .await?;
+    }
+    let mut resp = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/auth.md"))
+        .finish();
+    let mut removal = extract::cookie(&state.config, SESSION_COOKIE, String::new());
+    removal.make_removal();
+    let _ = resp.add_cookie(&removal);
+    Ok(resp)
+}

@@ -1,0 +1,202 @@
+//! Reading requests: parameters (duplicates refused), client authentication, bearer tokens,
+//! the caller's IP, cookies and CSRF tokens.
+
+use std::collections::HashMap;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+
+use super::response::{ApiError, Shape};
+use crate::config::Config;
+use crate::domain::audit::AuditContext;
+use crate::domain::clients::{ClientAuth, AUTH_BASIC, AUTH_POST};
+use crate::domain::secrets::{constant_time_eq, PlainToken};
+use crate::error::ErrorCode;
+
+pub const SESSION_COOKIE: &str = "authmd_session";
+pub const CSRF_COOKIE: &str = "authmd_csrf";
+
+/// Request parameters as a map. RFC 6749 §3.1–3.2: a parameter must not appear twice.
+#[derive(Debug, Default)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
+        let mut map = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            if map.contains_key(&k) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter {k} appears more than once"),
+                    Shape::OAuth,
+                ));
+            }
+            map.insert(k, v);
+        }
+        Ok(Self(map))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    pub fn owned(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    pub fn require(&self, key: &str) -> Result<&str, ApiError> {
+        self.get(key).filter(|v| !v.is_empty()).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("{key} is required"),
+                Shape::OAuth,
+            )
+        })
+    }
+}
+
+fn bad_client(msg: &'static str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidClient, msg, Shape::OAuth)
+}
+
+/// Client authentication of RFC 6749 §2.3: `client_secret_basic`, `client_secret_post`, or a
+/// public client's bare `client_id`. Using two methods at once is refused.
+pub fn client_auth(req: &HttpRequest, params: &Params) -> Result<Option<ClientAuth>, ApiError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| bad_client("malformed Authorization header"))?;
+        if let Some(encoded) = strip_scheme(value, "Basic") {
+            if params.get("client_secret").is_some() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "use one client authentication method, not two",
+                    Shape::OAuth,
+                ));
+            }
+            let decoded = STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| bad_client("malformed Basic credentials"))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| bad_client("malformed Basic credentials"))?;
+            // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+            let client_id =
+                form_decode(id).ok_or_else(|| bad_client("malformed Basic credentials"))?;
+            let secret =
+                form_decode(secret).ok_or_else(|| bad_client("malformed Basic credentials"))?;
+            if let Some(body_id) = params.get("client_id") {
+                if body_id != client_id {
+                    return Err(bad_client(
+                        "client_id does not match the authenticated client",
+                    ));
+                }
+            }
+            return Ok(Some(ClientAuth::Secret {
+                client_id,
+                secret,
+                method: AUTH_BASIC,
+            }));
+        }
+    }
+    match (params.get("client_id"), params.get("client_secret")) {
+        (Some(id), Some(secret)) => Ok(Some(ClientAuth::Secret {
+            client_id: id.to_owned(),
+            secret: secret.to_owned(),
+            method: AUTH_POST,
+        })),
+        (None, Some(_)) => Err(bad_client("client_secret without client_id")),
+        (Some(id), None) if !id.is_empty() => Ok(Some(ClientAuth::Public {
+            client_id: id.to_owned(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn form_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = value.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then_some(rest.trim())
+}
+
+/// The bearer token of an `Authorization: Bearer …` header (RFC 6750 §2.1).
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    strip_scheme(value, "Bearer")
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// The caller's IP: the peer, or the first X-Forwarded-For hop when configured to trust it.
+pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<String> {
+    if config.server.trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+pub fn audit_context(req: &HttpRequest, config: &Config) -> AuditContext {
+    AuditContext {
+        actor: None,
+        ip: client_ip(req, config),
+    }
+}
+
+/// A cookie with the attributes every authmd cookie has: HttpOnly, SameSite=Lax, Path=/, and
+/// Secure when the issuer is https.
+pub fn cookie(config: &Config, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(config.server.issuer.starts_with("https://"))
+        .finish()
+}
+
+/// The CSRF cookie value, minting one if the request has none (the caller must then set it).
+pub fn csrf_cookie(req: &HttpRequest) -> (String, bool) {
+    match req.cookie(CSRF_COOKIE) {
+        Some(c) if c.value().len() >= 32 => (c.value().to_owned(), false),
+        _ => (PlainToken::generate("").into_string(), true),
+    }
+}
+
+/// The form token for a CSRF cookie: a hash of it, so the server stores nothing and an
+/// attacker who cannot read the cookie cannot forge the field.
+pub fn csrf_token_for(cookie_value: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("authmd-csrf\0{cookie_value}").as_bytes(),
+    );
+    URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// Checks a submitted form's `csrf_token` against the request's CSRF cookie.
+pub fn csrf_ok(req: &HttpRequest, submitted: Option<&str>) -> bool {
+    match (req.cookie(CSRF_COOKIE), submitted) {
+        (Some(cookie), Some(token)) => {
+            constant_time_eq(csrf_token_for(cookie.value()).as_bytes(), token.as_bytes())
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,72 @@
+//! Server-rendered pages (askama templates compiled into the binary).
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use askama::Template;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub csrf_token: &'a str,
+    pub return_to: &'a str,
+    pub email: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage<'a> {
+    pub csrf_token: &'a str,
+    pub client_name: &'a str,
+    pub user_email: &'a str,
+    pub scopes: Vec<&'a str>,
+    pub resource: &'a str,
+    pub redirect_host: String,
+    /// The authorization request, carried through the form as hidden fields.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+    pub code: &'a str,
+}
+
+/// Renders a page with the headers every page has: no caching, no framing (clickjacking on
+/// the consent form), no scripts.
+pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ))
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+pub fn error_page(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    let title = if status == StatusCode::FORBIDDEN {
+        "Request refused"
+    } else {
+        "This request cannot be completed"
+    };
+    render(
+        status,
+        &ErrorPage {
+            title,
+            message,
+            code,
+        },
+    )
+}

@@ -1,0 +1,161 @@
+//! `POST /oauth2/token`, `POST /oauth2/revoke`, `POST /oauth2/introspect`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::extract::{self, Params};
+use super::response::{no_store_json, ApiError, Shape};
+use crate::domain::clients::{self, ClientAuth};
+use crate::domain::tokens::{
+    self, Introspection, Revoker, TokenContext, TokenRequest, TokenResponse,
+};
+use crate::error::{AppError, ErrorCode};
+use crate::state::AppState;
+
+type Form = web::Form<Vec<(String, String)>>;
+
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
+    summary = "Token endpoint: authorization_code (PKCE), refresh_token (rotating), client_credentials",
+    request_body(content_type = "application/x-www-form-urlencoded", content = String),
+    responses(
+        (status = 200, description = "Tokens", body = Object, content_type = "application/json"),
+        (status = 400, description = "RFC 6749 error", body = super::response::ErrorBody),
+        (status = 401, description = "invalid_client", body = super::response::ErrorBody),
+    ))]
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Form,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_pairs(form.into_inner())?;
+    let auth = extract::client_auth(&req, &params)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidClient,
+            "client authentication is required",
+            Shape::OAuth,
+        )
+    })?;
+    let request = TokenRequest {
+        grant_type: params.owned("grant_type").unwrap_or_default(),
+        code: params.owned("code"),
+        redirect_uri: params.owned("redirect_uri"),
+        code_verifier: params.owned("code_verifier"),
+        refresh_token: params.owned("refresh_token"),
+        scope: params.owned("scope"),
+        resource: params.owned("resource"),
+    };
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    let audit = extract::audit_context(&req, &config);
+    let response: TokenResponse = state
+        .db
+        .run(move |conn| {
+            let ctx = TokenContext {
+                config: &config,
+                keys: &keys,
+                now,
+                audit: &audit,
+            };
+            tokens::token_request(conn, &ctx, &auth, &request)
+        })
+        .await?;
+    Ok(no_store_json(&response))
+}
+
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
+    summary = "Token revocation (RFC 7009). Unknown tokens answer 200",
+    request_body(content_type = "application/x-www-form-urlencoded", content = String),
+    responses(
+        (status = 200, description = "Revoked (or unknown)"),
+        (status = 401, description = "invalid_client", body = super::response::ErrorBody),
+    ))]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Form,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_pairs(form.into_inner())?;
+    let token = params.require("token")?.to_owned();
+    let auth = extract::client_auth(&req, &params)?;
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    let audit = extract::audit_context(&req, &config);
+    state
+        .db
+        .run(move |conn| {
+            let ctx = TokenContext {
+                config: &config,
+                keys: &keys,
+                now,
+                audit: &audit,
+            };
+            let client = match &auth {
+                Some(auth @ ClientAuth::Secret { .. }) => Some(clients::authenticate(conn, auth)?),
+                Some(ClientAuth::Public { client_id }) => match clients::find(conn, client_id)? {
+                    Some(c) if c.is_public => Some(c),
+                    _ => {
+                        return Err(AppError::protocol(
+                            ErrorCode::InvalidClient,
+                            "client authentication failed",
+                        ))
+                    }
+                },
+                None => None,
+            };
+            let revoker = client.as_ref().map_or(Revoker::Holder, Revoker::Client);
+            tokens::revoke(conn, &ctx, revoker, &token)
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .finish())
+}
+
+#[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
+    summary = "Token introspection (RFC 7662), for clients allowed to introspect or the admin token",
+    request_body(content_type = "application/x-www-form-urlencoded", content = String),
+    responses(
+        (status = 200, description = "active plus scope, client_id, sub, exp, iat, token_type, aud, iss", body = Object, content_type = "application/json"),
+        (status = 401, description = "invalid_client", body = super::response::ErrorBody),
+    ))]
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: Form,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_pairs(form.into_inner())?;
+    let denied = || {
+        ApiError::new(
+            ErrorCode::InvalidClient,
+            "authenticate as a client allowed to introspect",
+            Shape::OAuth,
+        )
+    };
+    let admin = extract::bearer(&req).is_some_and(|t| state.admin_token_matches(&t));
+    let auth = if admin {
+        None
+    } else {
+        Some(extract::client_auth(&req, &params)?.ok_or_else(denied)?)
+    };
+    let token = params.require("token")?.to_owned();
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    let answer: Introspection = state
+        .db
+        .run(move |conn| {
+            if let Some(auth) = &auth {
+                let ClientAuth::Secret { .. } = auth else {
+                    return Err(AppError::protocol(
+                        ErrorCode::InvalidClient,
+                        "introspection needs client authentication",
+                    ));
+                };
+                let client = clients::authenticate(conn, auth)?;
+                if !client.can_introspect {
+                    return Err(AppError::protocol(
+                        ErrorCode::InvalidClient,
+                        "this client may not introspect",
+                    ));
+                }
+            }
+            tokens::introspect(conn, &config, &keys, now, &token)
+        })
+        .await?;
+    Ok(no_store_json(&answer))
+}
