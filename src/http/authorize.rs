@@ -70,17 +70,11 @@ fn with_csrf(
     resp
 }
 
-fn query_pairs(req: &HttpRequest) -> Result<Params, HttpResponse> {
+fn query_pairs(req: &HttpRequest) -> Result<Params, ApiError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
-    Params::from_pairs(pairs).map_err(|e| {
-        pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &e.error.to_string(),
-        )
-    })
+    Params::from_pairs(pairs)
 }
 
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth",
@@ -93,7 +87,13 @@ fn query_pairs(req: &HttpRequest) -> Result<Params, HttpResponse> {
 pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let params = match query_pairs(&req) {
         Ok(p) => params_of(&p),
-        Err(page) => return page,
+        Err(e) => {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.error.to_string(),
+            )
+        }
     };
     let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
     let (config, now) = (state.config.clone(), state.now());

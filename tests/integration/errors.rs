@@ -127,12 +127,7 @@ async fn pending_endpoints_answer_json_501(backend: Backend) {
         body["message"].is_string(),
         "agent endpoints use the auth.md shape: {body}"
     );
-    let resp = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.client.get(app.url("/api/tokens")).send().await.unwrap();
     assert_eq!(resp.status(), 501);
     let body: Value = resp.json().await.unwrap();
     assert!(

@@ -122,6 +122,10 @@ impl TestApp {
         }
     }
 
+    pub fn now(&self) -> i64 {
+        authmd::clock::Clock::now(self.clock.as_ref())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

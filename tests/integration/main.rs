@@ -5,4 +5,6 @@ mod harness;
 mod binary;
 mod discovery;
 mod errors;
+mod flows;
 mod keys;
+mod oauth;

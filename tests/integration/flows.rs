@@ -1,0 +1,326 @@
+//! Protocol steps shared by the OAuth tests: clients, users, a browser that signs in and
+//! consents, PKCE pairs.
+
+use authmd::domain::audit::AuditContext;
+use authmd::domain::clients::{self, NewClient};
+use authmd::domain::scope::Scopes;
+use authmd::domain::tokens::s256;
+use authmd::domain::users;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::harness::TestApp;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestClient {
+    pub id: String,
+    pub secret: Option<String>,
+    pub redirect_uri: String,
+}
+
+pub struct ClientSpec<'a> {
+    pub public: bool,
+    pub introspect: bool,
+    pub redirect_uris: Vec<&'a str>,
+    pub grant_types: Vec<&'a str>,
+}
+
+impl Default for ClientSpec<'_> {
+    fn default() -> Self {
+        Self {
+            public: false,
+            introspect: false,
+            redirect_uris: vec!["https://app.example/callback"],
+            grant_types: vec!["authorization_code", "refresh_token", "client_credentials"],
+        }
+    }
+}
+
+pub async fn client(app: &TestApp, spec: ClientSpec<'_>) -> TestClient {
+    let now = app.now();
+    let allowed = Scopes::from_list(&authmd::domain::discovery::scopes_supported(
+        &app.state.config,
+    ));
+    let new = NewClient {
+        name: "Test App".to_owned(),
+        redirect_uris: spec.redirect_uris.iter().map(|s| s.to_string()).collect(),
+        grant_types: spec.grant_types.iter().map(|s| s.to_string()).collect(),
+        scope: None,
+        token_endpoint_auth_method: if spec.public {
+            "none"
+        } else {
+            "client_secret_basic"
+        }
+        .to_owned(),
+        application_type: "web".to_owned(),
+        can_introspect: spec.introspect,
+        registration_token: false,
+        metadata: json!({}),
+    };
+    let created = app
+        .state
+        .db
+        .run(move |conn| clients::create(conn, now, &AuditContext::cli(), new, &allowed))
+        .await
+        .unwrap();
+    TestClient {
+        id: created.client.client_id.clone(),
+        secret: created.client_secret.map(|s| s.into_string()),
+        redirect_uri: created
+            .client
+            .redirect_uris
+            .first()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+pub async fn confidential(app: &TestApp) -> TestClient {
+    client(app, ClientSpec::default()).await
+}
+
+/// A resource server's client: may introspect, nothing else.
+pub async fn resource_server(app: &TestApp) -> TestClient {
+    client(
+        app,
+        ClientSpec {
+            introspect: true,
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials"],
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+pub async fn user(app: &TestApp, email: &str) -> String {
+    let now = app.now();
+    let email = email.to_owned();
+    app.state
+        .db
+        .run(move |conn| users::create(conn, now, &email, PASSWORD))
+        .await
+        .unwrap()
+        .id
+}
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+pub fn pkce() -> Pkce {
+    let verifier = format!("v{}", uuid::Uuid::new_v4().simple()).repeat(2);
+    Pkce {
+        challenge: s256(&verifier),
+        verifier,
+    }
+}
+
+/// A browser: its own cookie jar, no automatic redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The value of a form field, with HTML character references decoded as a browser would.
+pub fn form_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(unescape(&html[start..start + end]))
+}
+
+fn unescape(s: &str) -> String {
+    [
+        ("&#38;", "&"),
+        ("&#34;", "\""),
+        ("&#39;", "'"),
+        ("&#60;", "<"),
+        ("&#62;", ">"),
+        ("&quot;", "\""),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&amp;", "&"),
+    ]
+    .iter()
+    .fold(s.to_owned(), |acc, (from, to)| acc.replace(from, to))
+}
+
+pub fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+pub fn authorize_url(
+    app: &TestApp,
+    client: &TestClient,
+    pkce: &Pkce,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut url = Url::parse(&app.url("/oauth2/authorize")).unwrap();
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &client.id)
+            .append_pair("redirect_uri", &client.redirect_uri)
+            .append_pair("scope", "api.read")
+            .append_pair("state", "st-123")
+            .append_pair("code_challenge", &pkce.challenge)
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+    }
+    url.to_string()
+}
+
+/// Signs in on the login page the authorization URL shows; returns the next location.
+pub async fn sign_in(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    authorize: &str,
+    email: &str,
+) -> String {
+    let page = browser.get(authorize).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("name=\"password\""),
+        "login form expected: {html}"
+    );
+    let csrf = form_value(&html, "csrf_token").expect("csrf token on the login form");
+    let return_to = form_value(&html, "return_to").unwrap();
+    let resp = browser
+        .post(app.url("/login"))
+        .form(&[
+            ("email", email),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+            ("return_to", &return_to),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "login should succeed");
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    app.url(&location)
+}
+
+/// Answers the consent page at `url` (already signed in); returns the redirect location.
+pub async fn consent(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    url: &str,
+    decision: &str,
+) -> String {
+    let page = browser.get(url).send().await.unwrap();
+    let status = page.status();
+    let html = page.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{url}: {html}");
+    assert!(
+        html.contains("value=\"allow\"") && html.contains("value=\"deny\""),
+        "consent form expected: {html}"
+    );
+    let csrf = form_value(&html, "csrf_token").unwrap();
+    let mut form: Vec<(String, String)> = Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    form.push(("csrf_token".into(), csrf));
+    form.push(("decision".into(), decision.into()));
+    let resp = browser
+        .post(app.url("/oauth2/authorize"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The whole browser part: sign in, allow; returns the code.
+pub async fn authorization_code(
+    app: &TestApp,
+    client: &TestClient,
+    pkce: &Pkce,
+    email: &str,
+) -> String {
+    let browser = browser();
+    let url = authorize_url(app, client, pkce, &[]);
+    let next = sign_in(app, &browser, &url, email).await;
+    let location = consent(app, &browser, &next, "allow").await;
+    assert!(location.starts_with(&client.redirect_uri), "{location}");
+    query_of(&location)
+        .remove("code")
+        .expect("code in redirect")
+}
+
+/// POSTs a token request with client_secret_basic (or client_id for public clients).
+pub async fn token(
+    app: &TestApp,
+    client: &TestClient,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut req = app.client.post(app.url("/oauth2/token"));
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    match &client.secret {
+        Some(secret) => req = req.basic_auth(&client.id, Some(secret)),
+        None => form.push(("client_id", &client.id)),
+    }
+    let resp = req.form(&form).send().await.unwrap();
+    let status = resp.status();
+    if status.is_success() {
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+    }
+    (status, resp.json().await.unwrap())
+}
+
+pub async fn exchange(
+    app: &TestApp,
+    client: &TestClient,
+    code: &str,
+    verifier: &str,
+) -> (StatusCode, Value) {
+    token(
+        app,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &client.redirect_uri),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+pub async fn introspect(app: &TestApp, rs: &TestClient, token: &str) -> Value {
+    let resp = app
+        .client
+        .post(app.url("/oauth2/introspect"))
+        .basic_auth(&rs.id, rs.secret.as_ref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+pub async fn audit_count(app: &TestApp, event: &'static str) -> usize {
+    app.state
+        .db
+        .run(move |conn| Ok(authmd::db::audit::recent(conn, Some(event), 1000)?.len()))
+        .await
+        .unwrap()
+}
