@@ -200,3 +200,41 @@ pub fn csrf_ok(req: &HttpRequest, submitted: Option<&str>) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_httponly_lax_and_secure_on_https() {
+        let http = Config::defaults();
+        let c = cookie(&http, SESSION_COOKIE, "v".into());
+        assert_eq!(c.http_only(), Some(true));
+        assert_eq!(c.same_site(), Some(SameSite::Lax));
+        assert_ne!(c.secure(), Some(true));
+        let https =
+            Config::from_toml_overlay("[server]\nissuer = \"https://auth.example\"").unwrap();
+        assert_eq!(
+            cookie(&https, SESSION_COOKIE, "v".into()).secure(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn csrf_token_is_bound_to_the_cookie() {
+        assert_eq!(csrf_token_for("a"), csrf_token_for("a"));
+        assert_ne!(csrf_token_for("a"), csrf_token_for("b"));
+    }
+
+    #[test]
+    fn duplicate_parameters_are_refused() {
+        let dup = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "2".to_owned()),
+        ];
+        assert!(Params::from_pairs(dup).is_err());
+        let ok = Params::from_pairs(vec![("a".to_owned(), "1".to_owned())]).unwrap();
+        assert_eq!(ok.get("a"), Some("1"));
+        assert!(ok.require("b").is_err());
+    }
+}

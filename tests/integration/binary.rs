@@ -297,3 +297,140 @@ fn migrations_have_the_same_names_on_both_backends() {
     assert!(!sqlite.is_empty());
     assert_eq!(sqlite, names("postgres"));
 }
+
+/// `client create|list|show|delete` and `user create --password-stdin`: the printed secret
+/// works, only hashes are stored, and the password never needs argv.
+#[tokio::test]
+async fn client_and_user_commands() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("cli.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let cli = |args: &[&str]| {
+        let mut cmd = authmd(dir.path());
+        cmd.args(args).env("AUTHMD_DATABASE__URL", &url);
+        cmd
+    };
+
+    let (code, stdout, stderr) = run(&mut cli(&[
+        "client",
+        "create",
+        "--name",
+        "Billing API",
+        "--redirect-uri",
+        "https://billing.example/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:9/cb",
+        "--scope",
+        "api.read",
+        "--introspect",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let created: Value = serde_json::from_str(&stdout).unwrap();
+    let client_id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("cs_"));
+    assert_eq!(created["can_introspect"], true);
+    assert_eq!(created["scope"], "api.read");
+
+    let (code, stdout, _) = run(&mut cli(&[
+        "client",
+        "create",
+        "--name",
+        "IDE",
+        "--public",
+        "--redirect-uri",
+        "vscode://ext/cb",
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("client_id:") && !stdout.contains("client_secret"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(&mut cli(&[
+        "client",
+        "create",
+        "--name",
+        "Bad",
+        "--redirect-uri",
+        "http://evil.example/cb",
+    ]))
+    .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("loopback"), "{stderr}");
+
+    let (code, stdout, _) = run(&mut cli(&["client", "list", "--json"])).await;
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(!stdout.contains(&secret), "list never shows the secret");
+    let (code, stdout, _) = run(&mut cli(&["client", "show", &client_id])).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Billing API") && !stdout.contains(&secret));
+
+    let mut child = cli(&[
+        "user",
+        "create",
+        "--email",
+        "Ops@Example.com",
+        "--password-stdin",
+        "--json",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hunter2hunter2\n")
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["email"], "ops@example.com");
+
+    // What was printed works; what is stored is not the plaintext.
+    let mut config = authmd::config::Config::defaults();
+    config.database.url = url.clone();
+    let db = authmd::db::Db::connect(&config).unwrap();
+    let mut conn = db.get().unwrap();
+    let auth = authmd::domain::clients::ClientAuth::Secret {
+        client_id: client_id.clone(),
+        secret: secret.clone(),
+        method: "client_secret_basic",
+    };
+    assert!(authmd::domain::clients::authenticate(&mut conn, &auth).is_ok());
+    let login = authmd::domain::users::verify_login(&mut conn, "ops@example.com", "hunter2hunter2")
+        .unwrap();
+    assert_eq!(login.unwrap().id, user["id"].as_str().unwrap());
+    drop(conn);
+    let mut raw = std::fs::read(&db_path).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("cli.db-wal")) {
+        raw.extend(wal);
+    }
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(
+        raw.contains("Billing API"),
+        "the files read are the database"
+    );
+    assert!(
+        !raw.contains(&secret) && !raw.contains("hunter2hunter2"),
+        "plaintext secrets in the database"
+    );
+
+    let (code, _, _) = run(&mut cli(&["client", "delete", &client_id])).await;
+    assert_eq!(code, 0);
+    let (code, _, stderr) = run(&mut cli(&["client", "show", &client_id])).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no client"), "{stderr}");
+}

@@ -8,3 +8,5 @@ mod errors;
 mod flows;
 mod keys;
 mod oauth;
+mod oauth2_crate;
+mod register;
