@@ -4,10 +4,12 @@
 //! function that calls them does. The backend is chosen from the URL scheme by [`DbManager`]
 //! (not `MultiConnection::establish`, which tries each backend and hides why one failed).
 
+pub mod agents;
 pub mod audit;
 pub mod clients;
 pub mod keys;
 pub mod oauth;
+pub mod ratelimit;
 pub mod schema;
 pub mod tokens;
 pub mod users;

@@ -3,11 +3,15 @@
 //! Domain functions take plain inputs, a `&mut DbConn` and `now`; they decide transactions and
 //! return [`crate::error::AppError`]. Nothing here imports `actix_web` or builds a response.
 
+pub mod agents;
 pub mod audit;
 pub mod clients;
 pub mod discovery;
 pub mod keys;
+pub mod mail;
 pub mod oauth;
+pub mod providers;
+pub mod ratelimit;
 pub mod registration;
 pub mod scope;
 pub mod secrets;

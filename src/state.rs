@@ -7,6 +7,8 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::domain::discovery::Discovery;
 use crate::domain::keys::{self, KeyRing};
+use crate::domain::mail::Mailer;
+use crate::domain::providers::ProviderKeys;
 use crate::domain::secrets::constant_time_eq;
 use crate::error::AppResult;
 
@@ -17,6 +19,8 @@ pub struct AppState {
     pub keys: KeyStore,
     pub clock: Arc<dyn Clock>,
     pub discovery: Arc<Discovery>,
+    pub providers: Arc<ProviderKeys>,
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
@@ -29,7 +33,10 @@ impl AppState {
             keys::load_ring(&mut conn, now, &config)?
         };
         let discovery = Arc::new(Discovery::build(&config));
+        let mailer = Arc::new(Mailer::new(&config.mail));
         Ok(Self {
+            providers: Arc::new(ProviderKeys::new()),
+            mailer,
             config: Arc::new(config),
             db,
             keys: KeyStore::new(ring),

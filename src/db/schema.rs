@@ -75,8 +75,10 @@ diesel::table! {
 diesel::table! {
     grants (id) {
         id -> Text,
-        client_id -> Text,
+        client_id -> Nullable<Text>,
+        registration_id -> Nullable<Text>,
         user_id -> Nullable<Text>,
+        subject -> Text,
         scope -> Text,
         resource -> Text,
         kind -> Text,
@@ -105,6 +107,7 @@ diesel::table! {
     access_tokens (id) {
         id -> Text,
         grant_id -> Nullable<Text>,
+        registration_id -> Nullable<Text>,
         client_id -> Nullable<Text>,
         subject -> Text,
         user_id -> Nullable<Text>,
@@ -131,7 +134,86 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    agent_registrations (id) {
+        id -> Text,
+        registration_type -> Text,
+        status -> Text,
+        requested_credential_type -> Text,
+        principal_id -> Text,
+        scopes -> Text,
+        claim_token_hash -> Nullable<Text>,
+        claim_token_expires -> BigInt,
+        email -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        link -> Nullable<Bool>,
+        provider_iss -> Nullable<Text>,
+        provider_sub -> Nullable<Text>,
+        created_at -> BigInt,
+        claimed_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    api_keys (key_hash) {
+        key_hash -> Text,
+        registration_id -> Text,
+        prefix -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    claim_attempts (id) {
+        id -> Text,
+        registration_id -> Text,
+        email -> Text,
+        link -> Bool,
+        view_token_hash -> Text,
+        status -> Text,
+        otp_hash -> Nullable<Text>,
+        otp_expires_at -> Nullable<BigInt>,
+        failed_attempts -> Integer,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    seen_jtis (issuer, jti) {
+        issuer -> Text,
+        jti -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    delegations (issuer, subject) {
+        issuer -> Text,
+        subject -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    rate_limit_windows (bucket, window_start) {
+        bucket -> Text,
+        window_start -> BigInt,
+        hits -> Integer,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    agent_registrations,
+    api_keys,
+    claim_attempts,
+    seen_jtis,
+    delegations,
+    rate_limit_windows,
     clients,
     users,
     signing_keys,

@@ -9,8 +9,10 @@ use super::DbConn;
 #[diesel(table_name = grants)]
 pub struct GrantRow {
     pub id: String,
-    pub client_id: String,
+    pub client_id: Option<String>,
+    pub registration_id: Option<String>,
     pub user_id: Option<String>,
+    pub subject: String,
     pub scope: String,
     pub resource: String,
     pub kind: String,
@@ -23,6 +25,7 @@ pub struct GrantRow {
 pub struct AccessTokenRow {
     pub id: String,
     pub grant_id: Option<String>,
+    pub registration_id: Option<String>,
     pub client_id: Option<String>,
     pub subject: String,
     pub user_id: Option<String>,

@@ -17,12 +17,14 @@ use crate::clock::UnixTime;
 use crate::config::{AccessTokenFormat, Config};
 use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
 use crate::db::{self, write_tx, DbConn};
+use crate::domain::agents::{self, AgentContext};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::clients::{self, Client, ClientAuth};
 use crate::domain::discovery::{
-    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
 };
 use crate::domain::keys::KeyRing;
+use crate::domain::providers::VerifiedIdJag;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{
     constant_time_eq, prefix, random_bytes, random_id, HashedToken, PlainToken,
@@ -99,12 +101,15 @@ pub fn narrow_scopes(requested: Option<&str>, allowed: &Scopes) -> AppResult<Sco
 }
 
 /// Who a token speaks for.
-struct Subject<'a> {
-    grant_id: Option<&'a str>,
-    client_id: &'a str,
-    user_id: Option<&'a str>,
-    scope: &'a str,
-    audience: &'a str,
+pub struct Subject<'a> {
+    pub grant_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub registration_id: Option<&'a str>,
+    /// The token's `sub`: a user, a client, or an agent principal.
+    pub subject: &'a str,
+    pub user_id: Option<&'a str>,
+    pub scope: &'a str,
+    pub audience: &'a str,
 }
 
 /// RFC 9068 access-token claims.
@@ -116,17 +121,19 @@ struct AccessClaims {
     exp: i64,
     iat: i64,
     jti: String,
-    client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
     scope: String,
 }
 
-fn mint_access(
+/// Mints and stores an access token; returns it and its lifetime.
+pub fn mint_access(
     conn: &mut DbConn,
     ctx: &TokenContext<'_>,
     s: &Subject<'_>,
 ) -> AppResult<(String, i64)> {
     let ttl = ctx.config.tokens.access_token_ttl_s;
-    let subject = s.user_id.unwrap_or(s.client_id);
+    let subject = s.subject;
     let (token, id, prefix_shown, format) = match ctx.config.tokens.access_token_format {
         AccessTokenFormat::Opaque => {
             let t = PlainToken::generate(prefix::ACCESS_TOKEN);
@@ -143,7 +150,7 @@ fn mint_access(
                 exp: ctx.now + ttl,
                 iat: ctx.now,
                 jti: jti.clone(),
-                client_id: s.client_id.to_owned(),
+                client_id: s.client_id.map(str::to_owned),
                 scope: s.scope.to_owned(),
             };
             let mut header = Header::new(Algorithm::ES256);
@@ -160,7 +167,8 @@ fn mint_access(
         &AccessTokenRow {
             id,
             grant_id: s.grant_id.map(str::to_owned),
-            client_id: Some(s.client_id.to_owned()),
+            registration_id: s.registration_id.map(str::to_owned),
+            client_id: s.client_id.map(str::to_owned),
             subject: subject.to_owned(),
             user_id: s.user_id.map(str::to_owned),
             scope: s.scope.to_owned(),
@@ -198,7 +206,7 @@ fn mint_refresh(
 }
 
 /// Issues an access token (and a refresh token when the client may refresh) under `grant`.
-fn issue_for_grant(
+pub fn issue_for_grant(
     conn: &mut DbConn,
     ctx: &TokenContext<'_>,
     grant: &GrantRow,
@@ -210,7 +218,9 @@ fn issue_for_grant(
         ctx,
         &Subject {
             grant_id: Some(&grant.id),
-            client_id: &grant.client_id,
+            client_id: grant.client_id.as_deref(),
+            registration_id: grant.registration_id.as_deref(),
+            subject: &grant.subject,
             user_id: grant.user_id.as_deref(),
             scope,
             audience: &grant.resource,
@@ -230,11 +240,11 @@ fn issue_for_grant(
     })
 }
 
-fn audit_token(
+pub fn audit_token(
     conn: &mut DbConn,
     ctx: &TokenContext<'_>,
     event: AuditEvent,
-    client_id: &str,
+    client_id: Option<&str>,
     user_id: Option<&str>,
     detail: serde_json::Value,
 ) -> AppResult<()> {
@@ -244,7 +254,7 @@ fn audit_token(
         ctx.audit,
         event,
         AuditEntry {
-            client_id: Some(client_id),
+            client_id,
             user_id,
             detail: Some(detail),
             ..Default::default()
@@ -301,7 +311,7 @@ pub fn exchange_code(
                 conn,
                 ctx,
                 AuditEvent::CodeReuseDetected,
-                &row.client_id,
+                Some(&row.client_id),
                 Some(&row.user_id),
                 json!({ "grant_id": row.grant_id }),
             )?;
@@ -338,8 +348,10 @@ pub fn exchange_code(
         }
         let grant = GrantRow {
             id: grant_id.clone(),
-            client_id: client.client_id.clone(),
+            client_id: Some(client.client_id.clone()),
+            registration_id: None,
             user_id: Some(row.user_id.clone()),
+            subject: row.user_id.clone(),
             scope: row.scope.clone(),
             resource: row.resource.clone(),
             kind: GRANT_AUTHORIZATION_CODE.to_owned(),
@@ -358,7 +370,7 @@ pub fn exchange_code(
             conn,
             ctx,
             AuditEvent::TokenIssued,
-            &client.client_id,
+            Some(&client.client_id),
             Some(&row.user_id),
             json!({ "grant_type": GRANT_AUTHORIZATION_CODE, "grant_id": grant.id, "scope": row.scope }),
         )?;
@@ -389,7 +401,9 @@ pub fn client_credentials(
             ctx,
             &Subject {
                 grant_id: None,
-                client_id: &client.client_id,
+                client_id: Some(&client.client_id),
+                registration_id: None,
+                subject: &client.client_id,
                 user_id: None,
                 scope: &scopes,
                 audience: &audience,
@@ -399,7 +413,7 @@ pub fn client_credentials(
             conn,
             ctx,
             AuditEvent::TokenIssued,
-            &client.client_id,
+            Some(&client.client_id),
             None,
             json!({ "grant_type": GRANT_CLIENT_CREDENTIALS, "scope": scopes }),
         )?;
@@ -457,11 +471,11 @@ fn open(presented: &str, sealed: &[u8]) -> Option<TokenResponse> {
 pub fn refresh(
     conn: &mut DbConn,
     ctx: &TokenContext<'_>,
-    client: &Client,
+    client: Option<&Client>,
     presented: &str,
     scope: Option<&str>,
 ) -> AppResult<TokenResponse> {
-    if !client.allows_grant(GRANT_REFRESH_TOKEN) {
+    if client.is_some_and(|c| !c.allows_grant(GRANT_REFRESH_TOKEN)) {
         return Err(AppError::protocol(
             ErrorCode::UnauthorizedClient,
             "client may not use refresh_token",
@@ -477,10 +491,22 @@ pub fn refresh(
             };
             let grant = db::tokens::find_grant(conn, &row.grant_id)?
                 .ok_or_else(|| invalid_grant("refresh token is invalid"))?;
-            if grant.client_id != client.client_id {
-                return Ok(Err(invalid_grant(
-                    "refresh token was issued to another client",
-                )));
+            // Client grants need that client's authentication; agent grants (no client) are
+            // refreshed by possession, like the identity assertion that started them.
+            match (&grant.client_id, client) {
+                (Some(owner), Some(c)) if *owner == c.client_id => {}
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(AppError::protocol(
+                        ErrorCode::InvalidClient,
+                        "client authentication is required",
+                    ))
+                }
+                _ => {
+                    return Ok(Err(invalid_grant(
+                        "refresh token was issued to another client",
+                    )))
+                }
             }
             if row.revoked_at.is_some() || grant.revoked_at.is_some() {
                 return Ok(Err(invalid_grant("refresh token has been revoked")));
@@ -501,7 +527,7 @@ pub fn refresh(
                     conn,
                     ctx,
                     AuditEvent::RefreshReuseDetected,
-                    &grant.client_id,
+                    grant.client_id.as_deref(),
                     grant.user_id.as_deref(),
                     json!({ "grant_id": grant.id, "token_prefix": row.prefix }),
                 )?;
@@ -528,7 +554,7 @@ pub fn refresh(
                 conn,
                 ctx,
                 AuditEvent::TokenRefreshed,
-                &grant.client_id,
+                grant.client_id.as_deref(),
                 grant.user_id.as_deref(),
                 json!({ "grant_id": grant.id, "scope": scopes }),
             )?;
@@ -553,6 +579,10 @@ pub struct TokenRequest {
     pub refresh_token: Option<String>,
     pub scope: Option<String>,
     pub resource: Option<String>,
+    /// The JWT-bearer `assertion` (an identity assertion authmd issued).
+    pub assertion: Option<String>,
+    /// A provider's ID-JAG, verified (against its JWKS) before this call.
+    pub id_jag: Option<VerifiedIdJag>,
 }
 
 fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str> {
@@ -561,19 +591,29 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str>
         .ok_or_else(|| AppError::protocol(ErrorCode::InvalidRequest, format!("{name} is required")))
 }
 
-/// `POST /oauth2/token`: authenticates the client, then runs the requested grant.
+/// `POST /oauth2/token`: authenticates the client (when one is presented), then runs the
+/// requested grant. Only agent grants (identity assertions and their refresh tokens) may come
+/// without a client.
 pub fn token_request(
     conn: &mut DbConn,
     ctx: &TokenContext<'_>,
-    auth: &ClientAuth,
+    auth: Option<&ClientAuth>,
     req: &TokenRequest,
 ) -> AppResult<TokenResponse> {
-    let client = clients::authenticate(conn, auth)?;
+    let client = auth.map(|a| clients::authenticate(conn, a)).transpose()?;
+    let need_client = || {
+        client.as_ref().ok_or_else(|| {
+            AppError::protocol(
+                ErrorCode::InvalidClient,
+                "client authentication is required",
+            )
+        })
+    };
     match req.grant_type.as_str() {
         GRANT_AUTHORIZATION_CODE => exchange_code(
             conn,
             ctx,
-            &client,
+            need_client()?,
             required(&req.code, "code")?,
             req.redirect_uri.as_deref(),
             req.code_verifier.as_deref(),
@@ -581,17 +621,36 @@ pub fn token_request(
         GRANT_REFRESH_TOKEN => refresh(
             conn,
             ctx,
-            &client,
+            client.as_ref(),
             required(&req.refresh_token, "refresh_token")?,
             req.scope.as_deref(),
         ),
         GRANT_CLIENT_CREDENTIALS => client_credentials(
             conn,
             ctx,
-            &client,
+            need_client()?,
             req.scope.as_deref(),
             req.resource.as_deref(),
         ),
+        GRANT_JWT_BEARER => {
+            let actx = AgentContext {
+                config: ctx.config,
+                keys: ctx.keys,
+                now: ctx.now,
+                audit: ctx.audit,
+            };
+            match &req.id_jag {
+                Some(v) => {
+                    agents::exchange_id_jag(conn, &actx, need_client()?, v, req.scope.as_deref())
+                }
+                None => agents::exchange_identity_assertion(
+                    conn,
+                    &actx,
+                    required(&req.assertion, "assertion")?,
+                    req.scope.as_deref(),
+                ),
+            }
+        }
         "" => Err(AppError::protocol(
             ErrorCode::InvalidRequest,
             "grant_type is required",
@@ -623,6 +682,12 @@ pub struct Introspection {
     pub aud: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// For a linked agent: the user who owns it (`sub` stays the agent principal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_sub: Option<String>,
+    /// For agent credentials: the registration they belong to and whether it is claimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_registration: Option<serde_json::Value>,
 }
 
 impl Introspection {
@@ -676,11 +741,14 @@ pub fn introspect(
     now: UnixTime,
     token: &str,
 ) -> AppResult<Introspection> {
+    if token.starts_with(prefix::API_KEY) {
+        return Ok(agents::introspect_api_key(conn, config, now, token)?.unwrap_or_default());
+    }
     if let Some(row) = find_access(conn, config, keys, token)? {
         if row.revoked_at.is_some() || row.expires_at <= now {
             return Ok(Introspection::inactive());
         }
-        return Ok(Introspection {
+        let mut answer = Introspection {
             active: true,
             scope: Some(row.scope),
             client_id: row.client_id,
@@ -690,7 +758,14 @@ pub fn introspect(
             token_type: Some("Bearer".to_owned()),
             aud: Some(row.audience),
             iss: Some(config.server.issuer.clone()),
-        });
+            ..Default::default()
+        };
+        if let Some(registration_id) = row.registration_id.as_deref() {
+            if !agents::describe(conn, now, registration_id, &mut answer)? {
+                return Ok(Introspection::inactive());
+            }
+        }
+        return Ok(answer);
     }
     if token.starts_with(prefix::REFRESH_TOKEN) {
         if let Some(row) = db::tokens::find_refresh_token(conn, HashedToken::of(token).as_str())? {
@@ -704,13 +779,14 @@ pub fn introspect(
                     return Ok(Introspection {
                         active: true,
                         scope: Some(grant.scope),
-                        sub: Some(grant.user_id.unwrap_or_else(|| grant.client_id.clone())),
-                        client_id: Some(grant.client_id),
+                        sub: Some(grant.subject),
+                        client_id: grant.client_id,
                         exp: Some(row.expires_at),
                         iat: Some(row.issued_at),
                         token_type: Some("refresh_token".to_owned()),
                         aud: Some(grant.resource),
                         iss: Some(config.server.issuer.clone()),
+                        ..Default::default()
                     });
                 }
             }
@@ -752,6 +828,17 @@ pub fn revoke(
         }
     };
     write_tx(conn, |conn| {
+        // API keys are revoked by whoever holds them.
+        if token.starts_with(prefix::API_KEY) {
+            let actx = AgentContext {
+                config: ctx.config,
+                keys: ctx.keys,
+                now: ctx.now,
+                audit: ctx.audit,
+            };
+            agents::revoke_api_key(conn, &actx, token)?;
+            return Ok(());
+        }
         if let Some(row) = find_access(conn, ctx.config, ctx.keys, token)? {
             may_revoke(conn, row.client_id.as_deref())?;
             if db::tokens::revoke_access_token(conn, &row.id, ctx.now)? {
@@ -777,7 +864,7 @@ pub fn revoke(
                 db::tokens::find_refresh_token(conn, HashedToken::of(token).as_str())?
             {
                 if let Some(grant) = db::tokens::find_grant(conn, &row.grant_id)? {
-                    may_revoke(conn, Some(&grant.client_id))?;
+                    may_revoke(conn, grant.client_id.as_deref())?;
                     if db::tokens::revoke_grant(conn, &grant.id, ctx.now)? {
                         audit::record(
                             conn,
@@ -785,7 +872,7 @@ pub fn revoke(
                             ctx.audit,
                             AuditEvent::TokenRevoked,
                             AuditEntry {
-                                client_id: Some(&grant.client_id),
+                                client_id: grant.client_id.as_deref(),
                                 user_id: grant.user_id.as_deref(),
                                 detail: Some(
                                     json!({ "token_type": "refresh_token", "grant_id": grant.id, "token_prefix": row.prefix }),

@@ -5,6 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::extract::{self, Params};
 use super::response::{no_store_json, ApiError, Shape};
 use crate::domain::clients::{self, ClientAuth};
+use crate::domain::discovery::GRANT_JWT_BEARER;
+use crate::domain::providers;
 use crate::domain::tokens::{
     self, Introspection, Revoker, TokenContext, TokenRequest, TokenResponse,
 };
@@ -27,14 +29,8 @@ pub async fn token(
     form: Form,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_pairs(form.into_inner())?;
-    let auth = extract::client_auth(&req, &params)?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidClient,
-            "client authentication is required",
-            Shape::OAuth,
-        )
-    })?;
-    let request = TokenRequest {
+    let auth = extract::client_auth(&req, &params)?;
+    let mut request = TokenRequest {
         grant_type: params.owned("grant_type").unwrap_or_default(),
         code: params.owned("code"),
         redirect_uri: params.owned("redirect_uri"),
@@ -42,8 +38,27 @@ pub async fn token(
         refresh_token: params.owned("refresh_token"),
         scope: params.owned("scope"),
         resource: params.owned("resource"),
+        assertion: params.owned("assertion"),
+        id_jag: None,
     };
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    // An assertion from a trusted provider is verified against its JWKS first (network);
+    // authmd's own identity assertions are checked with its keys inside the grant.
+    if request.grant_type == GRANT_JWT_BEARER {
+        if let Some(assertion) = &request.assertion {
+            let issuer = providers::unverified_issuer(assertion);
+            if issuer.as_deref() != Some(config.server.issuer.as_str()) {
+                let verified = state
+                    .providers
+                    .verify_id_jag(&config, now, assertion)
+                    .await
+                    .map_err(|p| {
+                        ApiError::new(ErrorCode::InvalidGrant, p.description, Shape::OAuth)
+                    })?;
+                request.id_jag = Some(verified);
+            }
+        }
+    }
     let audit = extract::audit_context(&req, &config);
     let response: TokenResponse = state
         .db
@@ -54,7 +69,7 @@ pub async fn token(
                 now,
                 audit: &audit,
             };
-            tokens::token_request(conn, &ctx, &auth, &request)
+            tokens::token_request(conn, &ctx, auth.as_ref(), &request)
         })
         .await?;
     Ok(no_store_json(&response))

@@ -22,8 +22,12 @@ CREATE TABLE consents (
 -- revoked as a whole on code replay, refresh-token reuse or revocation of a refresh token.
 CREATE TABLE grants (
     id TEXT PRIMARY KEY NOT NULL,
-    client_id TEXT NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+    -- NULL for agent grants (an identity assertion exchanged without a client).
+    client_id TEXT REFERENCES clients (id) ON DELETE CASCADE,
+    registration_id TEXT,
     user_id TEXT,
+    -- The `sub` of the grant's tokens: the user, the client, or the agent principal.
+    subject TEXT NOT NULL,
     scope TEXT NOT NULL,
     resource TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -32,6 +36,7 @@ CREATE TABLE grants (
 );
 CREATE INDEX grants_client ON grants (client_id);
 CREATE INDEX grants_user ON grants (user_id);
+CREATE INDEX grants_registration ON grants (registration_id);
 
 CREATE TABLE authorization_codes (
     code_hash TEXT PRIMARY KEY NOT NULL,
@@ -53,6 +58,8 @@ CREATE TABLE authorization_codes (
 CREATE TABLE access_tokens (
     id TEXT PRIMARY KEY NOT NULL,
     grant_id TEXT,
+    -- The agent registration the token speaks for, if any.
+    registration_id TEXT,
     client_id TEXT,
     subject TEXT NOT NULL,
     user_id TEXT,
@@ -66,6 +73,7 @@ CREATE TABLE access_tokens (
 );
 CREATE INDEX access_tokens_grant ON access_tokens (grant_id);
 CREATE INDEX access_tokens_expires ON access_tokens (expires_at);
+CREATE INDEX access_tokens_registration ON access_tokens (registration_id);
 
 CREATE TABLE refresh_tokens (
     token_hash TEXT PRIMARY KEY NOT NULL,

@@ -1,0 +1,349 @@
+//! Trusted agent providers: their JWKS (fetched over HTTP, cached, refetched once when a `kid`
+//! is unknown) and the verification of what they sign — ID-JAGs (identity assertion
+//! authorization grants) and logout tokens. Replay (`jti`) is checked later, in the database,
+//! so it holds across restarts and instances.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::clock::UnixTime;
+use crate::config::{Config, TrustedProvider};
+use crate::domain::discovery::LOGOUT_EVENT;
+use crate::error::{ErrorCode, ProtocolError};
+
+pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
+/// How far in the future an `iat` may be (clock skew).
+const MAX_IAT_SKEW_S: i64 = 120;
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// A JWKS is refetched when older than this, or once when a `kid` is unknown.
+const JWKS_TTL_S: i64 = 300;
+
+fn fail(code: ErrorCode, msg: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(code, msg.into())
+}
+
+/// The claims of a verified ID-JAG that authmd uses.
+#[derive(Debug, Clone)]
+pub struct VerifiedIdJag {
+    pub iss: String,
+    pub sub: String,
+    pub jti: String,
+    pub exp: i64,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub phone_number: Option<String>,
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+}
+
+/// A verified logout token: revoke everything issued for `(iss, sub)`.
+#[derive(Debug, Clone)]
+pub struct VerifiedLogout {
+    pub iss: String,
+    pub sub: String,
+    pub jti: String,
+    pub exp: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawClaims {
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<Value>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+    email: Option<String>,
+    email_verified: Option<Value>,
+    phone_number: Option<String>,
+    phone_number_verified: Option<Value>,
+    client_id: Option<String>,
+    scope: Option<String>,
+    events: Option<Value>,
+}
+
+fn truthy(v: &Option<Value>) -> bool {
+    matches!(v, Some(Value::Bool(true))) || matches!(v, Some(Value::String(s)) if s == "true")
+}
+
+fn audience_contains(aud: &Option<Value>, expected: &str) -> bool {
+    match aud {
+        Some(Value::String(s)) => s == expected,
+        Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(expected)),
+        _ => false,
+    }
+}
+
+/// The `iss` a JWT claims, unverified: only to pick who must verify it.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    jsonwebtoken::dangerous::insecure_decode::<RawClaims>(token)
+        .ok()?
+        .claims
+        .iss
+}
+
+struct CachedJwks {
+    fetched_at: UnixTime,
+    keys: JwkSet,
+}
+
+/// Fetches and caches providers' keys.
+pub struct ProviderKeys {
+    http: reqwest::Client,
+    cache: Mutex<HashMap<String, CachedJwks>>,
+}
+
+impl Default for ProviderKeys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProviderKeys {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client builds");
+        Self {
+            http,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn fetch(&self, provider: &TrustedProvider) -> Result<JwkSet, ProtocolError> {
+        let unavailable = |e: String| {
+            tracing::warn!(issuer = %provider.issuer, error = %e, "fetching provider JWKS failed");
+            fail(
+                ErrorCode::InvalidSignature,
+                format!("the keys of {} could not be fetched", provider.issuer),
+            )
+        };
+        let resp = self
+            .http
+            .get(&provider.jwks_uri)
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("status {}", resp.status())));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
+        {
+            return Err(unavailable("JWKS too large".into()));
+        }
+        let body = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        if body.len() > MAX_JWKS_BYTES {
+            return Err(unavailable("JWKS too large".into()));
+        }
+        serde_json::from_slice(&body).map_err(|e| unavailable(format!("not a JWK set: {e}")))
+    }
+
+    /// The key for `kid`, from the cache or a (re)fetch.
+    async fn key(
+        &self,
+        provider: &TrustedProvider,
+        kid: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(DecodingKey, Option<Algorithm>), ProtocolError> {
+        let find = |set: &JwkSet| -> Option<(DecodingKey, Option<Algorithm>)> {
+            let jwk = match kid {
+                Some(kid) => set.find(kid)?,
+                None if set.keys.len() == 1 => &set.keys[0],
+                None => return None,
+            };
+            let alg = jwk
+                .common
+                .key_algorithm
+                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+            DecodingKey::from_jwk(jwk).ok().map(|k| (k, alg))
+        };
+        let mut cache = self.cache.lock().await;
+        let fresh_enough = cache
+            .get(&provider.issuer)
+            .is_some_and(|c| now - c.fetched_at < JWKS_TTL_S);
+        if fresh_enough {
+            if let Some(found) = cache.get(&provider.issuer).and_then(|c| find(&c.keys)) {
+                return Ok(found);
+            }
+        }
+        // Not cached, stale, or an unknown kid (the provider may have rotated): fetch once.
+        let keys = self.fetch(provider).await?;
+        let found = find(&keys);
+        cache.insert(
+            provider.issuer.clone(),
+            CachedJwks {
+                fetched_at: now,
+                keys,
+            },
+        );
+        found.ok_or_else(|| {
+            fail(
+                ErrorCode::InvalidSignature,
+                "no key of the issuer matches the token's kid",
+            )
+        })
+    }
+
+    /// Signature, issuer and header checks shared by ID-JAGs and logout tokens.
+    async fn verify(
+        &self,
+        config: &Config,
+        now: UnixTime,
+        token: &str,
+        expected_typ: Option<&str>,
+    ) -> Result<RawClaims, ProtocolError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| fail(ErrorCode::InvalidRequest, "the assertion is not a JWT"))?;
+        if let Some(typ) = expected_typ {
+            if !header
+                .typ
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+            {
+                return Err(fail(
+                    ErrorCode::InvalidRequest,
+                    format!("typ must be {typ}"),
+                ));
+            }
+        }
+        if matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err(fail(
+                ErrorCode::InvalidSignature,
+                "symmetric algorithms are not accepted",
+            ));
+        }
+        let unverified: RawClaims = jsonwebtoken::dangerous::insecure_decode(token)
+            .map(|d| d.claims)
+            .map_err(|_| {
+                fail(
+                    ErrorCode::InvalidRequest,
+                    "the assertion's claims are malformed",
+                )
+            })?;
+        let iss = unverified
+            .iss
+            .clone()
+            .ok_or_else(|| fail(ErrorCode::InvalidRequest, "iss is missing"))?;
+        let provider = config
+            .agent
+            .trusted_providers
+            .iter()
+            .find(|p| p.issuer == iss)
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::IssuerNotEnabled,
+                    format!("issuer {iss} is not trusted"),
+                )
+            })?;
+        let (key, key_alg) = self.key(provider, header.kid.as_deref(), now).await?;
+        if key_alg.is_some_and(|a| a != header.alg) {
+            return Err(fail(
+                ErrorCode::InvalidSignature,
+                "the token's alg does not match its key",
+            ));
+        }
+        let mut validation = Validation::new(header.alg);
+        // Time and audience are checked below against authmd's own clock and issuer.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<RawClaims>(token, &key, &validation)
+            .map_err(|_| fail(ErrorCode::InvalidSignature, "signature verification failed"))?
+            .claims;
+        if !audience_contains(&claims.aud, &config.server.issuer) {
+            return Err(fail(
+                ErrorCode::InvalidAudience,
+                format!("aud must be {}", config.server.issuer),
+            ));
+        }
+        match claims.exp {
+            Some(exp) if exp > now => {}
+            Some(_) => {
+                return Err(fail(
+                    ErrorCode::CredentialExpired,
+                    "the assertion has expired",
+                ))
+            }
+            None => return Err(fail(ErrorCode::InvalidRequest, "exp is missing")),
+        }
+        if claims.iat.is_some_and(|iat| iat > now + MAX_IAT_SKEW_S) {
+            return Err(fail(ErrorCode::InvalidRequest, "iat is in the future"));
+        }
+        if claims.jti.as_deref().is_none_or(str::is_empty) {
+            return Err(fail(ErrorCode::InvalidRequest, "jti is missing"));
+        }
+        if claims.sub.as_deref().is_none_or(str::is_empty) {
+            return Err(fail(ErrorCode::InvalidRequest, "sub is missing"));
+        }
+        Ok(claims)
+    }
+
+    pub async fn verify_id_jag(
+        &self,
+        config: &Config,
+        now: UnixTime,
+        token: &str,
+    ) -> Result<VerifiedIdJag, ProtocolError> {
+        let c = self.verify(config, now, token, Some(ID_JAG_TYP)).await?;
+        let email_verified = truthy(&c.email_verified) && c.email.is_some();
+        let phone_verified = truthy(&c.phone_number_verified) && c.phone_number.is_some();
+        if !email_verified && !phone_verified {
+            return Err(fail(
+                ErrorCode::MissingVerifiedEmail,
+                "email_verified or phone_number_verified must be true",
+            ));
+        }
+        Ok(VerifiedIdJag {
+            iss: c.iss.unwrap_or_default(),
+            sub: c.sub.unwrap_or_default(),
+            jti: c.jti.unwrap_or_default(),
+            exp: c.exp.unwrap_or_default(),
+            email: c.email,
+            email_verified,
+            phone_number: c.phone_number.filter(|_| phone_verified),
+            client_id: c.client_id,
+            scope: c.scope,
+        })
+    }
+
+    /// Verifies an `application/logout+jwt` body (OpenID Back-Channel Logout shape).
+    pub async fn verify_logout(
+        &self,
+        config: &Config,
+        now: UnixTime,
+        token: &str,
+    ) -> Result<VerifiedLogout, ProtocolError> {
+        let c = self.verify(config, now, token, None).await?;
+        let has_event = c
+            .events
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(|e| e.contains_key(LOGOUT_EVENT));
+        if !has_event {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                format!("events must contain {LOGOUT_EVENT}"),
+            ));
+        }
+        Ok(VerifiedLogout {
+            iss: c.iss.unwrap_or_default(),
+            sub: c.sub.unwrap_or_default(),
+            jti: c.jti.unwrap_or_default(),
+            exp: c.exp.unwrap_or_default(),
+        })
+    }
+}
