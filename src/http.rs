@@ -3,6 +3,7 @@
 //! The whole route table is [`configure`], so the HTTP surface fits on one screen. Handlers never
 //! hold protocol logic (that is `domain/`) or run blocking work on a worker (`Db::run`).
 
+pub mod agents;
 pub mod authorize;
 pub mod extract;
 pub mod health;
@@ -69,12 +70,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn agent_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("").post(pending::agent_auth))
-        .service(resource("/claim").post(pending::agent_claim))
-        .service(resource("/claim/view").get(pending::claim_view))
-        .service(resource("/claim/attempt/challenge").post(pending::claim_challenge))
-        .service(resource("/claim/complete").post(pending::agent_claim_complete))
-        .service(resource("/revoke").post(pending::agent_revoke));
+    cfg.service(resource("").post(agents::register))
+        .service(resource("/claim").post(agents::claim))
+        .service(resource("/claim/view").get(agents::claim_view))
+        .service(resource("/claim/attempt/challenge").post(agents::claim_challenge))
+        .service(resource("/claim/attempt/cancel").post(agents::claim_cancel))
+        .service(resource("/claim/complete").post(agents::complete))
+        .service(resource("/revoke").post(agents::provider_revoke));
 }
 
 /// A path whose other methods get a JSON 405 (the app-wide default would answer 404).

@@ -73,6 +73,31 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Periodic housekeeping: expires unclaimed registrations (recording `registration.expired`)
+    /// and drops rate-limit windows and replay records nothing can read any more.
+    pub async fn sweep(&self) -> AppResult<usize> {
+        let (config, keys, now) = (self.config.clone(), self.keys.current(), self.now());
+        self.db
+            .run(move |conn| {
+                let audit = crate::domain::audit::AuditContext {
+                    actor: Some("sweep".to_owned()),
+                    ip: None,
+                };
+                let ctx = crate::domain::agents::AgentContext {
+                    config: &config,
+                    keys: &keys,
+                    now,
+                    audit: &audit,
+                };
+                let expired = crate::domain::agents::expire_unclaimed(conn, &ctx)?;
+                crate::domain::ratelimit::purge(conn, &config.rate_limit, now)?;
+                Ok(expired)
+            })
+            .await
+    }
+}
+
 /// The current key ring, swapped whole on reload.
 #[derive(Clone)]
 pub struct KeyStore(Arc<RwLock<Arc<KeyRing>>>);

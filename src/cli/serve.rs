@@ -10,6 +10,8 @@ use crate::state::AppState;
 
 /// How often a running server re-reads the signing keys (to see a rotation done elsewhere).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// How often unclaimed registrations are expired and stale rate-limit windows dropped.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 pub fn run(config_file: Option<&Path>) -> Result<(), CliError> {
     let config = load_config(config_file)?;
@@ -34,6 +36,16 @@ pub fn run(config_file: Option<&Path>) -> Result<(), CliError> {
                 interval.tick().await;
                 if let Err(e) = reload_state.reload_keys().await {
                     tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+                }
+            }
+        });
+        let sweep_state = state.clone();
+        actix_web::rt::spawn(async move {
+            let mut interval = actix_web::rt::time::interval(SWEEP_INTERVAL);
+            loop {
+                interval.tick().await;
+                if let Err(e) = sweep_state.sweep().await {
+                    tracing::warn!(error = %e, "periodic sweep failed");
                 }
             }
         });

@@ -1064,6 +1064,13 @@ pub fn exchange_id_jag(
     })
 }
 
+/// Called when a claim email could not be sent: the attempt is closed so a retry opens (and
+/// mails) a new one instead of finding this one open and sending nothing.
+pub fn abandon_attempt(conn: &mut DbConn, attempt_id: &str) -> AppResult<()> {
+    db::agents::set_attempt_status(conn, attempt_id, "superseded")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

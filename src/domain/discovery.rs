@@ -154,6 +154,7 @@ pub fn grant_types_supported() -> Vec<&'static str> {
         GRANT_AUTHORIZATION_CODE,
         GRANT_REFRESH_TOKEN,
         GRANT_CLIENT_CREDENTIALS,
+        GRANT_JWT_BEARER,
     ]
 }
 

@@ -5,8 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::extract::{self, Params, CSRF_COOKIE, SESSION_COOKIE};
 use super::pages::{self, ConsentPage, LoginPage};
-use super::response::ApiError;
+use super::response::{ApiError, Shape};
 use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
+use crate::domain::ratelimit::Action;
 use crate::domain::users;
 use crate::error::ErrorCode;
 use crate::state::AppState;
@@ -247,6 +248,13 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             "invalid_request",
             "the form's CSRF token is missing or wrong",
+        );
+    }
+    if let Err(e) = super::agents::limit(&state, &req, Action::Login, Shape::OAuth).await {
+        return pages::error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &e.error.to_string(),
         );
     }
     let return_to = safe_return_to(params.get("return_to").unwrap_or_default()).to_owned();

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::server::Server;
 use utoipa::OpenApi;
 
-use super::{authorize, health, pending, register, response, token, well_known};
+use super::{agents, authorize, health, pending, register, response, token, well_known};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -27,10 +27,10 @@ use crate::state::AppState;
         register::register,
         register::read,
         register::delete,
-        pending::agent_auth,
-        pending::agent_claim,
-        pending::agent_claim_complete,
-        pending::agent_revoke,
+        agents::register,
+        agents::claim,
+        agents::complete,
+        agents::provider_revoke,
         pending::list_tokens,
         pending::create_token,
         pending::delete_token,

@@ -24,43 +24,6 @@ macro_rules! pending_handler {
     };
 }
 
-#[utoipa::path(post, path = "/agent/auth", tag = "agents",
-    summary = "Register an agent (auth.md); alias /agent/identity",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn agent_auth(
-    req: HttpRequest,
-    _body: web::Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/agent/auth/claim", tag = "agents",
-    summary = "Start the claim of an anonymous registration by email",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn agent_claim(
-    req: HttpRequest,
-    _body: web::Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/agent/auth/claim/complete", tag = "agents",
-    summary = "Complete a claim with the emailed one-time code",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn agent_claim_complete(
-    req: HttpRequest,
-    _body: web::Json<Value>,
-) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
-#[utoipa::path(post, path = "/agent/auth/revoke", tag = "agents",
-    summary = "Provider-initiated revocation with an application/logout+jwt body",
-    responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
-pub async fn agent_revoke(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(pending(&req))
-}
-
 #[utoipa::path(get, path = "/api/tokens", tag = "account",
     summary = "List personal tokens (metadata only)",
     responses((status = 501, description = "Not implemented yet", body = ErrorBody)))]
@@ -87,7 +50,5 @@ pub async fn delete_token(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 // Pages and admin routes are not JSON endpoints of the OpenAPI description.
-pending_handler!(claim_view);
-pending_handler!(claim_challenge);
 pending_handler!(account);
 pending_handler!(admin);

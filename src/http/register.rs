@@ -4,7 +4,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::extract;
-use super::response::ApiError;
+use super::response::{ApiError, Shape};
+use crate::domain::ratelimit::Action;
 use crate::domain::registration::{self, RegistrationRequest};
 use crate::state::AppState;
 
@@ -22,6 +23,7 @@ pub async fn register(
     body: web::Json<RegistrationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     registration::check_gate(&state.config, extract::bearer(&req).as_deref())?;
+    super::agents::limit(&state, &req, Action::Register, Shape::OAuth).await?;
     let (config, now) = (state.config.clone(), state.now());
     let audit = extract::audit_context(&req, &config);
     let body = body.into_inner();

@@ -43,7 +43,12 @@ async fn authorization_server_metadata_has_rfc8414_fields(backend: Backend) {
         assert!(auth_methods.contains(&json!(method)), "{method}");
     }
     let grants = m["grant_types_supported"].as_array().unwrap();
-    for grant in ["authorization_code", "refresh_token", "client_credentials"] {
+    for grant in [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ] {
         assert!(grants.contains(&json!(grant)), "{grant}");
     }
     assert_eq!(m["scopes_supported"], json!(["api.read", "api.write"]));

@@ -118,13 +118,13 @@ async fn oversized_body_is_413(backend: Backend) {
 async fn pending_endpoints_answer_json_501(backend: Backend) {
     let app = TestApp::start(backend).await;
     let resp = app
-        .post_json("/agent/identity", &json!({"type": "anonymous"}))
+        .post_json("/agent/identity", &json!({"type": "telepathy"}))
         .await;
-    assert_eq!(resp.status(), 501);
+    assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], "not_implemented");
+    assert_eq!(body["error"], "invalid_request");
     assert!(
-        body["message"].is_string(),
+        body["message"].is_string() && body.get("error_description").is_none(),
         "agent endpoints use the auth.md shape: {body}"
     );
     let resp = app.client.get(app.url("/api/tokens")).send().await.unwrap();

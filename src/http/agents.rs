@@ -1,0 +1,456 @@
+//! auth.md agent endpoints (under `/agent/auth` and the alias `/agent/identity`) and the claim
+//! pages. Errors use the auth.md shape `{"error", "message"}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::extract::{self, Params, CSRF_COOKIE};
+use super::pages;
+use super::response::{no_store_json, ApiError, Shape};
+use crate::domain::agents::{self, AgentContext, AttemptState, CredentialType};
+use crate::domain::audit::AuditContext;
+use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
+use crate::domain::ratelimit::{self, Action};
+use crate::error::{AppError, ErrorCode};
+use crate::state::AppState;
+
+fn bad(msg: &'static str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, msg, Shape::Agent)
+}
+
+/// Counts the request against its limits. A failing limiter store lets the request through
+/// (and says so in the log): an outage of the counter must not become an outage of sign-up.
+pub async fn limit(
+    state: &AppState,
+    req: &HttpRequest,
+    action: Action,
+    shape: Shape,
+) -> Result<(), ApiError> {
+    let config = state.config.clone();
+    let ip = extract::client_ip(req, &config);
+    let now = state.now();
+    match state
+        .db
+        .run(move |conn| ratelimit::check(conn, &config.rate_limit, now, action, ip.as_deref()))
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e @ AppError::Protocol(_)) => Err(ApiError { error: e, shape }),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
+            Ok(())
+        }
+    }
+}
+
+/// Runs an agent domain function on the blocking pool with a fresh context.
+async fn run_agents<T, F>(state: &AppState, audit: AuditContext, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut crate::db::DbConn, &AgentContext<'_>) -> Result<T, AppError> + Send + 'static,
+{
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    state
+        .db
+        .run(move |conn| {
+            let ctx = AgentContext {
+                config: &config,
+                keys: &keys,
+                now,
+                audit: &audit,
+            };
+            f(conn, &ctx)
+        })
+        .await
+        .map_err(ApiError::agent)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterBody {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    requested_credential_type: Option<String>,
+    assertion_type: Option<String>,
+    assertion: Option<String>,
+    /// The list form some services use: `[{"type": "verified_email", "email": "…"}]`.
+    assertions: Option<Vec<Value>>,
+}
+
+impl RegisterBody {
+    /// `(assertion_type, assertion)` from either form.
+    fn assertion(&self) -> Option<(String, String)> {
+        if let (Some(t), Some(a)) = (&self.assertion_type, &self.assertion) {
+            return Some((t.clone(), a.clone()));
+        }
+        let first = self.assertions.as_ref()?.first()?;
+        let t = first.get("type")?.as_str()?.to_owned();
+        let a = first
+            .get("assertion")
+            .or_else(|| first.get("email"))?
+            .as_str()?
+            .to_owned();
+        Some((t, a))
+    }
+}
+
+#[utoipa::path(post, path = "/agent/auth", tag = "agents",
+    summary = "Register an agent: anonymous, verified email, or ID-JAG (alias /agent/identity)",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registration (and credential where the flow gives one at once)", body = Object, content_type = "application/json"),
+        (status = 400, description = "auth.md error", body = super::response::ErrorBody),
+        (status = 429, description = "rate_limited", body = super::response::ErrorBody),
+    ))]
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    limit(&state, &req, Action::AgentAuth, Shape::Agent).await?;
+    let body = body.into_inner();
+    let kind = CredentialType::parse(body.requested_credential_type.as_deref())
+        .map_err(ApiError::agent)?;
+    let audit = extract::audit_context(&req, &state.config);
+    match body.kind.as_deref() {
+        Some("anonymous") => {
+            let answer = run_agents(&state, audit, move |conn, ctx| {
+                agents::register_anonymous(conn, ctx, kind)
+            })
+            .await?;
+            Ok(no_store_json(&answer))
+        }
+        Some("identity_assertion") => {
+            let (assertion_type, assertion) = body
+                .assertion()
+                .ok_or_else(|| bad("assertion_type and assertion are required"))?;
+            match assertion_type.as_str() {
+                "verified_email" => {
+                    let (answer, mail) =
+                        run_agents(&state, audit, move |conn, ctx| agents::register_verified_email(conn, ctx, &assertion, kind)).await?;
+                    if let Err(e) = state.mailer.send(&mail).await {
+                        tracing::warn!(error = %e, "claim email could not be sent; withdrawing the registration");
+                        let id = answer["registration_id"].as_str().unwrap_or_default().to_owned();
+                        let now = state.now();
+                        state.db.run(move |conn| agents::withdraw(conn, now, &id)).await.map_err(ApiError::agent)?;
+                        return Err(ApiError::new(ErrorCode::ServiceUnavailable, "the verification email could not be sent; retry later", Shape::Agent));
+                    }
+                    Ok(no_store_json(&answer))
+                }
+                ID_JAG_TOKEN_TYPE => {
+                    let verified = state
+                        .providers
+                        .verify_id_jag(&state.config, state.now(), &assertion)
+                        .await
+                        .map_err(ApiError::agent)?;
+                    let answer = run_agents(&state, audit, move |conn, ctx| agents::register_id_jag(conn, ctx, &verified, kind)).await?;
+                    Ok(no_store_json(&answer))
+                }
+                _ => Err(bad("assertion_type must be verified_email or urn:ietf:params:oauth:token-type:id-jag")),
+            }
+        }
+        Some(_) => Err(bad("type must be anonymous or identity_assertion")),
+        None => Err(bad("type is required")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClaimBody {
+    claim_token: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    link: bool,
+}
+
+#[utoipa::path(post, path = "/agent/auth/claim", tag = "agents",
+    summary = "Start the claim of an anonymous registration: emails the person a one-time link",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "registration_id, claim_attempt_id, status, expires_at", body = Object, content_type = "application/json"),
+        (status = 401, description = "invalid_claim_token", body = super::response::ErrorBody),
+        (status = 409, description = "previously_claimed", body = super::response::ErrorBody),
+        (status = 410, description = "claim_expired", body = super::response::ErrorBody),
+    ))]
+pub async fn claim(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<ClaimBody>,
+) -> Result<HttpResponse, ApiError> {
+    limit(&state, &req, Action::Claim, Shape::Agent).await?;
+    let body = body.into_inner();
+    let claim_token = body
+        .claim_token
+        .ok_or_else(|| bad("claim_token is required"))?;
+    let email = body.email.ok_or_else(|| bad("email is required"))?;
+    let audit = extract::audit_context(&req, &state.config);
+    let (answer, mail) = run_agents(&state, audit, move |conn, ctx| {
+        agents::request_claim(conn, ctx, &claim_token, &email, body.link)
+    })
+    .await?;
+    if let Some(mail) = mail {
+        if let Err(e) = state.mailer.send(&mail).await {
+            tracing::warn!(error = %e, "claim email could not be sent; abandoning the attempt");
+            let attempt = answer["claim_attempt_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            state
+                .db
+                .run(move |conn| agents::abandon_attempt(conn, &attempt))
+                .await
+                .map_err(ApiError::agent)?;
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the claim email could not be sent; retry later",
+                Shape::Agent,
+            ));
+        }
+    }
+    Ok(no_store_json(&answer))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompleteBody {
+    claim_token: Option<String>,
+    otp: Option<String>,
+}
+
+#[utoipa::path(post, path = "/agent/auth/claim/complete", tag = "agents",
+    summary = "Complete a claim with the one-time code the person read on the claim page",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 200, description = "registration_id and status claimed (plus a credential for verified-email registrations)", body = Object, content_type = "application/json"),
+        (status = 401, description = "otp_invalid or invalid_claim_token", body = super::response::ErrorBody),
+        (status = 410, description = "otp_expired, claim_expired or claim_superseded", body = super::response::ErrorBody),
+        (status = 429, description = "otp_locked or rate_limited", body = super::response::ErrorBody),
+    ))]
+pub async fn complete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<CompleteBody>,
+) -> Result<HttpResponse, ApiError> {
+    limit(&state, &req, Action::Otp, Shape::Agent).await?;
+    let body = body.into_inner();
+    let claim_token = body
+        .claim_token
+        .ok_or_else(|| bad("claim_token is required"))?;
+    let otp = body.otp.ok_or_else(|| bad("otp is required"))?;
+    let audit = extract::audit_context(&req, &state.config);
+    let answer = run_agents(&state, audit, move |conn, ctx| {
+        agents::complete(conn, ctx, &claim_token, &otp)
+    })
+    .await?;
+    Ok(no_store_json(&answer))
+}
+
+#[utoipa::path(post, path = "/agent/auth/revoke", tag = "agents",
+    summary = "Provider-initiated revocation: an application/logout+jwt body revokes every credential for (iss, sub)",
+    request_body(content = String, content_type = "application/logout+jwt"),
+    responses(
+        (status = 200, description = "How many registrations were revoked", body = Object, content_type = "application/json"),
+        (status = 400, description = "auth.md error", body = super::response::ErrorBody),
+    ))]
+pub async fn provider_revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/logout+jwt") {
+        return Err(bad("Content-Type must be application/logout+jwt"));
+    }
+    let token = std::str::from_utf8(&body)
+        .map_err(|_| bad("the body must be a JWT"))?
+        .trim()
+        .to_owned();
+    let verified = state
+        .providers
+        .verify_logout(&state.config, state.now(), &token)
+        .await
+        .map_err(ApiError::agent)?;
+    let audit = extract::audit_context(&req, &state.config);
+    let revoked = run_agents(&state, audit, move |conn, ctx| {
+        agents::revoke_for_provider(conn, ctx, &verified)
+    })
+    .await?;
+    Ok(no_store_json(&serde_json::json!({ "revoked": revoked })))
+}
+
+/// What the claim page renders.
+pub enum ClaimView {
+    Open { email: String, link: bool },
+    Code { otp: String },
+    Cancelled,
+    Closed { message: String },
+}
+
+#[derive(askama::Template)]
+#[template(path = "claim.html")]
+struct ClaimPage<'a> {
+    view: ClaimView,
+    csrf_token: &'a str,
+    token: &'a str,
+}
+
+fn claim_page(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    view: ClaimView,
+    token: &str,
+) -> HttpResponse {
+    let (cookie_value, fresh) = extract::csrf_cookie(req);
+    let csrf = extract::csrf_token_for(&cookie_value);
+    let mut resp = pages::render(
+        status,
+        &ClaimPage {
+            view,
+            csrf_token: &csrf,
+            token,
+        },
+    );
+    if fresh {
+        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
+    }
+    resp
+}
+
+fn closed(message: String) -> ClaimView {
+    ClaimView::Closed { message }
+}
+
+/// `GET /agent/auth/claim/view?token=…`: the page the email links to. Mints nothing.
+pub async fn claim_view(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    let token = Params::from_pairs(query.into_inner())
+        .ok()
+        .and_then(|p| p.owned("token"))
+        .unwrap_or_default();
+    let now = state.now();
+    let lookup = token.clone();
+    match state
+        .db
+        .run(move |conn| agents::view(conn, now, &lookup))
+        .await
+    {
+        Ok(AttemptState::Open { email, link }) => claim_page(
+            &req,
+            &state,
+            StatusCode::OK,
+            ClaimView::Open { email, link },
+            &token,
+        ),
+        Ok(AttemptState::Closed(message)) => claim_page(
+            &req,
+            &state,
+            StatusCode::GONE,
+            closed(message.to_owned()),
+            "",
+        ),
+        Err(AppError::Protocol(p)) => claim_page(
+            &req,
+            &state,
+            StatusCode::NOT_FOUND,
+            closed(p.description.into_owned()),
+            "",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "claim page failed");
+            pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Please try again shortly.",
+            )
+        }
+    }
+}
+
+/// The page's forms: CSRF-checked, then `challenge` (mint a code) or `cancel`.
+async fn page_action(
+    state: &AppState,
+    req: &HttpRequest,
+    form: Vec<(String, String)>,
+    mint: bool,
+) -> HttpResponse {
+    let params = match Params::from_pairs(form) {
+        Ok(p) => p,
+        Err(e) => {
+            return pages::error_page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.error.to_string(),
+            )
+        }
+    };
+    if !extract::csrf_ok(req, params.get("csrf_token")) {
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form's CSRF token is missing or wrong",
+        );
+    }
+    if let Err(e) = limit(state, req, Action::Otp, Shape::Agent).await {
+        return pages::error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &e.error.to_string(),
+        );
+    }
+    let token = params.owned("token").unwrap_or_default();
+    let audit = extract::audit_context(req, &state.config);
+    let result = if mint {
+        run_agents(state, audit, move |conn, ctx| {
+            agents::challenge(conn, ctx, &token)
+        })
+        .await
+        .map(|otp| ClaimView::Code { otp })
+    } else {
+        run_agents(state, audit, move |conn, ctx| {
+            agents::cancel(conn, ctx, &token)
+        })
+        .await
+        .map(|()| ClaimView::Cancelled)
+    };
+    match result {
+        Ok(view) => claim_page(req, state, StatusCode::OK, view, ""),
+        Err(ApiError {
+            error: AppError::Protocol(p),
+            ..
+        }) => {
+            let status = super::response::status_of(p.code);
+            claim_page(req, state, status, closed(p.description.into_owned()), "")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "claim page action failed");
+            pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Please try again shortly.",
+            )
+        }
+    }
+}
+
+pub async fn claim_challenge(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    page_action(&state, &req, form.into_inner(), true).await
+}
+
+pub async fn claim_cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    page_action(&state, &req, form.into_inner(), false).await
+}
