@@ -165,7 +165,9 @@ impl Db {
         drop(manager.open()?);
         let pool = r2d2::Pool::builder()
             .max_size(size)
-            .min_idle(Some(1))
+            // No background replenishing: a CLI command may exit while r2d2 would still be
+            // connecting on another thread, and libpq torn down mid-connect can crash the exit.
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
             .build(manager)
             .map_err(|e| DbSetupError::Pool(e.to_string()))?;

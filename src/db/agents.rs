@@ -245,10 +245,12 @@ pub fn find_attempt_by_view_token(
         .optional()
 }
 
-/// The registration's newest attempt.
+/// The registration's current attempt: opening one supersedes every other, so at most one
+/// is not superseded (timestamps alone cannot order two attempts made in the same second).
 pub fn latest_attempt(conn: &mut DbConn, registration_id: &str) -> QueryResult<Option<AttemptRow>> {
     claim_attempts::table
         .filter(claim_attempts::registration_id.eq(registration_id))
+        .filter(claim_attempts::status.ne("superseded"))
         .order(claim_attempts::created_at.desc())
         .then_order_by(claim_attempts::id.desc())
         .select(AttemptRow::as_select())
@@ -260,7 +262,7 @@ pub fn supersede_open_attempts(conn: &mut DbConn, registration_id: &str) -> Quer
     diesel::update(
         claim_attempts::table
             .filter(claim_attempts::registration_id.eq(registration_id))
-            .filter(claim_attempts::status.eq("initiated")),
+            .filter(claim_attempts::status.ne("completed")),
     )
     .set(claim_attempts::status.eq("superseded"))
     .execute(conn)

@@ -24,6 +24,8 @@ pub enum Backend {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`, also the issuer.
     pub base: String,
+    /// Every message the server sent, received over real SMTP.
+    pub mail: crate::fakes::SmtpSink,
     pub client: reqwest::Client,
     pub clock: Arc<FixedClock>,
     pub state: AppState,
@@ -89,6 +91,11 @@ impl TestApp {
             Config::from_toml_overlay(overlay).unwrap_or_else(|e| panic!("test config: {e}"));
         config.server.issuer = base.clone();
         config.database.url = db_url;
+        let mail = crate::fakes::SmtpSink::start().await;
+        config.mail.transport = authmd::config::MailTransport::Smtp;
+        config.mail.smtp_host = "127.0.0.1".to_owned();
+        config.mail.smtp_port = mail.port;
+        config.mail.smtp_tls = authmd::config::SmtpTls::None;
         config.database.max_connections = 8;
         config.server.workers = 1;
         config.validate().unwrap();
@@ -114,6 +121,7 @@ impl TestApp {
             .unwrap();
         Self {
             base,
+            mail,
             client,
             clock,
             state,

@@ -2,9 +2,11 @@
 
 mod harness;
 
+mod agents;
 mod binary;
 mod discovery;
 mod errors;
+mod fakes;
 mod flows;
 mod keys;
 mod oauth;
