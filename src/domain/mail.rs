@@ -133,3 +133,61 @@ impl Mailer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn email() -> Email {
+        Email {
+            to: "person@example.com".into(),
+            subject: "Hello".into(),
+            text: "open https://auth.example/x".into(),
+            html: "<p>open</p>".into(),
+        }
+    }
+
+    #[actix_web::test]
+    async fn file_transport_writes_one_eml_per_message() {
+        let dir = tempfile_dir();
+        let mut config = Config::defaults().mail;
+        config.transport = MailTransport::File;
+        config.file_dir = dir.clone();
+        let mailer = Mailer::new(&config);
+        mailer.send(&email()).await.unwrap();
+        mailer.send(&email()).await.unwrap();
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 2);
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(text.contains("To: person@example.com"), "{text}");
+        assert!(text.contains("Subject: Hello"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[actix_web::test]
+    async fn log_transport_sends_nothing_anywhere_else() {
+        let mut config = Config::defaults().mail;
+        config.transport = MailTransport::Log;
+        Mailer::new(&config).send(&email()).await.unwrap();
+    }
+
+    #[actix_web::test]
+    async fn unreachable_smtp_is_unavailable_not_a_panic() {
+        let mut config = Config::defaults().mail;
+        config.transport = MailTransport::Smtp;
+        config.smtp_port = 1;
+        let err = Mailer::new(&config).send(&email()).await.unwrap_err();
+        assert!(matches!(err, AppError::Unavailable(_)), "{err:?}");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("authmd-mail-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

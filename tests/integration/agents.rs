@@ -214,12 +214,16 @@ async fn claim_merges_the_agent_into_the_user(backend: Backend) {
     let key = reg["credential"].as_str().unwrap();
     let claim_token = reg["claim_token"].as_str().unwrap();
 
+    // The link in the email comes from server.issuer, whatever Host the request carried.
     let resp = app
-        .post_json(
-            "/agent/auth/claim",
-            &json!({"claim_token": claim_token, "email": "Owner@Example.com"}),
-        )
-        .await;
+        .client
+        .post(app.url("/agent/auth/claim"))
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .json(&json!({"claim_token": claim_token, "email": "Owner@Example.com"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let started: Value = resp.json().await.unwrap();
     assert_eq!(started["status"], "initiated");
@@ -237,7 +241,15 @@ async fn claim_merges_the_agent_into_the_user(backend: Backend) {
         (401, "otp_invalid".into())
     );
 
+    // A new code replaces the previous one.
+    let replaced = read_code(&app, 0).await;
     let otp = read_code(&app, 0).await;
+    if replaced != otp {
+        assert_eq!(
+            err(complete(&app, claim_token, &replaced).await).await,
+            (401, "otp_invalid".into())
+        );
+    }
     let resp = complete(&app, claim_token, &otp).await;
     assert_eq!(resp.status(), 200);
     let done: Value = resp.json().await.unwrap();
@@ -265,8 +277,12 @@ async fn claim_merges_the_agent_into_the_user(backend: Backend) {
         )
         .await;
     assert_eq!(err(again).await, (409, "previously_claimed".into()));
-    for event in ["claim.requested", "otp.generated", "claim.confirmed"] {
-        assert_eq!(flows::audit_count(&app, event).await, 1, "{event}");
+    for (event, n) in [
+        ("claim.requested", 1),
+        ("otp.generated", 2),
+        ("claim.confirmed", 1),
+    ] {
+        assert_eq!(flows::audit_count(&app, event).await, n, "{event}");
     }
 }
 
@@ -333,6 +349,16 @@ async fn claim_requests_are_idempotent_and_superseded(backend: Backend) {
     let old = claim_link(&messages[0]);
     let page = reqwest::get(&old).await.unwrap();
     assert_eq!(page.status(), StatusCode::GONE);
+    let html = flows::browser()
+        .get(&old)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("newer request"), "{html}");
+    assert!(!html.contains("Get my code"));
     let otp = read_code(&app, 1).await;
     assert_eq!(complete(&app, claim_token, &otp).await.status(), 200);
 
