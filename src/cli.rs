@@ -1,5 +1,6 @@
 //! The `authmd` command line: one file per subcommand under `cli/`.
 
+mod admin;
 mod client;
 mod keys;
 mod migrate;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Incident response.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 /// Why a command failed; decides the exit code.
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Client(cmd) => client::run(cli.config.as_deref(), cmd),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Keys(cmd) => keys::run(cli.config.as_deref(), cmd),
+        Command::Admin(cmd) => admin::run(cli.config.as_deref(), cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

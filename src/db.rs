@@ -4,6 +4,8 @@
 //! function that calls them does. The backend is chosen from the URL scheme by [`DbManager`]
 //! (not `MultiConnection::establish`, which tries each backend and hides why one failed).
 
+pub mod accounts;
+pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod clients;

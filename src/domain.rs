@@ -3,10 +3,13 @@
 //! Domain functions take plain inputs, a `&mut DbConn` and `now`; they decide transactions and
 //! return [`crate::error::AppError`]. Nothing here imports `actix_web` or builds a response.
 
+pub mod accounts;
+pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod clients;
 pub mod discovery;
+pub mod idempotency;
 pub mod keys;
 pub mod mail;
 pub mod oauth;

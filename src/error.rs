@@ -50,6 +50,7 @@ pub enum ErrorCode {
     RateLimited,
     // HTTP-level
     IdempotencyKeyReused,
+    IdempotencyKeyInUse,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -94,6 +95,7 @@ impl ErrorCode {
             PreviouslyClaimed => "previously_claimed",
             RateLimited => "rate_limited",
             IdempotencyKeyReused => "idempotency_key_reused",
+            IdempotencyKeyInUse => "idempotency_key_in_use",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             PayloadTooLarge => "payload_too_large",

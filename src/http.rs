@@ -3,22 +3,26 @@
 //! The whole route table is [`configure`], so the HTTP surface fits on one screen. Handlers never
 //! hold protocol logic (that is `domain/`) or run blocking work on a worker (`Db::run`).
 
+pub mod account;
+pub mod admin;
 pub mod agents;
 pub mod authorize;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod middleware;
 pub mod openapi;
 pub mod pages;
-pub mod pending;
 pub mod register;
 pub mod response;
 pub mod token;
+pub mod tokens_api;
 pub mod well_known;
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer, Resource};
 
 use crate::domain::discovery::paths;
@@ -50,7 +54,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(paths::TOKEN).post(token::token))
         .service(resource(paths::REVOKE).post(token::revoke))
         .service(resource(paths::INTROSPECT).post(token::introspect))
-        .service(resource(paths::REGISTER).post(register::register))
+        .service(
+            resource(paths::REGISTER)
+                .wrap(from_fn(idempotency::guard))
+                .post(register::register),
+        )
         .service(
             resource("/oauth2/register/{client_id}")
                 .get(register::read)
@@ -58,25 +66,50 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         // auth.md agent registration, under both names seen in the wild
         .service(web::scope("/agent/{kind:auth|identity}").configure(agent_routes))
-        // People and operators
-        .service(resource("/account").get(pending::account))
+        // People and operators (write endpoints honour Idempotency-Key)
+        .service(resource("/account").get(account::page))
+        .service(resource("/account/{kind}/{id}/revoke").post(account::revoke))
         .service(
             resource("/api/tokens")
-                .get(pending::list_tokens)
-                .post(pending::create_token),
+                .wrap(from_fn(idempotency::guard))
+                .get(tokens_api::list)
+                .post(tokens_api::create),
         )
-        .service(resource("/api/tokens/{id}").delete(pending::delete_token))
-        .service(resource("/admin/{tail:.*}").to(pending::admin));
+        .service(
+            resource("/api/tokens/{id}")
+                .wrap(from_fn(idempotency::guard))
+                .delete(tokens_api::delete),
+        )
+        .service(resource("/admin/clients").get(admin::clients_list))
+        .service(resource("/admin/clients/{id}").get(admin::client_show))
+        .service(resource("/admin/registrations").get(admin::registrations))
+        .service(resource("/admin/registrations/{id}").get(admin::registration))
+        .service(resource("/admin/users").get(admin::users))
+        .service(resource("/admin/users/{id}").get(admin::user))
+        .service(resource("/admin/audit").get(admin::audit))
+        .service(
+            resource("/admin/revoke-agents")
+                .wrap(from_fn(idempotency::guard))
+                .post(admin::revoke_agents),
+        );
 }
 
 fn agent_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("").post(agents::register))
-        .service(resource("/claim").post(agents::claim))
-        .service(resource("/claim/view").get(agents::claim_view))
-        .service(resource("/claim/attempt/challenge").post(agents::claim_challenge))
-        .service(resource("/claim/attempt/cancel").post(agents::claim_cancel))
-        .service(resource("/claim/complete").post(agents::complete))
-        .service(resource("/revoke").post(agents::provider_revoke));
+    cfg.service(
+        resource("")
+            .wrap(from_fn(idempotency::guard))
+            .post(agents::register),
+    )
+    .service(
+        resource("/claim")
+            .wrap(from_fn(idempotency::guard))
+            .post(agents::claim),
+    )
+    .service(resource("/claim/view").get(agents::claim_view))
+    .service(resource("/claim/attempt/challenge").post(agents::claim_challenge))
+    .service(resource("/claim/attempt/cancel").post(agents::claim_cancel))
+    .service(resource("/claim/complete").post(agents::complete))
+    .service(resource("/revoke").post(agents::provider_revoke));
 }
 
 /// A path whose other methods get a JSON 405 (the app-wide default would answer 404).

@@ -92,6 +92,7 @@ impl AppState {
                 };
                 let expired = crate::domain::agents::expire_unclaimed(conn, &ctx)?;
                 crate::domain::ratelimit::purge(conn, &config.rate_limit, now)?;
+                crate::domain::idempotency::purge(conn, now)?;
                 Ok(expired)
             })
             .await

@@ -207,7 +207,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    personal_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        user_id -> Text,
+        workspace -> Nullable<Text>,
+        name -> Text,
+        prefix -> Text,
+        scopes -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (key_hash) {
+        key_hash -> Text,
+        request_hash -> Text,
+        status -> Nullable<Integer>,
+        content_type -> Nullable<Text>,
+        sealed_body -> Nullable<Binary>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    personal_tokens,
+    idempotency_keys,
     agent_registrations,
     api_keys,
     claim_attempts,

@@ -168,3 +168,22 @@ pub fn revoke_client_tokens(conn: &mut DbConn, client_id: &str, now: i64) -> Que
     .execute(conn)?;
     Ok(())
 }
+
+/// Revokes every grant (and its tokens) a user gave a client; returns how many.
+pub fn revoke_user_client(
+    conn: &mut DbConn,
+    user_id: &str,
+    client_id: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = grants::table
+        .filter(grants::user_id.eq(user_id))
+        .filter(grants::client_id.eq(client_id))
+        .filter(grants::revoked_at.is_null())
+        .select(grants::id)
+        .load(conn)?;
+    for id in &ids {
+        revoke_grant(conn, id, now)?;
+    }
+    Ok(ids.len())
+}

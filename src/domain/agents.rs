@@ -918,6 +918,9 @@ pub fn introspect_api_key(
     if row.revoked_at.is_some() {
         return Ok(Some(Introspection::inactive()));
     }
+    if crate::domain::accounts::is_stale(row.last_used_at, now) {
+        db::accounts::touch_api_key(conn, &row.key_hash, now)?;
+    }
     let Some(reg) = db::agents::find_registration(conn, &row.registration_id)? else {
         return Ok(Some(Introspection::inactive()));
     };

@@ -113,9 +113,56 @@ impl fmt::Debug for HashedToken {
     }
 }
 
+/// SHA-256 of arbitrary bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 /// Compares two secrets without leaking where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
+}
+
+/// AES-256-GCM key derived from a secret the caller holds (a refresh token, an
+/// Idempotency-Key) and a context label, so what is sealed is unreadable without that secret.
+fn derived_key(secret: &str, context: &str) -> ring::aead::LessSafeKey {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("authmd {context}\0{secret}").as_bytes(),
+    );
+    let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, digest.as_ref())
+        .expect("32-byte key");
+    ring::aead::LessSafeKey::new(key)
+}
+
+/// Encrypts `data` under a key derived from `secret`: nonce (12 bytes) || ciphertext || tag.
+pub fn seal(secret: &str, context: &str, data: &[u8]) -> Vec<u8> {
+    let nonce: [u8; 12] = random_bytes()[..12].try_into().expect("12 bytes");
+    let mut buf = data.to_vec();
+    derived_key(secret, context)
+        .seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::empty(),
+            &mut buf,
+        )
+        .expect("AES-GCM sealing cannot fail for in-memory buffers");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Decrypts what [`seal`] produced with the same secret and context; `None` otherwise.
+pub fn open(secret: &str, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < 12 + ring::aead::AES_256_GCM.tag_len() {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(12);
+    let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buf = rest.to_vec();
+    let plain = derived_key(secret, context)
+        .open_in_place(nonce, ring::aead::Aad::empty(), &mut buf)
+        .ok()?;
+    Some(plain.to_vec())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -151,6 +198,18 @@ mod tests {
         );
         assert!(HashedToken::of("abc").matches(HashedToken::of("abc").as_str()));
         assert!(!HashedToken::of("abc").matches(HashedToken::of("abd").as_str()));
+    }
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_secret_and_context() {
+        let sealed = seal("key-1", "ctx", b"secret answer");
+        assert_eq!(
+            open("key-1", "ctx", &sealed).as_deref(),
+            Some(&b"secret answer"[..])
+        );
+        assert_eq!(open("key-2", "ctx", &sealed), None);
+        assert_eq!(open("key-1", "other", &sealed), None);
+        assert!(!String::from_utf8_lossy(&sealed).contains("secret answer"));
     }
 
     #[test]

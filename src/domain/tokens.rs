@@ -9,7 +9,6 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, Header, Validation};
-use ring::aead;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -17,6 +16,7 @@ use crate::clock::UnixTime;
 use crate::config::{AccessTokenFormat, Config};
 use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
 use crate::db::{self, write_tx, DbConn};
+use crate::domain::accounts;
 use crate::domain::agents::{self, AgentContext};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::clients::{self, Client, ClientAuth};
@@ -26,9 +26,7 @@ use crate::domain::discovery::{
 use crate::domain::keys::KeyRing;
 use crate::domain::providers::VerifiedIdJag;
 use crate::domain::scope::Scopes;
-use crate::domain::secrets::{
-    constant_time_eq, prefix, random_bytes, random_id, HashedToken, PlainToken,
-};
+use crate::domain::secrets::{self, constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// What every issuing function needs besides the connection.
@@ -427,43 +425,15 @@ pub fn client_credentials(
     })
 }
 
-/// The key that seals a rotated token's successor: derived from the presented refresh token,
+/// Seals a rotated token's successor under a key derived from the presented refresh token,
 /// which only its holder knows, so the stored successor is unreadable without it.
-fn grace_key(presented: &str) -> aead::LessSafeKey {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("authmd refresh grace v1\0{presented}").as_bytes(),
-    );
-    let key = aead::UnboundKey::new(&aead::AES_256_GCM, digest.as_ref()).expect("32-byte key");
-    aead::LessSafeKey::new(key)
-}
-
 fn seal(presented: &str, response: &TokenResponse) -> AppResult<Vec<u8>> {
-    let nonce_bytes: [u8; 12] = random_bytes()[..12].try_into().expect("12 bytes");
-    let mut data = serde_json::to_vec(response).map_err(AppError::internal)?;
-    grace_key(presented)
-        .seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce_bytes),
-            aead::Aad::empty(),
-            &mut data,
-        )
-        .map_err(|_| AppError::internal("sealing refresh successor failed"))?;
-    let mut out = nonce_bytes.to_vec();
-    out.extend_from_slice(&data);
-    Ok(out)
+    let data = serde_json::to_vec(response).map_err(AppError::internal)?;
+    Ok(secrets::seal(presented, "refresh grace v1", &data))
 }
 
 fn open(presented: &str, sealed: &[u8]) -> Option<TokenResponse> {
-    if sealed.len() < 12 + aead::AES_256_GCM.tag_len() {
-        return None;
-    }
-    let (nonce, rest) = sealed.split_at(12);
-    let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
-    let mut data = rest.to_vec();
-    let plain = grace_key(presented)
-        .open_in_place(nonce, aead::Aad::empty(), &mut data)
-        .ok()?;
-    serde_json::from_slice(plain).ok()
+    serde_json::from_slice(&secrets::open(presented, "refresh grace v1", sealed)?).ok()
 }
 
 /// `grant_type=refresh_token`: rotates on every use. A token presented again within
@@ -688,6 +658,9 @@ pub struct Introspection {
     /// For agent credentials: the registration they belong to and whether it is claimed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_registration: Option<serde_json::Value>,
+    /// For workspace tokens: the one workspace the token may act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 impl Introspection {
@@ -743,6 +716,9 @@ pub fn introspect(
 ) -> AppResult<Introspection> {
     if token.starts_with(prefix::API_KEY) {
         return Ok(agents::introspect_api_key(conn, config, now, token)?.unwrap_or_default());
+    }
+    if token.starts_with(prefix::PERSONAL_TOKEN) {
+        return accounts::introspect_personal(conn, config, now, token);
     }
     if let Some(row) = find_access(conn, config, keys, token)? {
         if row.revoked_at.is_some() || row.expires_at <= now {

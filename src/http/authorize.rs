@@ -323,7 +323,7 @@ pub async fn logout(
             .await?;
     }
     let mut resp = HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/auth.md"))
+        .insert_header((header::LOCATION, "/account"))
         .finish();
     let mut removal = extract::cookie(&state.config, SESSION_COOKIE, String::new());
     removal.make_removal();

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::server::Server;
 use utoipa::OpenApi;
 
-use super::{agents, authorize, health, pending, register, response, token, well_known};
+use super::{agents, authorize, health, register, response, token, tokens_api, well_known};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -31,9 +31,9 @@ use crate::state::AppState;
         agents::claim,
         agents::complete,
         agents::provider_revoke,
-        pending::list_tokens,
-        pending::create_token,
-        pending::delete_token,
+        tokens_api::list,
+        tokens_api::create,
+        tokens_api::delete,
         openapi_json,
     ),
     components(schemas(response::ErrorBody)),

@@ -126,7 +126,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         AccessDenied | InsufficientScope => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        PreviouslyClaimed => StatusCode::CONFLICT,
+        PreviouslyClaimed | IdempotencyKeyInUse => StatusCode::CONFLICT,
         OtpExpired | ClaimExpired | ClaimSuperseded => StatusCode::GONE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -11,4 +11,5 @@ mod flows;
 mod keys;
 mod oauth;
 mod oauth2_crate;
+mod people;
 mod register;

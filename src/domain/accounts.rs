@@ -1,0 +1,418 @@
+//! What a person sees and controls: personal and workspace tokens (`pat_…`), and the account
+//! overview of connected agents, granted apps and tokens, each revocable.
+//!
+//! `last_used_at` is written at most once a minute per credential: the row is read anyway when
+//! the credential is checked, and only a stale timestamp costs a write.
+
+use diesel::Connection;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::clock::UnixTime;
+use crate::config::Config;
+use crate::db::accounts::PersonalTokenRow;
+use crate::db::{self, write_tx, DbConn};
+use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::discovery::scopes_supported;
+use crate::domain::keys::KeyRing;
+use crate::domain::scope::Scopes;
+use crate::domain::secrets::{prefix, random_id, HashedToken, PlainToken};
+use crate::domain::tokens::{self, Introspection};
+use crate::error::{AppError, AppResult, ErrorCode};
+
+/// Seconds between two `last_used_at` writes for one credential.
+pub const TOUCH_INTERVAL_S: i64 = 60;
+
+pub fn is_stale(last_used_at: Option<i64>, now: UnixTime) -> bool {
+    last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_S)
+}
+
+/// Who calls `/api/tokens`: a user, with the scopes their credential carries, and the
+/// workspace it is bound to, if any.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub scopes: Scopes,
+    pub workspace: Option<String>,
+}
+
+impl Caller {
+    /// A signed-in person at the account page holds every scope the deployment grants.
+    pub fn session(config: &Config, user_id: String) -> Self {
+        Self {
+            user_id,
+            scopes: Scopes::from_list(&scopes_supported(config)),
+            workspace: None,
+        }
+    }
+}
+
+/// Resolves a bearer credential to a user: a personal/workspace token or a user's access token.
+pub fn caller_from_bearer(
+    conn: &mut DbConn,
+    config: &Config,
+    keys: &KeyRing,
+    now: UnixTime,
+    token: &str,
+) -> AppResult<Option<Caller>> {
+    if token.starts_with(prefix::PERSONAL_TOKEN) {
+        let Some(row) = db::accounts::find_token_by_hash(conn, HashedToken::of(token).as_str())?
+        else {
+            return Ok(None);
+        };
+        if row.revoked_at.is_some() {
+            return Ok(None);
+        }
+        if is_stale(row.last_used_at, now) {
+            db::accounts::touch_token(conn, &row.id, now)?;
+        }
+        return Ok(Some(Caller {
+            user_id: row.user_id,
+            scopes: Scopes::parse(&row.scopes).unwrap_or_default(),
+            workspace: row.workspace,
+        }));
+    }
+    let info = tokens::introspect(conn, config, keys, now, token)?;
+    match (info.active, info.token_type.as_deref()) {
+        (true, Some("Bearer")) => {
+            // Only tokens that speak for a user may manage that user's tokens.
+            let user_id = match info.sub {
+                Some(sub) if sub.starts_with("usr_") => sub,
+                _ => return Ok(None),
+            };
+            Ok(Some(Caller {
+                user_id,
+                scopes: Scopes::parse(info.scope.as_deref().unwrap_or_default())
+                    .unwrap_or_default(),
+                workspace: None,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Token metadata: never the plaintext or the hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub workspace: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl From<PersonalTokenRow> for TokenInfo {
+    fn from(r: PersonalTokenRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            prefix: r.prefix,
+            scopes: r
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            workspace: r.workspace,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        }
+    }
+}
+
+/// Creates a token with at most the caller's scopes; the plaintext is in this answer only.
+pub fn create_token(
+    conn: &mut DbConn,
+    now: UnixTime,
+    ctx: &AuditContext,
+    caller: &Caller,
+    name: Option<&str>,
+    scopes: Option<&[String]>,
+    workspace: Option<&str>,
+) -> AppResult<Value> {
+    let wanted = match scopes {
+        Some(list) => {
+            if list.iter().any(|s| !crate::config::is_scope_token(s)) {
+                return Err(AppError::protocol(
+                    ErrorCode::InvalidScope,
+                    "a scope is malformed",
+                ));
+            }
+            Scopes::from_list(list)
+        }
+        None => caller.scopes.clone(),
+    };
+    if !wanted.is_subset(&caller.scopes) {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidScope,
+            format!(
+                "cannot grant scopes you do not have: {}",
+                wanted.missing_from(&caller.scopes)
+            ),
+        ));
+    }
+    let workspace = match (&caller.workspace, workspace) {
+        (Some(own), Some(other)) if own != other => {
+            return Err(AppError::protocol(
+                ErrorCode::AccessDenied,
+                "a workspace token cannot act on another workspace",
+            ))
+        }
+        (Some(own), _) => Some(own.clone()),
+        (None, requested) => requested.map(str::to_owned),
+    };
+    if workspace
+        .as_deref()
+        .is_some_and(|w| w.is_empty() || w.len() > 200)
+    {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidRequest,
+            "workspace must be 1 to 200 characters",
+        ));
+    }
+    let name = name.unwrap_or("token").trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidRequest,
+            "name must be 1 to 200 characters",
+        ));
+    }
+    let token = PlainToken::generate(prefix::PERSONAL_TOKEN);
+    let row = PersonalTokenRow {
+        id: random_id("tok_"),
+        token_hash: token.hash().as_str().to_owned(),
+        user_id: caller.user_id.clone(),
+        workspace,
+        name: name.to_owned(),
+        prefix: token.display_prefix(),
+        scopes: wanted.to_string(),
+        created_at: now,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    write_tx(conn, |conn| {
+        db::accounts::insert_token(conn, &row)?;
+        audit::record(
+            conn,
+            now,
+            ctx,
+            AuditEvent::TokenIssued,
+            AuditEntry {
+                user_id: Some(&row.user_id),
+                detail: Some(
+                    json!({ "token_type": "personal_token", "token_id": row.id, "token_prefix": row.prefix, "workspace": row.workspace }),
+                ),
+                ..Default::default()
+            },
+        )
+    })?;
+    let mut answer = serde_json::to_value(TokenInfo::from(row)).map_err(AppError::internal)?;
+    answer["token"] = json!(token.into_string());
+    Ok(answer)
+}
+
+pub fn list_tokens(conn: &mut DbConn, caller: &Caller) -> AppResult<Vec<TokenInfo>> {
+    Ok(
+        db::accounts::user_tokens(conn, &caller.user_id, caller.workspace.as_deref())?
+            .into_iter()
+            .map(TokenInfo::from)
+            .collect(),
+    )
+}
+
+/// Revokes one of the caller's tokens; another user's (or workspace's) token is `not_found`.
+pub fn delete_token(
+    conn: &mut DbConn,
+    now: UnixTime,
+    ctx: &AuditContext,
+    caller: &Caller,
+    id: &str,
+) -> AppResult<()> {
+    write_tx(conn, |conn| {
+        if !db::accounts::revoke_token(conn, id, &caller.user_id, caller.workspace.as_deref(), now)?
+        {
+            return Err(AppError::protocol(ErrorCode::NotFound, "no such token"));
+        }
+        audit::record(
+            conn,
+            now,
+            ctx,
+            AuditEvent::TokenRevoked,
+            AuditEntry {
+                user_id: Some(&caller.user_id),
+                detail: Some(json!({ "token_type": "personal_token", "token_id": id })),
+                ..Default::default()
+            },
+        )
+    })
+}
+
+/// Introspection of a `pat_` token.
+pub fn introspect_personal(
+    conn: &mut DbConn,
+    config: &Config,
+    now: UnixTime,
+    token: &str,
+) -> AppResult<Introspection> {
+    let Some(row) = db::accounts::find_token_by_hash(conn, HashedToken::of(token).as_str())? else {
+        return Ok(Introspection::inactive());
+    };
+    if row.revoked_at.is_some() {
+        return Ok(Introspection::inactive());
+    }
+    if is_stale(row.last_used_at, now) {
+        db::accounts::touch_token(conn, &row.id, now)?;
+    }
+    Ok(Introspection {
+        active: true,
+        scope: Some(row.scopes),
+        sub: Some(row.user_id),
+        iat: Some(row.created_at),
+        token_type: Some("personal_token".to_owned()),
+        aud: Some(config.default_resource().to_owned()),
+        iss: Some(config.server.issuer.clone()),
+        workspace: row.workspace,
+        ..Default::default()
+    })
+}
+
+/// Revokes a `pat_` presented by its holder; false if it is not one of authmd's.
+pub fn revoke_presented(conn: &mut DbConn, now: UnixTime, token: &str) -> AppResult<bool> {
+    Ok(db::accounts::revoke_token_by_hash(
+        conn,
+        HashedToken::of(token).as_str(),
+        now,
+    )?)
+}
+
+/// One connected agent on the account page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub registration_id: String,
+    pub registration_type: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub linked: bool,
+    /// `(display prefix, last used)` of its live API keys.
+    pub keys: Vec<(String, Option<i64>)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppView {
+    pub client_id: String,
+    pub name: String,
+    pub scope: String,
+    pub granted_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    pub agents: Vec<AgentView>,
+    pub apps: Vec<AppView>,
+    pub tokens: Vec<TokenInfo>,
+}
+
+pub fn overview(conn: &mut DbConn, user_id: &str) -> AppResult<Overview> {
+    let mut agents = Vec::new();
+    for reg in db::accounts::user_registrations(conn, user_id)? {
+        let keys = db::accounts::registration_keys(conn, &reg.id)?
+            .into_iter()
+            .map(|k| (k.prefix, k.last_used_at))
+            .collect();
+        agents.push(AgentView {
+            registration_id: reg.id,
+            registration_type: reg.registration_type,
+            scopes: reg.scopes,
+            created_at: reg.created_at,
+            linked: reg.link == Some(true),
+            keys,
+        });
+    }
+    let apps = db::accounts::user_consents(conn, user_id)?
+        .into_iter()
+        .map(|(client_id, name, scope, granted_at)| AppView {
+            client_id,
+            name,
+            scope,
+            granted_at,
+        })
+        .collect();
+    let tokens = db::accounts::user_tokens(conn, user_id, None)?
+        .into_iter()
+        .map(TokenInfo::from)
+        .collect();
+    Ok(Overview {
+        agents,
+        apps,
+        tokens,
+    })
+}
+
+/// What the account page's revoke buttons act on.
+#[derive(Debug, Clone)]
+pub enum Revocable {
+    Agent(String),
+    App(String),
+    Token(String),
+}
+
+/// Revokes something of the signed-in user's; another user's is `not_found`.
+pub fn revoke_own(
+    conn: &mut DbConn,
+    now: UnixTime,
+    ctx: &AuditContext,
+    user_id: &str,
+    what: &Revocable,
+) -> AppResult<()> {
+    let missing = || AppError::protocol(ErrorCode::NotFound, "nothing of yours by that id");
+    match what {
+        Revocable::Token(id) => {
+            let caller = Caller {
+                user_id: user_id.to_owned(),
+                scopes: Scopes::default(),
+                workspace: None,
+            };
+            delete_token(conn, now, ctx, &caller, id)
+        }
+        Revocable::Agent(id) => write_tx(conn, |conn| {
+            let reg = db::agents::find_registration(conn, id)?
+                .filter(|r| r.user_id.as_deref() == Some(user_id))
+                .ok_or_else(missing)?;
+            db::agents::revoke_registration(conn, &reg.id, now)?;
+            audit::record(
+                conn,
+                now,
+                ctx,
+                AuditEvent::RegistrationRevoked,
+                AuditEntry {
+                    registration_id: Some(&reg.id),
+                    user_id: Some(user_id),
+                    detail: Some(json!({ "reason": "revoked by the user" })),
+                    ..Default::default()
+                },
+            )
+        }),
+        Revocable::App(client_id) => conn.transaction(|conn| {
+            if db::accounts::delete_consent(conn, user_id, client_id)? == 0 {
+                return Err(missing());
+            }
+            let n = db::tokens::revoke_user_client(conn, user_id, client_id, now)?;
+            audit::record(
+                conn,
+                now,
+                ctx,
+                AuditEvent::TokenRevoked,
+                AuditEntry {
+                    client_id: Some(client_id),
+                    user_id: Some(user_id),
+                    detail: Some(
+                        json!({ "grants_revoked": n, "reason": "app disconnected by the user" }),
+                    ),
+                    ..Default::default()
+                },
+            )
+        }),
+    }
+}

@@ -1,0 +1,138 @@
+//! `GET /account`: what acts in the signed-in person's name, each with a revoke button.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::extract::{self, Params, CSRF_COOKIE, SESSION_COOKIE};
+use super::pages::{self, LoginPage};
+use crate::domain::accounts::{self, Overview, Revocable};
+use crate::domain::users::{self, User};
+use crate::state::AppState;
+
+#[derive(askama::Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    email: &'a str,
+    csrf_token: &'a str,
+    overview: Overview,
+}
+
+async fn signed_in(state: &AppState, req: &HttpRequest) -> Option<User> {
+    let cookie = req.cookie(SESSION_COOKIE)?.value().to_owned();
+    let now = state.now();
+    state
+        .db
+        .run(move |conn| users::session_user(conn, now, &cookie))
+        .await
+        .ok()
+        .flatten()
+}
+
+fn with_csrf(
+    req: &HttpRequest,
+    state: &AppState,
+    render: impl FnOnce(&str) -> HttpResponse,
+) -> HttpResponse {
+    let (cookie_value, fresh) = extract::csrf_cookie(req);
+    let mut resp = render(&extract::csrf_token_for(&cookie_value));
+    if fresh {
+        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
+    }
+    resp
+}
+
+pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let Some(user) = signed_in(&state, &req).await else {
+        return with_csrf(&req, &state, |csrf| {
+            pages::render(
+                StatusCode::OK,
+                &LoginPage {
+                    csrf_token: csrf,
+                    return_to: "/account",
+                    email: "",
+                    error: None,
+                },
+            )
+        });
+    };
+    let user_id = user.id.clone();
+    match state
+        .db
+        .run(move |conn| accounts::overview(conn, &user_id))
+        .await
+    {
+        Ok(overview) => with_csrf(&req, &state, |csrf| {
+            pages::render(
+                StatusCode::OK,
+                &AccountPage {
+                    email: &user.email,
+                    csrf_token: csrf,
+                    overview,
+                },
+            )
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "account page failed");
+            pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Please try again shortly.",
+            )
+        }
+    }
+}
+
+/// `POST /account/{agents|apps|tokens}/{id}/revoke`.
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    let params = Params::from_pairs(form.into_inner()).unwrap_or_default();
+    if !extract::csrf_ok(&req, params.get("csrf_token")) {
+        return pages::error_page(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form's CSRF token is missing or wrong",
+        );
+    }
+    let Some(user) = signed_in(&state, &req).await else {
+        return pages::error_page(StatusCode::UNAUTHORIZED, "access_denied", "sign in first");
+    };
+    let (kind, id) = path.into_inner();
+    let what = match kind.as_str() {
+        "agents" => Revocable::Agent(id),
+        "apps" => Revocable::App(id),
+        "tokens" => Revocable::Token(id),
+        _ => {
+            return pages::error_page(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "nothing to revoke there",
+            )
+        }
+    };
+    let audit = extract::audit_context(&req, &state.config);
+    let now = state.now();
+    match state
+        .db
+        .run(move |conn| accounts::revoke_own(conn, now, &audit, &user.id, &what))
+        .await
+    {
+        Ok(()) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/account"))
+            .finish(),
+        Err(crate::error::AppError::Protocol(p)) => {
+            pages::error_page(StatusCode::NOT_FOUND, p.code.as_str(), &p.description)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "revoking from the account page failed");
+            pages::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Please try again shortly.",
+            )
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! `/admin/…`: the operator API, authenticated by `admin.token` (compared in constant time).
+//! Off when no token is configured.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::extract;
+use super::response::{no_store_json, ApiError, Shape};
+use crate::db::admin::AuditFilter;
+use crate::domain::admin::{self, RevokeTarget};
+use crate::domain::clients;
+use crate::domain::registration::client_metadata;
+use crate::error::{AppError, ErrorCode};
+use crate::state::AppState;
+
+fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    if state.config.admin.token.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "the admin API is not enabled",
+            Shape::OAuth,
+        ));
+    }
+    match extract::bearer(req) {
+        Some(t) if state.admin_token_matches(&t) => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the admin token is required",
+            Shape::OAuth,
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    after: Option<String>,
+    status: Option<String>,
+    user_id: Option<String>,
+}
+
+pub async fn clients_list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let config = state.config.clone();
+    let list = state
+        .db
+        .run(move |conn| {
+            Ok(clients::list(conn)?
+                .iter()
+                .map(|c| client_metadata(&config, c))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(no_store_json(&serde_json::json!({ "clients": list })))
+}
+
+pub async fn client_show(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let (config, id) = (state.config.clone(), path.into_inner());
+    let client = state
+        .db
+        .run(move |conn| {
+            let c = clients::find(conn, &id)?
+                .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such client"))?;
+            let mut v = client_metadata(&config, &c);
+            v["can_introspect"] = serde_json::json!(c.can_introspect);
+            v["created_at"] = serde_json::json!(c.created_at);
+            Ok(v)
+        })
+        .await?;
+    Ok(no_store_json(&client))
+}
+
+pub async fn registrations(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let q = q.into_inner();
+    let page = state
+        .db
+        .run(move |conn| {
+            admin::registrations(
+                conn,
+                q.status.as_deref(),
+                q.user_id.as_deref(),
+                q.after.as_deref(),
+                q.limit,
+            )
+        })
+        .await?;
+    Ok(no_store_json(&page))
+}
+
+pub async fn registration(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let id = path.into_inner();
+    Ok(no_store_json(
+        &state
+            .db
+            .run(move |conn| admin::registration(conn, &id))
+            .await?,
+    ))
+}
+
+pub async fn users(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let q = q.into_inner();
+    Ok(no_store_json(
+        &state
+            .db
+            .run(move |conn| admin::users(conn, q.after.as_deref(), q.limit))
+            .await?,
+    ))
+}
+
+pub async fn user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let id = path.into_inner();
+    Ok(no_store_json(
+        &state.db.run(move |conn| admin::user(conn, &id)).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    event: Option<String>,
+    registration_id: Option<String>,
+    user_id: Option<String>,
+    client_id: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    before_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let q = q.into_inner();
+    let filter = AuditFilter {
+        event: q.event,
+        registration_id: q.registration_id,
+        user_id: q.user_id,
+        client_id: q.client_id,
+        since: q.since,
+        until: q.until,
+        before_id: q.before_id,
+    };
+    Ok(no_store_json(
+        &state
+            .db
+            .run(move |conn| admin::audit_log(conn, &filter, q.limit))
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeBody {
+    #[serde(default)]
+    all: bool,
+    registration_id: Option<String>,
+    user_id: Option<String>,
+}
+
+pub async fn revoke_agents(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<RevokeBody>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let target = match body.into_inner() {
+        RevokeBody {
+            all: true,
+            registration_id: None,
+            user_id: None,
+        } => RevokeTarget::All,
+        RevokeBody {
+            all: false,
+            registration_id: Some(id),
+            user_id: None,
+        } => RevokeTarget::Registration(id),
+        RevokeBody {
+            all: false,
+            registration_id: None,
+            user_id: Some(id),
+        } => RevokeTarget::User(id),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "give exactly one of all: true, registration_id, user_id",
+                Shape::OAuth,
+            ))
+        }
+    };
+    let mut audit = extract::audit_context(&req, &state.config);
+    audit.actor = Some("admin".to_owned());
+    let now = state.now();
+    let n = state
+        .db
+        .run(move |conn| admin::revoke_agents(conn, now, &audit, &target))
+        .await?;
+    Ok(no_store_json(&serde_json::json!({ "revoked": n })))
+}

@@ -1,0 +1,138 @@
+//! `/api/tokens`: personal and workspace tokens. The caller authenticates with a bearer
+//! credential that speaks for a user (a personal token or a user's access token) or with the
+//! account page's session.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::extract::{self, SESSION_COOKIE};
+use super::response::{no_store_json, ApiError, Shape};
+use crate::domain::accounts::{self, Caller};
+use crate::domain::users;
+use crate::error::{AppError, ErrorCode};
+use crate::state::AppState;
+
+/// The user behind the request, or `401 invalid_token` with the bearer challenge.
+pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiError> {
+    let unauthenticated = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "a bearer token that speaks for a user is required",
+            Shape::OAuth,
+        )
+    };
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    if let Some(token) = extract::bearer(req) {
+        return state
+            .db
+            .run(move |conn| accounts::caller_from_bearer(conn, &config, &keys, now, &token))
+            .await?
+            .ok_or_else(unauthenticated);
+    }
+    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+        let value = cookie.value().to_owned();
+        let user = state
+            .db
+            .run(move |conn| users::session_user(conn, now, &value))
+            .await?;
+        if let Some(user) = user {
+            return Ok(Caller::session(&state.config, user.id));
+        }
+    }
+    Err(unauthenticated())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateBody {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    /// Space-separated alternative to `scopes`.
+    scope: Option<String>,
+    workspace: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/tokens", tag = "account",
+    summary = "Create a personal or workspace token with chosen scopes (never more than the caller has); the plaintext is in this answer only",
+    request_body(content = Object, content_type = "application/json"),
+    responses(
+        (status = 201, description = "id, token (shown once), prefix, scopes, workspace, created_at", body = Object, content_type = "application/json"),
+        (status = 400, description = "invalid_scope", body = super::response::ErrorBody),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
+        (status = 403, description = "access_denied: another workspace", body = super::response::ErrorBody),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &req).await?;
+    let body = body.into_inner();
+    let scopes = body.scopes.or_else(|| {
+        body.scope.map(|s| {
+            s.split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+    });
+    let audit = extract::audit_context(&req, &state.config);
+    let now = state.now();
+    let created = state
+        .db
+        .run(move |conn| {
+            accounts::create_token(
+                conn,
+                now,
+                &audit,
+                &caller,
+                body.name.as_deref(),
+                scopes.as_deref(),
+                body.workspace.as_deref(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(created))
+}
+
+#[utoipa::path(get, path = "/api/tokens", tag = "account",
+    summary = "List the caller's tokens: id, prefix, scopes, created_at, last_used_at — never plaintext or hash",
+    responses(
+        (status = 200, description = "tokens", body = Object, content_type = "application/json"),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
+    ))]
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &req).await?;
+    let tokens = state
+        .db
+        .run(move |conn| accounts::list_tokens(conn, &caller))
+        .await?;
+    Ok(no_store_json(
+        &serde_json::json!({ "count": tokens.len(), "tokens": tokens }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "account",
+    summary = "Revoke one of the caller's tokens; another user's token is 404",
+    params(("id" = String, Path, description = "Token id")),
+    responses(
+        (status = 200, description = "revoked", body = Object, content_type = "application/json"),
+        (status = 404, description = "not_found", body = super::response::ErrorBody),
+    ))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &req).await?;
+    let id = path.into_inner();
+    let audit = extract::audit_context(&req, &state.config);
+    let now = state.now();
+    state
+        .db
+        .run(move |conn| accounts::delete_token(conn, now, &audit, &caller, &id))
+        .await
+        .map_err(|e: AppError| ApiError::from(e))?;
+    Ok(no_store_json(&serde_json::json!({ "status": "revoked" })))
+}

@@ -1,0 +1,628 @@
+//! People and operators: personal and workspace tokens, the account page, the admin API and
+//! Idempotency-Key, through real HTTP.
+
+use serde_json::{json, Value};
+
+use crate::fakes::claim_link;
+use crate::flows;
+use crate::harness::{Backend, TestApp};
+
+crate::db_tests!(
+    personal_tokens_lifecycle,
+    workspace_tokens_stay_in_their_workspace,
+    last_used_is_written_at_most_once_a_minute,
+    account_page_lists_and_revokes,
+    admin_api_lists_filters_and_revokes,
+    idempotent_writes_replay_and_refuse_reuse,
+);
+
+/// A browser signed in as a new user at /account.
+async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
+    let user_id = flows::user(app, email).await;
+    let browser = flows::browser();
+    let html = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = flows::form_value(&html, "csrf_token").unwrap();
+    let resp = browser
+        .post(app.url("/login"))
+        .form(&[
+            ("email", email),
+            ("password", flows::PASSWORD),
+            ("csrf_token", &csrf),
+            ("return_to", "/account"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/account");
+    (browser, user_id)
+}
+
+async fn create_token(app: &TestApp, bearer: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/tokens"))
+        .bearer_auth(bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn personal_tokens_lifecycle(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let rs = flows::resource_server(&app).await;
+    let (browser, user_id) = signed_in(&app, "pat@example.com").await;
+
+    let unauthenticated = app.client.get(app.url("/api/tokens")).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    assert!(unauthenticated.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("resource_metadata="));
+
+    let resp = browser
+        .post(app.url("/api/tokens"))
+        .json(&json!({"name": "ci", "scopes": ["api.read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("pat_"));
+    assert_eq!(created["prefix"], json!(token[..12].to_owned()));
+    assert_eq!(created["scopes"], json!(["api.read"]));
+
+    let info = flows::introspect(&app, &rs, &token).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["sub"], json!(user_id));
+    assert_eq!(info["scope"], "api.read");
+
+    // The token manages tokens too, but never grants more than it has.
+    let wider = create_token(&app, &token, json!({"scopes": ["api.read", "api.write"]})).await;
+    assert_eq!(wider.status(), 400);
+    assert_eq!(
+        wider.json::<Value>().await.unwrap()["error"],
+        "invalid_scope"
+    );
+    let listed: Value = app
+        .client
+        .get(app.url("/api/tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let item = &listed["tokens"][0];
+    for field in ["id", "prefix", "scopes", "created_at", "last_used_at"] {
+        assert!(item.get(field).is_some(), "{field}");
+    }
+    assert!(!listed.to_string().contains(&token), "never the plaintext");
+    assert!(item.get("token").is_none() && item.get("token_hash").is_none());
+
+    // Another user cannot delete it: 404, and it stays active.
+    let (other, _) = signed_in(&app, "other@example.com").await;
+    let id = created["id"].as_str().unwrap();
+    let resp = other
+        .delete(app.url(&format!("/api/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(flows::introspect(&app, &rs, &token).await["active"], true);
+    let resp = browser
+        .delete(app.url(&format!("/api/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(flows::introspect(&app, &rs, &token).await["active"], false);
+    assert_eq!(
+        app.client
+            .get(app.url("/api/tokens"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let rs = flows::resource_server(&app).await;
+    let (browser, _) = signed_in(&app, "ws@example.com").await;
+    let personal: Value = browser
+        .post(app.url("/api/tokens"))
+        .json(&json!({"name": "me"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_a: Value = browser
+        .post(app.url("/api/tokens"))
+        .json(&json!({"name": "a", "workspace": "ws-a"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a = ws_a["token"].as_str().unwrap();
+    assert_eq!(flows::introspect(&app, &rs, a).await["workspace"], "ws-a");
+
+    let cross = create_token(&app, a, json!({"workspace": "ws-b"})).await;
+    assert_eq!(cross.status(), 403);
+    let same = create_token(&app, a, json!({"name": "a2"})).await;
+    assert_eq!(same.status(), 201);
+    assert_eq!(
+        same.json::<Value>().await.unwrap()["workspace"],
+        "ws-a",
+        "inherits its workspace"
+    );
+    let listed: Value = app
+        .client
+        .get(app.url("/api/tokens"))
+        .bearer_auth(a)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["count"], 2, "only ws-a's tokens: {listed}");
+    let id = personal["id"].as_str().unwrap();
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/tokens/{id}")))
+        .bearer_auth(a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        404,
+        "a workspace token cannot touch another workspace's token"
+    );
+}
+
+async fn last_used_is_written_at_most_once_a_minute(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let rs = flows::resource_server(&app).await;
+    let (browser, _) = signed_in(&app, "lu@example.com").await;
+    let created: Value = browser
+        .post(app.url("/api/tokens"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap();
+    let last_used = |b: &reqwest::Client| {
+        let b = b.clone();
+        let url = app.url("/api/tokens");
+        async move {
+            let v: Value = b.get(url).send().await.unwrap().json().await.unwrap();
+            v["tokens"][0]["last_used_at"].clone()
+        }
+    };
+    assert!(last_used(&browser).await.is_null());
+    let t0 = app.now();
+    flows::introspect(&app, &rs, token).await;
+    assert_eq!(last_used(&browser).await, json!(t0));
+    app.clock.advance(30);
+    flows::introspect(&app, &rs, token).await;
+    assert_eq!(
+        last_used(&browser).await,
+        json!(t0),
+        "no write within the minute"
+    );
+    app.clock.advance(31);
+    flows::introspect(&app, &rs, token).await;
+    assert_eq!(last_used(&browser).await, json!(t0 + 61));
+}
+
+async fn account_page_lists_and_revokes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let rs = flows::resource_server(&app).await;
+    let client = flows::confidential(&app).await;
+    let (browser, _) = signed_in(&app, "acct@example.com").await;
+
+    // A claimed agent, an app with a grant, a personal token.
+    let reg: Value = app
+        .post_json("/agent/auth", &json!({"type": "anonymous"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.post_json(
+        "/agent/auth/claim",
+        &json!({"claim_token": reg["claim_token"], "email": "acct@example.com"}),
+    )
+    .await;
+    let link = claim_link(&app.mail.wait_for(1).await[0]);
+    let html = browser
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let page = browser
+        .post(app.url("/agent/auth/claim/attempt/challenge"))
+        .form(&[
+            ("token", flows::form_value(&html, "token").unwrap()),
+            (
+                "csrf_token",
+                flows::form_value(&html, "csrf_token").unwrap(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = page.find("id=\"otp\">").unwrap() + 9;
+    let done = app
+        .post_json(
+            "/agent/auth/claim/complete",
+            &json!({"claim_token": reg["claim_token"], "otp": &page[start..start + 6]}),
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+    let pkce = flows::pkce();
+    let code = flows::authorization_code(&app, &client, &pkce, "acct@example.com").await;
+    let (_, pair) = flows::exchange(&app, &client, &code, &pkce.verifier).await;
+    browser
+        .post(app.url("/api/tokens"))
+        .json(&json!({"name": "laptop"}))
+        .send()
+        .await
+        .unwrap();
+
+    let html = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let reg_id = reg["registration_id"].as_str().unwrap();
+    assert!(html.contains(reg_id), "{html}");
+    assert!(
+        html.contains(&reg["credential"].as_str().unwrap()[..11]),
+        "the key's prefix is shown"
+    );
+    assert!(html.contains("Test App") && html.contains("laptop"));
+    assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    let csrf = flows::form_value(&html, "csrf_token").unwrap();
+
+    let no_csrf = browser
+        .post(app.url(&format!("/account/agents/{reg_id}/revoke")))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let resp = browser
+        .post(app.url(&format!("/account/agents/{reg_id}/revoke")))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        flows::introspect(&app, &rs, reg["credential"].as_str().unwrap()).await["active"],
+        false
+    );
+
+    let resp = browser
+        .post(app.url(&format!("/account/apps/{}/revoke", client.id)))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        flows::introspect(&app, &rs, pair["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+
+    // Someone else's agent is not yours to revoke.
+    let (stranger, _) = signed_in(&app, "stranger@example.com").await;
+    let html = stranger
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf2 = flows::form_value(&html, "csrf_token").unwrap();
+    let resp = stranger
+        .post(app.url(&format!("/account/agents/{reg_id}/revoke")))
+        .form(&[("csrf_token", &csrf2)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let resp = browser
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let html = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("name=\"password\""),
+        "signed out: the login form again"
+    );
+}
+
+async fn admin_api_lists_filters_and_revokes(backend: Backend) {
+    let off = TestApp::start(backend).await;
+    assert_eq!(
+        off.client
+            .get(off.url("/admin/clients"))
+            .bearer_auth("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let app = TestApp::with_config(backend, "[admin]\ntoken = \"adm-secret\"").await;
+    let rs = flows::resource_server(&app).await;
+    let admin = |path: &str| {
+        app.client
+            .get(app.url(path))
+            .bearer_auth("adm-secret")
+            .send()
+    };
+    assert_eq!(
+        app.client
+            .get(app.url("/admin/clients"))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let clients: Value = admin("/admin/clients").await.unwrap().json().await.unwrap();
+    assert_eq!(clients["clients"][0]["client_id"], json!(rs.id));
+    assert_eq!(
+        admin(&format!("/admin/clients/{}", rs.id))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let mut regs = Vec::new();
+    for _ in 0..3 {
+        let r: Value = app
+            .post_json("/agent/auth", &json!({"type": "anonymous"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        regs.push(r);
+    }
+    let page: Value = admin("/admin/registrations?limit=2")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["registrations"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_str().unwrap();
+    let rest: Value = admin(&format!("/admin/registrations?limit=2&after={next}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["registrations"].as_array().unwrap().len(), 1);
+    assert!(rest["next"].is_null());
+    let one: Value = admin(&format!(
+        "/admin/registrations/{}",
+        regs[0]["registration_id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(one["api_keys"].as_array().unwrap().len(), 1);
+    assert!(!one
+        .to_string()
+        .contains(regs[0]["credential"].as_str().unwrap()));
+
+    // Audit: filter by event and registration, page with the cursor, bound by time.
+    let events: Value = admin("/admin/audit?event=registration.created&limit=2")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events["events"].as_array().unwrap().len(), 2);
+    let before = events["next"].as_i64().unwrap();
+    let older: Value = admin(&format!(
+        "/admin/audit?event=registration.created&before_id={before}"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(older["events"].as_array().unwrap().len(), 1);
+    let reg0 = regs[0]["registration_id"].as_str().unwrap();
+    let by_reg: Value = admin(&format!("/admin/audit?registration_id={reg0}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(by_reg["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["registration_id"] == json!(reg0)));
+    let future: Value = admin(&format!("/admin/audit?since={}", app.now() + 10))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(future["events"], json!([]));
+    let users: Value = admin("/admin/users").await.unwrap().json().await.unwrap();
+    assert!(users["users"].is_array());
+
+    let revoke = |body: Value| {
+        app.client
+            .post(app.url("/admin/revoke-agents"))
+            .bearer_auth("adm-secret")
+            .json(&body)
+            .send()
+    };
+    let resp: Value = revoke(json!({"registration_id": reg0}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["revoked"], 1);
+    assert_eq!(
+        flows::introspect(&app, &rs, regs[0]["credential"].as_str().unwrap()).await["active"],
+        false
+    );
+    assert_eq!(
+        flows::introspect(&app, &rs, regs[1]["credential"].as_str().unwrap()).await["active"],
+        true
+    );
+    let resp: Value = revoke(json!({"all": true}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["revoked"], 2);
+    assert_eq!(
+        flows::introspect(&app, &rs, regs[2]["credential"].as_str().unwrap()).await["active"],
+        false
+    );
+    assert_eq!(
+        revoke(json!({"all": true, "user_id": "x"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+}
+
+async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
+    let app = TestApp::with_config(backend, "[admin]\ntoken = \"adm\"").await;
+    let send = |key: &str, body: Value| {
+        app.client
+            .post(app.url("/agent/auth"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = send("key-1", json!({"type": "anonymous"})).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first = first.bytes().await.unwrap();
+    let retry = send("key-1", json!({"type": "anonymous"})).await.unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.bytes().await.unwrap(), first, "byte for byte");
+    assert_eq!(
+        flows::audit_count(&app, "registration.created").await,
+        1,
+        "nothing new was created"
+    );
+
+    let conflicting = send(
+        "key-1",
+        json!({"type": "anonymous", "requested_credential_type": "access_token"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(conflicting.status(), 422);
+    assert_eq!(
+        conflicting.json::<Value>().await.unwrap()["error"],
+        "idempotency_key_reused"
+    );
+    // The same key on another endpoint is another request.
+    let other = app
+        .client
+        .post(app.url("/admin/revoke-agents"))
+        .bearer_auth("adm")
+        .header("Idempotency-Key", "key-1")
+        .json(&json!({"all": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+
+    // The stored answer held a secret; the database holds no readable copy of it.
+    let credential = serde_json::from_slice::<Value>(&first).unwrap()["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored: Vec<Option<Vec<u8>>> = app
+        .state
+        .db
+        .run(|conn| {
+            use diesel::prelude::*;
+            Ok(authmd::db::schema::idempotency_keys::table
+                .select(authmd::db::schema::idempotency_keys::sealed_body)
+                .load(conn)?)
+        })
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    for body in stored.into_iter().flatten() {
+        assert!(!String::from_utf8_lossy(&body).contains(&credential));
+    }
+
+    // After 24 hours the key may be used again for a new request.
+    app.clock.advance(24 * 3600 + 1);
+    let fresh = send(
+        "key-1",
+        json!({"type": "anonymous", "requested_credential_type": "access_token"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.status(), 200);
+    let bad_key = send("", json!({"type": "anonymous"})).await.unwrap();
+    assert_eq!(bad_key.status(), 400);
+}
