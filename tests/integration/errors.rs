@@ -9,7 +9,7 @@ crate::db_tests!(
     wrong_method_is_json_405,
     malformed_json_is_invalid_request,
     oversized_body_is_413,
-    pending_endpoints_answer_json_501,
+    error_shapes_follow_the_endpoint_family,
     responses_carry_a_request_id,
 );
 
@@ -115,7 +115,7 @@ async fn oversized_body_is_413(backend: Backend) {
     assert_ne!(small.status(), 413);
 }
 
-async fn pending_endpoints_answer_json_501(backend: Backend) {
+async fn error_shapes_follow_the_endpoint_family(backend: Backend) {
     let app = TestApp::start(backend).await;
     let resp = app
         .post_json("/agent/identity", &json!({"type": "telepathy"}))
@@ -128,7 +128,7 @@ async fn pending_endpoints_answer_json_501(backend: Backend) {
         "agent endpoints use the auth.md shape: {body}"
     );
     let resp = app.client.get(app.url("/api/tokens")).send().await.unwrap();
-    assert_eq!(resp.status(), 501);
+    assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();
     assert!(
         body["error_description"].is_string(),
