@@ -39,6 +39,7 @@ pub struct Page {
     user_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/admin/clients", tag = "admin", summary = "List clients", responses((status = 200, description = "clients", body = Object, content_type = "application/json"), (status = 401, description = "invalid_token", body = super::response::ErrorBody)))]
 pub async fn clients_list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -57,6 +58,7 @@ pub async fn clients_list(
     Ok(no_store_json(&serde_json::json!({ "clients": list })))
 }
 
+#[utoipa::path(get, path = "/admin/clients/{id}", tag = "admin", summary = "Show a client", params(("id" = String, Path, description = "client_id")), responses((status = 200, description = "client", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
 pub async fn client_show(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -78,6 +80,7 @@ pub async fn client_show(
     Ok(no_store_json(&client))
 }
 
+#[utoipa::path(get, path = "/admin/registrations", tag = "admin", summary = "List agent registrations (filter by status, user_id; page with limit and after)", params(("status" = Option<String>, Query, description = "pending, active, claimed, expired or revoked"), ("user_id" = Option<String>, Query, description = "owner"), ("after" = Option<String>, Query, description = "cursor: next of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "registrations and next", body = Object, content_type = "application/json")))]
 pub async fn registrations(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -100,6 +103,7 @@ pub async fn registrations(
     Ok(no_store_json(&page))
 }
 
+#[utoipa::path(get, path = "/admin/registrations/{id}", tag = "admin", summary = "Show a registration and its API key prefixes", params(("id" = String, Path, description = "registration_id")), responses((status = 200, description = "registration", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
 pub async fn registration(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -115,6 +119,7 @@ pub async fn registration(
     ))
 }
 
+#[utoipa::path(get, path = "/admin/users", tag = "admin", summary = "List users", params(("after" = Option<String>, Query, description = "cursor"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "users and next", body = Object, content_type = "application/json")))]
 pub async fn users(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -130,6 +135,7 @@ pub async fn users(
     ))
 }
 
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", summary = "Show a user", params(("id" = String, Path, description = "user id")), responses((status = 200, description = "user", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
 pub async fn user(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -154,6 +160,7 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", summary = "The audit log, newest first, filtered and paged", params(("event" = Option<String>, Query, description = "event name"), ("registration_id" = Option<String>, Query, description = "registration"), ("user_id" = Option<String>, Query, description = "user"), ("client_id" = Option<String>, Query, description = "client"), ("since" = Option<i64>, Query, description = "Unix time, inclusive"), ("until" = Option<i64>, Query, description = "Unix time, exclusive"), ("before_id" = Option<i64>, Query, description = "cursor: next of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "events and next", body = Object, content_type = "application/json")))]
 pub async fn audit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -186,6 +193,7 @@ pub struct RevokeBody {
     user_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/admin/revoke-agents", tag = "admin", summary = "Bulk revocation of agent credentials: {all: true}, {registration_id} or {user_id}", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "revoked count", body = Object, content_type = "application/json"), (status = 400, description = "invalid_request", body = super::response::ErrorBody)))]
 pub async fn revoke_agents(
     state: web::Data<AppState>,
     req: HttpRequest,

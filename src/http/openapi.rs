@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::server::Server;
 use utoipa::OpenApi;
 
-use super::{agents, authorize, health, register, response, token, tokens_api, well_known};
+use super::{admin, agents, authorize, health, register, response, token, tokens_api, well_known};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -31,6 +31,14 @@ use crate::state::AppState;
         agents::claim,
         agents::complete,
         agents::provider_revoke,
+        admin::clients_list,
+        admin::client_show,
+        admin::registrations,
+        admin::registration,
+        admin::users,
+        admin::user,
+        admin::audit,
+        admin::revoke_agents,
         tokens_api::list,
         tokens_api::create,
         tokens_api::delete,
@@ -43,6 +51,7 @@ use crate::state::AppState;
         (name = "agents", description = "auth.md agent registration and claim"),
         (name = "account", description = "Personal tokens"),
         (name = "operations", description = "Health checks"),
+        (name = "admin", description = "Operator API, bearer admin.token"),
     )
 )]
 pub struct ApiDoc;

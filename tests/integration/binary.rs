@@ -434,3 +434,59 @@ async fn client_and_user_commands() {
     assert_eq!(code, 1);
     assert!(stderr.contains("no client"), "{stderr}");
 }
+
+/// `admin revoke-agents`: incident response from the command line.
+#[tokio::test]
+async fn admin_revoke_agents_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("adm.db").display());
+    let mut config = authmd::config::Config::defaults();
+    config.database.url = url.clone();
+    let db = authmd::db::Db::connect(&config).unwrap();
+    db.migrate().unwrap();
+    let now = authmd::clock::Clock::now(&authmd::clock::SystemClock);
+    let mut conn = db.get().unwrap();
+    authmd::domain::keys::ensure_signing_key(&mut conn, now).unwrap();
+    let keys = authmd::domain::keys::load_ring(&mut conn, now, &config).unwrap();
+    let audit = authmd::domain::audit::AuditContext::cli();
+    let ctx = authmd::domain::agents::AgentContext {
+        config: &config,
+        keys: &keys,
+        now,
+        audit: &audit,
+    };
+    let kind = authmd::domain::agents::CredentialType::ApiKey;
+    let a = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
+    let b = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
+    drop(conn);
+    let active = |key: &str| {
+        let mut conn = db.get().unwrap();
+        authmd::domain::tokens::introspect(&mut conn, &config, &keys, now, key)
+            .unwrap()
+            .active
+    };
+    let cli = |args: &[&str]| {
+        let mut cmd = authmd(dir.path());
+        cmd.args(args).env("AUTHMD_DATABASE__URL", &url);
+        cmd
+    };
+
+    let (code, _, stderr) = run(&mut cli(&["admin", "revoke-agents"])).await;
+    assert_eq!(code, 2, "one target is required: {stderr}");
+    let reg_a = a["registration_id"].as_str().unwrap();
+    let (code, stdout, _) = run(&mut cli(&[
+        "admin",
+        "revoke-agents",
+        "--registration",
+        reg_a,
+    ]))
+    .await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("revoked 1"), "{stdout}");
+    assert!(!active(a["credential"].as_str().unwrap()));
+    assert!(active(b["credential"].as_str().unwrap()));
+    let (code, stdout, _) = run(&mut cli(&["admin", "revoke-agents", "--all"])).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("revoked 1"), "{stdout}");
+    assert!(!active(b["credential"].as_str().unwrap()));
+}

@@ -324,3 +324,43 @@ pub async fn audit_count(app: &TestApp, event: &'static str) -> usize {
         .await
         .unwrap()
 }
+
+/// An anonymous agent claimed by `email` through the whole ceremony (mail, page, code);
+/// returns the registration answer (with its credential).
+pub async fn claimed_agent(app: &TestApp, email: &str, mail_index: usize) -> Value {
+    let reg: Value = app
+        .post_json("/agent/auth", &json!({"type": "anonymous"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.post_json(
+        "/agent/auth/claim",
+        &json!({"claim_token": reg["claim_token"], "email": email}),
+    )
+    .await;
+    let link = crate::fakes::claim_link(&app.mail.wait_for(mail_index + 1).await[mail_index]);
+    let b = browser();
+    let html = b.get(&link).send().await.unwrap().text().await.unwrap();
+    let page = b
+        .post(app.url("/agent/auth/claim/attempt/challenge"))
+        .form(&[
+            ("token", form_value(&html, "token").unwrap()),
+            ("csrf_token", form_value(&html, "csrf_token").unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = page.find("id=\"otp\">").expect("code shown") + 9;
+    let done = app
+        .post_json(
+            "/agent/auth/claim/complete",
+            &json!({"claim_token": reg["claim_token"], "otp": &page[start..start + 6]}),
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+    reg
+}

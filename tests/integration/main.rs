@@ -4,6 +4,7 @@ mod harness;
 
 mod agents;
 mod binary;
+mod browser;
 mod discovery;
 mod errors;
 mod fakes;

@@ -1,0 +1,138 @@
+//! A real browser (Debian's headless Chromium through chromedriver) signs in, sees a claimed
+//! agent on /account, revokes it, and the agent's key then introspects inactive. A screenshot
+//! of the account page is written under target/.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::flows;
+use crate::harness::{Backend, TestApp};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_in_and_revokes_an_agent() {
+    if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+        // .ci/run installs both; a developer machine may not have them.
+        eprintln!("skipped: {CHROMEDRIVER} or {CHROMIUM} not installed");
+        return;
+    }
+    // fantoccini's TLS stack brings a second rustls provider into the test build; pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = TestApp::start(Backend::Sqlite).await;
+    let rs = flows::resource_server(&app).await;
+    flows::user(&app, "browser@example.com").await;
+    let reg = flows::claimed_agent(&app, "browser@example.com", 0).await;
+    let key = reg["credential"].as_str().unwrap().to_owned();
+    let reg_id = reg["registration_id"].as_str().unwrap().to_owned();
+    assert_eq!(flows::introspect(&app, &rs, &key).await["active"], true);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=390,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let mut browser = None;
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .expect("TLS config")
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => {
+                browser = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let browser = browser.expect("connected to chromedriver");
+
+    let result = async {
+        browser.goto(&app.url("/account")).await?;
+        browser
+            .find(Locator::Css("input[name=email]"))
+            .await?
+            .send_keys("browser@example.com")
+            .await?;
+        browser
+            .find(Locator::Css("input[name=password]"))
+            .await?
+            .send_keys(flows::PASSWORD)
+            .await?;
+        browser
+            .find(Locator::Css("button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .for_element(Locator::Css(&format!("#agent-{reg_id}")))
+            .await?;
+        let html = browser.source().await?;
+        assert!(
+            html.contains(&key[..11]),
+            "the agent's key prefix is listed"
+        );
+
+        let shot = browser.screenshot().await?;
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("account.png");
+        std::fs::write(&path, &shot).unwrap();
+        assert!(
+            shot.starts_with(b"\x89PNG"),
+            "a PNG screenshot at {}",
+            path.display()
+        );
+
+        browser
+            .find(Locator::Css(&format!(
+                "#agent-{reg_id} button[name=revoke]"
+            )))
+            .await?
+            .click()
+            .await?;
+        // Back on /account after the POST-redirect-GET, without the agent.
+        for _ in 0..50 {
+            if !browser.source().await?.contains(&format!("agent-{reg_id}")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!browser.source().await?.contains(&format!("agent-{reg_id}")));
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    result.expect("browser steps");
+    assert_eq!(
+        flows::introspect(&app, &rs, &key).await["active"],
+        false,
+        "revoked in the browser, inactive at once"
+    );
+}
