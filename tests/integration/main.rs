@@ -3,6 +3,7 @@
 mod harness;
 
 mod agents;
+mod bench_script;
 mod binary;
 mod browser;
 mod discovery;

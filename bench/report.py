@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Writes the Markdown report of a bench run: medians over rounds, ratios authmd/peer."""
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+path, conc, duration, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+growth = [r for r in rows if r.get("growth")]
+runs = [r for r in rows if not r.get("growth")]
+
+groups = defaultdict(list)
+for r in runs:
+    groups[(r["backend"], r["path"], r["server"])].append(r)
+
+
+def med(rs, key):
+    vals = [r.get(key) for r in rs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+print(f"# authmd benchmark — concurrency {conc}, {duration} s per run, {rounds} rounds, medians\n")
+print("Each row: the median of the rounds; servers alternate (authmd, peer, authmd, peer …).")
+print("`server CPU` and `others CPU` are percent of one core over the run; others include the load generator.\n")
+for backend in sorted({r["backend"] for r in runs}):
+    print(f"## {backend}\n")
+    print("| path | server | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MiB | server CPU % | others CPU % | authmd/peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    paths = sorted({p for (b, p, s) in groups if b == backend}, key=lambda p: (p.startswith("growth"), p))
+    for p in paths:
+        peer = groups.get((backend, p, "peer"))
+        for server in ("authmd", "peer"):
+            rs = groups.get((backend, p, server))
+            if not rs:
+                continue
+            ratio = ""
+            if server == "authmd" and peer:
+                ratio = f"{med(rs, 'rps') / med(peer, 'rps'):.2f}×"
+            rss = med(rs, "peak_rss_kib") or 0
+            cpu = med(rs, "server_cpu_pct")
+            others = med(rs, "others_cpu_pct")
+            print(
+                f"| {p} | {server} | {med(rs, 'rps'):.0f} | {med(rs, 'p50_ms'):.2f} | {med(rs, 'p99_ms'):.2f} | "
+                f"{sum(r['errors'] for r in rs)} | {sum(r['non_2xx'] for r in rs)} | {rss / 1024:.1f} | "
+                f"{'' if cpu is None else cpu} | {'' if others is None else others} | {ratio} |"
+            )
+    print()
+for g in growth:
+    per_million = (g["db_bytes_after"] - g["db_bytes_before"]) / (g["tokens_added"] / 1_000_000)
+    print(f"Growth ({g['backend']}): 1,000,000 access tokens added, database grew by {per_million / 2**20:.0f} MiB per million tokens.\n")

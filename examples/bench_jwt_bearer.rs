@@ -1,0 +1,160 @@
+//! Load generator for the one hot path a fixed-body tool cannot drive: the JWT-bearer exchange
+//! of authmd's single-use identity assertions. Phase 1 registers anonymous agents (each answer
+//! carries a fresh assertion) for the given time; phase 2 exchanges every assertion at
+//! `/oauth2/token`. Both phases report requests/s, p50, p99 and errors as JSON lines.
+//!
+//! `cargo run --release --example bench_jwt_bearer -- http://127.0.0.1:8080 32 15`
+//! Sends traffic only to the base URL it is given (the bench script passes 127.0.0.1).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn report(path: &str, latencies: &mut [Duration], errors: usize, elapsed: Duration) -> Value {
+    latencies.sort();
+    let pct = |p: f64| {
+        if latencies.is_empty() {
+            0.0
+        } else {
+            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
+                .as_secs_f64()
+                * 1000.0
+        }
+    };
+    json!({
+        "path": path,
+        "requests": latencies.len() + errors,
+        "seconds": elapsed.as_secs_f64(),
+        "rps": (latencies.len() + errors) as f64 / elapsed.as_secs_f64(),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "errors": errors,
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let base = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let concurrency: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
+    let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(15);
+    assert!(
+        base.starts_with("http://127.0.0.1"),
+        "this load generator only targets loopback"
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+
+    // Phase 1: registrations, collecting assertions.
+    let assertions = Arc::new(Mutex::new(Vec::<String>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, base, assertions, latencies, errors) = (
+            client.clone(),
+            base.clone(),
+            assertions.clone(),
+            latencies.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let resp = client
+                    .post(format!("{base}/agent/auth"))
+                    .json(&json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}))
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        latencies.lock().unwrap().push(t.elapsed());
+                        if let Some(a) = v["credential"].as_str() {
+                            assertions.lock().unwrap().push(a.to_owned());
+                        }
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
+    println!(
+        "{}",
+        report(
+            "POST /agent/auth (identity_assertion)",
+            &mut lat,
+            errors.load(Ordering::Relaxed),
+            started.elapsed()
+        )
+    );
+
+    // Phase 2: every assertion exchanged once.
+    let queue = Arc::new(Mutex::new(std::mem::take(&mut *assertions.lock().unwrap())));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, base, queue, latencies, errors) = (
+            client.clone(),
+            base.clone(),
+            queue.clone(),
+            latencies.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Some(assertion) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let t = Instant::now();
+                let resp = client
+                    .post(format!("{base}/oauth2/token"))
+                    .form(&[
+                        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                        ("assertion", assertion.as_str()),
+                    ])
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.lock().unwrap().push(t.elapsed());
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
+    println!(
+        "{}",
+        report(
+            "POST /oauth2/token (jwt-bearer)",
+            &mut lat,
+            errors.load(Ordering::Relaxed),
+            started.elapsed()
+        )
+    );
+}

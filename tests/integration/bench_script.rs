@@ -1,0 +1,186 @@
+//! The benchmark is not run by CI (it takes minutes), but its script must stay valid and its
+//! requests must match the server's current API: the exact bodies the script sends are read
+//! from it and sent to a server configured the way the script configures authmd.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::flows::{self, ClientSpec};
+use crate::harness::{Backend, TestApp};
+
+fn bench(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("bench")
+        .join(file)
+}
+
+fn script() -> String {
+    std::fs::read_to_string(bench("run.sh")).unwrap()
+}
+
+#[test]
+fn bench_scripts_parse() {
+    let status = Command::new("bash")
+        .arg("-n")
+        .arg(bench("run.sh"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n bench/run.sh");
+    for py in ["collect.py", "report.py", "seed.py"] {
+        let status = Command::new("python3")
+            .args(["-m", "py_compile"])
+            .arg(bench(py))
+            .status();
+        match status {
+            Ok(s) => assert!(s.success(), "{py} does not compile"),
+            Err(_) => eprintln!("python3 not available: {py} not checked"),
+        }
+    }
+}
+
+/// The single-quoted literal that follows `marker` in the script.
+fn literal_after(script: &str, marker: &str) -> String {
+    let start = script
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in bench/run.sh"))
+        + marker.len();
+    let rest = &script[start..];
+    let open = rest.find('\'').unwrap() + 1;
+    let close = rest[open..].find('\'').unwrap();
+    rest[open..open + close].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_requests_match_the_api() {
+    let s = script();
+    let token_body = literal_after(&s, "measure \"token client_credentials\"");
+    let agent_body = literal_after(&s, "measure \"agent/auth anonymous\"");
+    assert!(
+        s.contains("/oauth2/token /oauth2/introspect /oauth2/revoke"),
+        "authmd paths in the script"
+    );
+    assert!(s.contains("--grant-type client_credentials --scope api.read --introspect --json"));
+
+    // Configured as the script configures authmd.
+    let app = TestApp::with_config(
+        Backend::Sqlite,
+        "[server]\nresources = [\"https://api.bench.example\"]\n[rate_limit]\nenabled = false",
+    )
+    .await;
+    let client = flows::client(
+        &app,
+        ClientSpec {
+            introspect: true,
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials"],
+            ..Default::default()
+        },
+    )
+    .await;
+    let post_form = |path: &str, body: String| {
+        app.client
+            .post(app.url(path))
+            .basic_auth(&client.id, client.secret.as_ref())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let resp = post_form("/oauth2/token", token_body.clone())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{token_body}");
+    let token: Value = resp.json().await.unwrap();
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    let info: Value = post_form("/oauth2/introspect", format!("token={access}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["active"], true);
+    assert_eq!(info["aud"], "https://api.bench.example");
+    assert_eq!(
+        post_form("/oauth2/revoke", format!("token={access}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let unknown = literal_after(&s, "measure \"introspect unknown\"").replace("token=", "");
+    let info: Value = post_form("/oauth2/introspect", format!("token={unknown}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info, json!({"active": false}));
+
+    let resp = app
+        .client
+        .post(app.url("/agent/auth"))
+        .header("content-type", "application/json")
+        .body(agent_body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{agent_body}");
+    let resp = app
+        .post_json(
+            "/agent/auth",
+            &json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}),
+        )
+        .await;
+    let assertion = resp.json::<Value>().await.unwrap()["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the load generator's exchange");
+
+    // The growth seeder writes rows the current schema accepts.
+    if Command::new("python3").arg("--version").output().is_ok() {
+        let path = app
+            .state
+            .config
+            .database
+            .url
+            .trim_start_matches("sqlite://")
+            .to_owned();
+        let out = Command::new("python3")
+            .arg(bench("seed.py"))
+            .arg(&path)
+            .arg("100")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n = app
+            .state
+            .db
+            .run(|conn| {
+                use authmd::db::schema::access_tokens::dsl::*;
+                use diesel::prelude::*;
+                Ok(access_tokens
+                    .filter(prefix.eq("at_seed"))
+                    .count()
+                    .get_result::<i64>(conn)?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 100);
+    }
+}
