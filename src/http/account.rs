@@ -3,7 +3,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::extract::{self, Params, CSRF_COOKIE, SESSION_COOKIE};
+use super::extract::{self, SESSION_COOKIE};
 use super::pages::{self, LoginPage};
 use crate::domain::accounts::{self, Overview, Revocable};
 use crate::domain::users::{self, User};
@@ -28,22 +28,9 @@ async fn signed_in(state: &AppState, req: &HttpRequest) -> Option<User> {
         .flatten()
 }
 
-fn with_csrf(
-    req: &HttpRequest,
-    state: &AppState,
-    render: impl FnOnce(&str) -> HttpResponse,
-) -> HttpResponse {
-    let (cookie_value, fresh) = extract::csrf_cookie(req);
-    let mut resp = render(&extract::csrf_token_for(&cookie_value));
-    if fresh {
-        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
-    }
-    resp
-}
-
 pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let Some(user) = signed_in(&state, &req).await else {
-        return with_csrf(&req, &state, |csrf| {
+        return pages::with_csrf(&req, &state.config, |csrf| {
             pages::render(
                 StatusCode::OK,
                 &LoginPage {
@@ -61,7 +48,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         .run(move |conn| accounts::overview(conn, &user_id))
         .await
     {
-        Ok(overview) => with_csrf(&req, &state, |csrf| {
+        Ok(overview) => pages::with_csrf(&req, &state.config, |csrf| {
             pages::render(
                 StatusCode::OK,
                 &AccountPage {
@@ -89,13 +76,8 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let params = Params::from_pairs(form.into_inner()).unwrap_or_default();
-    if !extract::csrf_ok(&req, params.get("csrf_token")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the form's CSRF token is missing or wrong",
-        );
+    if let Err(page) = pages::checked_form(&req, form.into_inner()) {
+        return *page;
     }
     let Some(user) = signed_in(&state, &req).await else {
         return pages::error_page(StatusCode::UNAUTHORIZED, "access_denied", "sign in first");

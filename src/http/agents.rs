@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::extract::{self, Params, CSRF_COOKIE};
+use super::extract::{self, Params};
 use super::pages;
 use super::response::{no_store_json, ApiError, Shape};
 use crate::domain::agents::{self, AgentContext, AttemptState, CredentialType};
@@ -304,20 +304,16 @@ fn claim_page(
     view: ClaimView,
     token: &str,
 ) -> HttpResponse {
-    let (cookie_value, fresh) = extract::csrf_cookie(req);
-    let csrf = extract::csrf_token_for(&cookie_value);
-    let mut resp = pages::render(
-        status,
-        &ClaimPage {
-            view,
-            csrf_token: &csrf,
-            token,
-        },
-    );
-    if fresh {
-        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
-    }
-    resp
+    pages::with_csrf(req, &state.config, |csrf| {
+        pages::render(
+            status,
+            &ClaimPage {
+                view,
+                csrf_token: csrf,
+                token,
+            },
+        )
+    })
 }
 
 fn closed(message: String) -> ClaimView {
@@ -380,23 +376,10 @@ async fn page_action(
     form: Vec<(String, String)>,
     mint: bool,
 ) -> HttpResponse {
-    let params = match Params::from_pairs(form) {
+    let params = match pages::checked_form(req, form) {
         Ok(p) => p,
-        Err(e) => {
-            return pages::error_page(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &e.error.to_string(),
-            )
-        }
+        Err(page) => return *page,
     };
-    if !extract::csrf_ok(req, params.get("csrf_token")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the form's CSRF token is missing or wrong",
-        );
-    }
     if let Err(e) = limit(state, req, Action::Otp, Shape::Agent).await {
         return pages::error_page(
             StatusCode::TOO_MANY_REQUESTS,

@@ -3,7 +3,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::extract::{self, Params, CSRF_COOKIE, SESSION_COOKIE};
+use super::extract::{self, Params, SESSION_COOKIE};
 use super::pages::{self, ConsentPage, LoginPage};
 use super::response::{ApiError, Shape};
 use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
@@ -53,22 +53,6 @@ fn error_response(e: AuthorizeError) -> HttpResponse {
             pages::error_page(status, p.code.as_str(), &p.description)
         }
     }
-}
-
-/// Renders a form page, setting the CSRF cookie if the browser has none yet.
-fn with_csrf(
-    req: &HttpRequest,
-    state: &AppState,
-    status: StatusCode,
-    render: impl FnOnce(&str) -> HttpResponse,
-) -> HttpResponse {
-    let (cookie_value, fresh) = extract::csrf_cookie(req);
-    let mut resp = render(&extract::csrf_token_for(&cookie_value));
-    resp.head_mut().status = status;
-    if fresh {
-        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
-    }
-    resp
 }
 
 fn query_pairs(req: &HttpRequest) -> Result<Params, ApiError> {
@@ -121,7 +105,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         Ok(AuthorizeStep::Redirect(url)) => found(&url),
         Ok(AuthorizeStep::Login) => {
             let return_to = format!("/oauth2/authorize?{}", req.query_string());
-            with_csrf(&req, &state, StatusCode::OK, |csrf| {
+            pages::with_csrf(&req, &state.config, |csrf| {
                 pages::render(
                     StatusCode::OK,
                     &LoginPage {
@@ -151,7 +135,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| valid.redirect_uri.clone());
-            with_csrf(&req, &state, StatusCode::OK, |csrf| {
+            pages::with_csrf(&req, &state.config, |csrf| {
                 pages::render(
                     StatusCode::OK,
                     &ConsentPage {
@@ -176,23 +160,10 @@ pub async fn decide(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let params = match Params::from_pairs(form.into_inner()) {
+    let params = match pages::checked_form(&req, form.into_inner()) {
         Ok(p) => p,
-        Err(e) => {
-            return pages::error_page(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &e.error.to_string(),
-            )
-        }
+        Err(page) => return *page,
     };
-    if !extract::csrf_ok(&req, params.get("csrf_token")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the form's CSRF token is missing or wrong",
-        );
-    }
     let allow = match params.get("decision") {
         Some("allow") => true,
         Some("deny") => false,
@@ -233,23 +204,10 @@ pub async fn login(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let params = match Params::from_pairs(form.into_inner()) {
+    let params = match pages::checked_form(&req, form.into_inner()) {
         Ok(p) => p,
-        Err(e) => {
-            return pages::error_page(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &e.error.to_string(),
-            )
-        }
+        Err(page) => return *page,
     };
-    if !extract::csrf_ok(&req, params.get("csrf_token")) {
-        return pages::error_page(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the form's CSRF token is missing or wrong",
-        );
-    }
     if let Err(e) = super::agents::limit(&state, &req, Action::Login, Shape::OAuth).await {
         return pages::error_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -286,7 +244,7 @@ pub async fn login(
             ));
             resp
         }
-        Ok(None) => with_csrf(&req, &state, StatusCode::UNAUTHORIZED, |csrf| {
+        Ok(None) => pages::with_csrf(&req, &state.config, |csrf| {
             pages::render(
                 StatusCode::UNAUTHORIZED,
                 &LoginPage {
@@ -307,13 +265,8 @@ pub async fn logout(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::from_pairs(form.into_inner())?;
-    if !extract::csrf_ok(&req, params.get("csrf_token")) {
-        return Ok(pages::error_page(
-            StatusCode::FORBIDDEN,
-            "invalid_request",
-            "the form's CSRF token is missing or wrong",
-        ));
+    if let Err(page) = pages::checked_form(&req, form.into_inner()) {
+        return Ok(*page);
     }
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
         let value = cookie.value().to_owned();

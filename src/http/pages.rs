@@ -2,8 +2,11 @@
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
+
+use super::extract::{self, Params, CSRF_COOKIE};
+use crate::config::Config;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -69,4 +72,41 @@ pub fn error_page(status: StatusCode, code: &str, message: &str) -> HttpResponse
             code,
         },
     )
+}
+
+/// Renders a page that carries forms: `render` gets the CSRF token for the browser's cookie,
+/// which is set here when the browser has none yet.
+pub fn with_csrf(
+    req: &HttpRequest,
+    config: &Config,
+    render: impl FnOnce(&str) -> HttpResponse,
+) -> HttpResponse {
+    let (cookie_value, fresh) = extract::csrf_cookie(req);
+    let mut resp = render(&extract::csrf_token_for(&cookie_value));
+    if fresh {
+        let _ = resp.add_cookie(&extract::cookie(config, CSRF_COOKIE, cookie_value));
+    }
+    resp
+}
+
+/// A submitted form whose CSRF token matches the browser's cookie, or the error page to show.
+pub fn checked_form(
+    req: &HttpRequest,
+    pairs: Vec<(String, String)>,
+) -> Result<Params, Box<HttpResponse>> {
+    let params = Params::from_pairs(pairs).map_err(|e| {
+        Box::new(error_page(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &e.error.to_string(),
+        ))
+    })?;
+    if !extract::csrf_ok(req, params.get("csrf_token")) {
+        return Err(Box::new(error_page(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the form's CSRF token is missing or wrong",
+        )));
+    }
+    Ok(params)
 }
