@@ -170,6 +170,9 @@ impl Db {
             // No background replenishing: a CLI command may exit while r2d2 would still be
             // connecting on another thread, and libpq torn down mid-connect can crash the exit.
             .min_idle(Some(0))
+            // Connections are checked when they fail, not with an extra round trip per checkout:
+            // that round trip was a second query on every introspection.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
             .build(manager)
             .map_err(|e| DbSetupError::Pool(e.to_string()))?;
@@ -205,6 +208,11 @@ impl Db {
             .get()
             .map_err(|e| DbSetupError::Pool(e.to_string()))?;
         run_migrations(&mut conn)
+    }
+
+    /// Connections the pool may open.
+    pub fn max_size(&self) -> u32 {
+        self.pool.max_size()
     }
 
     /// `"sqlite"` or `"postgres"`.
