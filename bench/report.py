@@ -43,7 +43,7 @@ for backend in sorted({r["backend"] for r in runs}):
             print(
                 f"| {p} | {server} | {med(rs, 'rps'):.0f} | {med(rs, 'p50_ms'):.2f} | {med(rs, 'p99_ms'):.2f} | "
                 f"{sum(r['errors'] for r in rs)} | {sum(r['non_2xx'] for r in rs)} | {rss / 1024:.1f} | "
-                f"{'' if cpu is None else cpu} | {'' if others is None else others} | {ratio} |"
+                f"{'' if cpu is None else round(cpu, 1)} | {'' if others is None else round(others, 1)} | {ratio} |"
             )
     print()
 for g in growth:

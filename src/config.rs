@@ -158,6 +158,7 @@ pub struct AgentConfig {
     pub trusted_providers: Vec<TrustedProvider>,
     pub claim_ttl_s: i64,
     pub identity_assertion_ttl_s: i64,
+    pub api_key_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -415,6 +416,25 @@ impl Config {
                     "must be a positive number of seconds",
                 ));
             }
+        }
+        let p = &self.agent.api_key_prefix;
+        let other_prefixes = [
+            "at_", "rt_", "ac_", "clm_", "cv_", "pat_", "cs_", "rat_", "ses_",
+        ];
+        if p.len() < 2
+            || p.len() > 16
+            || !p.ends_with('_')
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            || other_prefixes
+                .iter()
+                .any(|o| p.starts_with(o) || o.starts_with(p.as_str()))
+        {
+            return Err(ConfigError::new(
+                "agent.api_key_prefix",
+                "must be 2-16 lower-case letters, digits or '_', end with '_', and differ from authmd's other prefixes",
+            ));
         }
         if self.tokens.refresh_grace_s < 0 {
             return Err(ConfigError::new(

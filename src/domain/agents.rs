@@ -155,7 +155,7 @@ fn issue_credential(
     let subject = subject_of(reg).to_owned();
     match kind {
         CredentialType::ApiKey => {
-            let key = PlainToken::generate(prefix::API_KEY);
+            let key = PlainToken::generate(&ctx.config.agent.api_key_prefix);
             db::agents::insert_api_key(
                 conn,
                 &ApiKeyRow {

@@ -714,7 +714,7 @@ pub fn introspect(
     now: UnixTime,
     token: &str,
 ) -> AppResult<Introspection> {
-    if token.starts_with(prefix::API_KEY) {
+    if token.starts_with(config.agent.api_key_prefix.as_str()) {
         return Ok(agents::introspect_api_key(conn, config, now, token)?.unwrap_or_default());
     }
     if token.starts_with(prefix::PERSONAL_TOKEN) {
@@ -805,7 +805,7 @@ pub fn revoke(
     };
     write_tx(conn, |conn| {
         // API keys are revoked by whoever holds them.
-        if token.starts_with(prefix::API_KEY) {
+        if token.starts_with(ctx.config.agent.api_key_prefix.as_str()) {
             let actx = AgentContext {
                 config: ctx.config,
                 keys: ctx.keys,

@@ -24,6 +24,7 @@ crate::db_tests!(
     flows_can_be_turned_off,
     registration_is_rate_limited,
     api_keys_are_revoked_by_possession,
+    api_key_prefix_is_configurable,
 );
 
 async fn anon(app: &TestApp, body: Value) -> Value {
@@ -760,6 +761,24 @@ async fn registration_is_rate_limited(backend: Backend) {
             .status(),
         200
     );
+}
+
+async fn api_key_prefix_is_configurable(backend: Backend) {
+    let app = TestApp::with_config(backend, "[agent]\napi_key_prefix = \"dai_\"").await;
+    let rs = flows::resource_server(&app).await;
+    let reg = anon(&app, json!({"type": "anonymous"})).await;
+    let key = reg["credential"].as_str().unwrap();
+    assert!(key.starts_with("dai_"), "{key}");
+    assert_eq!(flows::introspect(&app, &rs, key).await["active"], true);
+    let resp = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .form(&[("token", key)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(flows::introspect(&app, &rs, key).await["active"], false);
 }
 
 async fn api_keys_are_revoked_by_possession(backend: Backend) {
