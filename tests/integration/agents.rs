@@ -25,6 +25,7 @@ crate::db_tests!(
     registration_is_rate_limited,
     api_keys_are_revoked_by_possession,
     api_key_prefix_is_configurable,
+    a_broken_limiter_store_fails_open,
 );
 
 async fn anon(app: &TestApp, body: Value) -> Value {
@@ -755,6 +756,40 @@ async fn registration_is_rate_limited(backend: Backend) {
     assert_eq!(err(limited).await.1, "rate_limited");
     // Two windows later the counters are empty again.
     app.clock.advance(120);
+    assert_eq!(
+        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn a_broken_limiter_store_fails_open(backend: Backend) {
+    let app = TestApp::with_config(backend, "[rate_limit]\nagent_auth_per_ip = 1").await;
+    assert_eq!(
+        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
+            .await
+            .status(),
+        429
+    );
+    // The counters' table disappears: registration keeps working (and the cause is logged).
+    app.state
+        .db
+        .run(|conn| {
+            diesel::connection::SimpleConnection::batch_execute(
+                conn,
+                "DROP TABLE rate_limit_windows",
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
     assert_eq!(
         app.post_json("/agent/auth", &json!({"type": "anonymous"}))
             .await
