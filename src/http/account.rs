@@ -17,6 +17,12 @@ struct AccountPage<'a> {
     overview: Overview,
 }
 
+impl AccountPage<'_> {
+    fn when(&self, t: &i64) -> String {
+        pages::utc(*t)
+    }
+}
+
 async fn signed_in(state: &AppState, req: &HttpRequest) -> Option<User> {
     let cookie = req.cookie(SESSION_COOKIE)?.value().to_owned();
     let now = state.now();
