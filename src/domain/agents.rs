@@ -13,7 +13,6 @@ use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::db::agents::{ApiKeyRow, AttemptRow, RegistrationRow};
 use crate::db::tokens::GrantRow;
-use crate::db::users::UserRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
@@ -449,20 +448,7 @@ fn match_user(conn: &mut DbConn, now: UnixTime, v: &VerifiedIdJag) -> AppResult<
             ))
         }
     };
-    let user_id = match db::users::find_by_email(conn, &email)? {
-        Some(user) => user.id,
-        None => {
-            let row = UserRow {
-                id: random_id("usr_"),
-                email,
-                password_hash: None,
-                email_verified: true,
-                created_at: now,
-            };
-            db::users::insert(conn, &row)?;
-            row.id
-        }
-    };
+    let user_id = users::find_or_create_verified(conn, now, email)?;
     db::agents::insert_delegation(conn, &v.iss, &v.sub, &user_id, now)?;
     Ok(user_id)
 }
@@ -770,20 +756,7 @@ pub fn complete(
             }
             return Ok(Err(err(ErrorCode::OtpInvalid, "the code is not correct")));
         }
-        let user_id = match db::users::find_by_email(conn, &attempt.email)? {
-            Some(user) => user.id,
-            None => {
-                let row = UserRow {
-                    id: random_id("usr_"),
-                    email: attempt.email.clone(),
-                    password_hash: None,
-                    email_verified: true,
-                    created_at: ctx.now,
-                };
-                db::users::insert(conn, &row)?;
-                row.id
-            }
-        };
+        let user_id = users::find_or_create_verified(conn, ctx.now, attempt.email.clone())?;
         let link = reg.registration_type == TYPE_ANONYMOUS && attempt.link;
         let scopes = Scopes::from_list(&ctx.config.agent.post_claim_scopes).to_string();
         db::agents::set_claimed(conn, &reg.id, &user_id, link, &scopes, ctx.now)?;

@@ -110,6 +110,27 @@ pub fn create(conn: &mut DbConn, now: UnixTime, email: &str, password: &str) -> 
     Ok(row.into())
 }
 
+/// The account for an address someone has just proven they control (a claim code, a
+/// provider's verified email): the existing one, or a new one without a password.
+pub fn find_or_create_verified(
+    conn: &mut DbConn,
+    now: UnixTime,
+    email: String,
+) -> AppResult<String> {
+    if let Some(user) = db::users::find_by_email(conn, &email)? {
+        return Ok(user.id);
+    }
+    let row = UserRow {
+        id: random_id("usr_"),
+        email,
+        password_hash: None,
+        email_verified: true,
+        created_at: now,
+    };
+    db::users::insert(conn, &row)?;
+    Ok(row.id)
+}
+
 /// The user for these credentials, or `None`; same cost either way.
 pub fn verify_login(conn: &mut DbConn, email: &str, password: &str) -> AppResult<Option<User>> {
     let row = match normalize_email(email) {
