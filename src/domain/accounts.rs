@@ -4,7 +4,6 @@
 //! `last_used_at` is written at most once a minute per credential: the row is read anyway when
 //! the credential is checked, and only a stale timestamp costs a write.
 
-use diesel::Connection;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -394,7 +393,7 @@ pub fn revoke_own(
                 },
             )
         }),
-        Revocable::App(client_id) => conn.transaction(|conn| {
+        Revocable::App(client_id) => write_tx(conn, |conn| {
             if db::accounts::delete_consent(conn, user_id, client_id)? == 0 {
                 return Err(missing());
             }

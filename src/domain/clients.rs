@@ -3,7 +3,6 @@
 //! Generated client secrets are 256-bit random tokens checked by SHA-256 in constant time, so
 //! the token endpoint never pays for a password hash.
 
-use diesel::Connection;
 use serde::Serialize;
 use serde_json::{json, Value};
 use url::Url;
@@ -252,7 +251,7 @@ pub fn create(
         metadata: new.metadata.to_string(),
         created_at: now,
     };
-    conn.transaction(|conn| {
+    db::write_tx(conn, |conn| {
         db::clients::insert(conn, &row)?;
         audit::record(
             conn,
@@ -261,7 +260,9 @@ pub fn create(
             AuditEvent::ClientCreated,
             AuditEntry {
                 client_id: Some(&row.id),
-                detail: Some(json!({ "name": row.name, "public": public, "dynamic": new.registration_token })),
+                detail: Some(
+                    json!({ "name": row.name, "public": public, "dynamic": new.registration_token }),
+                ),
                 ..Default::default()
             },
         )
@@ -288,7 +289,7 @@ pub fn list(conn: &mut DbConn) -> AppResult<Vec<Client>> {
 
 /// Deletes a client and revokes every token issued to it.
 pub fn delete(conn: &mut DbConn, now: UnixTime, client_id: &str) -> AppResult<bool> {
-    conn.transaction(|conn| {
+    db::write_tx(conn, |conn| {
         db::tokens::revoke_client_tokens(conn, client_id, now)?;
         Ok(db::clients::delete(conn, client_id)? == 1)
     })

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use diesel::Connection;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -133,7 +132,7 @@ fn parse(row: &SigningKeyRow) -> AppResult<SigningKey> {
 
 /// Creates a signing key when none is active. Returns whether one was created.
 pub fn ensure_signing_key(conn: &mut DbConn, now: UnixTime) -> AppResult<bool> {
-    conn.transaction(|conn| {
+    db::write_tx(conn, |conn| {
         if !db::keys::active(conn)?.is_empty() {
             return Ok(false);
         }
@@ -144,7 +143,7 @@ pub fn ensure_signing_key(conn: &mut DbConn, now: UnixTime) -> AppResult<bool> {
 
 /// Retires the active key and creates a new one, in one transaction.
 pub fn rotate(conn: &mut DbConn, now: UnixTime, ctx: &AuditContext) -> AppResult<KeyInfo> {
-    conn.transaction(|conn| {
+    db::write_tx(conn, |conn| {
         let previous: Vec<String> = db::keys::active(conn)?.into_iter().map(|k| k.kid).collect();
         db::keys::retire_active(conn, now)?;
         let row = generate(now)?;

@@ -707,6 +707,13 @@ fn find_access(
     Ok(None)
 }
 
+/// Whether introspecting `token` may write: API keys and personal tokens record when they were
+/// last used. Everything else is answered by reads alone.
+pub fn introspection_writes(config: &Config, token: &str) -> bool {
+    token.starts_with(config.agent.api_key_prefix.as_str())
+        || token.starts_with(prefix::PERSONAL_TOKEN)
+}
+
 pub fn introspect(
     conn: &mut DbConn,
     config: &Config,

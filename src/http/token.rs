@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::extract::{self, Params};
 use super::response::{no_store_json, ApiError, Shape};
+use crate::db::DbConn;
 use crate::domain::clients::{self, ClientAuth};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::providers;
@@ -151,26 +152,30 @@ pub async fn introspect(
     };
     let token = params.require("token")?.to_owned();
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
-    let answer: Introspection = state
-        .db
-        .run(move |conn| {
-            if let Some(auth) = &auth {
-                let ClientAuth::Secret { .. } = auth else {
-                    return Err(AppError::protocol(
-                        ErrorCode::InvalidClient,
-                        "introspection needs client authentication",
-                    ));
-                };
-                let client = clients::authenticate(conn, auth)?;
-                if !client.can_introspect {
-                    return Err(AppError::protocol(
-                        ErrorCode::InvalidClient,
-                        "this client may not introspect",
-                    ));
-                }
+    let read_only = !tokens::introspection_writes(&config, &token);
+    let work = move |conn: &mut DbConn| {
+        if let Some(auth) = &auth {
+            let ClientAuth::Secret { .. } = auth else {
+                return Err(AppError::protocol(
+                    ErrorCode::InvalidClient,
+                    "introspection needs client authentication",
+                ));
+            };
+            let client = clients::authenticate(conn, auth)?;
+            if !client.can_introspect {
+                return Err(AppError::protocol(
+                    ErrorCode::InvalidClient,
+                    "this client may not introspect",
+                ));
             }
-            tokens::introspect(conn, &config, &keys, now, &token)
-        })
-        .await?;
+        }
+        tokens::introspect(conn, &config, &keys, now, &token)
+    };
+    // Resource servers call this on every request: access tokens take the inline read path.
+    let answer: Introspection = if read_only {
+        state.db.read(work).await?
+    } else {
+        state.db.run(work).await?
+    };
     Ok(no_store_json(&answer))
 }
