@@ -45,7 +45,8 @@ pub async fn limit(
     }
 }
 
-/// Runs an agent domain function on the blocking pool with a fresh context.
+/// Runs an agent domain function with a fresh context. These are short writes (no password
+/// hashing, no network), so they take the batched write path.
 async fn run_agents<T, F>(state: &AppState, audit: AuditContext, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
@@ -54,7 +55,7 @@ where
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let ctx = AgentContext {
                 config: &config,
                 keys: &keys,

@@ -63,7 +63,7 @@ pub async fn token(
     let audit = extract::audit_context(&req, &config);
     let response: TokenResponse = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let ctx = TokenContext {
                 config: &config,
                 keys: &keys,
