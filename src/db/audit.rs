@@ -1,5 +1,6 @@
 //! Audit rows: one per state change, never a secret.
 
+use super::native;
 use diesel::prelude::*;
 
 use super::schema::audit_events;
@@ -33,10 +34,10 @@ pub struct AuditRow {
 }
 
 pub fn insert(conn: &mut DbConn, row: &NewAuditRow<'_>) -> QueryResult<()> {
-    diesel::insert_into(audit_events::table)
+    native!(conn, |c| diesel::insert_into(audit_events::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c)
+        .map(drop))
 }
 
 /// Newest first, optionally only one event type.

@@ -1,5 +1,6 @@
 //! Client rows.
 
+use super::native;
 use diesel::prelude::*;
 
 use super::schema::clients;
@@ -32,11 +33,11 @@ pub fn insert(conn: &mut DbConn, row: &ClientRow) -> QueryResult<()> {
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<ClientRow>> {
-    clients::table
+    native!(conn, |c| clients::table
         .find(id)
         .select(ClientRow::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn all(conn: &mut DbConn) -> QueryResult<Vec<ClientRow>> {

@@ -1,5 +1,6 @@
 //! Grants, access tokens and refresh tokens.
 
+use super::native;
 use diesel::prelude::*;
 
 use super::schema::{access_tokens, grants, refresh_tokens};
@@ -90,18 +91,18 @@ pub fn revoke_grant(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> 
 }
 
 pub fn insert_access_token(conn: &mut DbConn, row: &AccessTokenRow) -> QueryResult<()> {
-    diesel::insert_into(access_tokens::table)
+    native!(conn, |c| diesel::insert_into(access_tokens::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c)
+        .map(drop))
 }
 
 pub fn find_access_token(conn: &mut DbConn, id: &str) -> QueryResult<Option<AccessTokenRow>> {
-    access_tokens::table
+    native!(conn, |c| access_tokens::table
         .find(id)
         .select(AccessTokenRow::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn revoke_access_token(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
@@ -116,18 +117,18 @@ pub fn revoke_access_token(conn: &mut DbConn, id: &str, now: i64) -> QueryResult
 }
 
 pub fn insert_refresh_token(conn: &mut DbConn, row: &RefreshTokenRow) -> QueryResult<()> {
-    diesel::insert_into(refresh_tokens::table)
+    native!(conn, |c| diesel::insert_into(refresh_tokens::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c)
+        .map(drop))
 }
 
 pub fn find_refresh_token(conn: &mut DbConn, hash: &str) -> QueryResult<Option<RefreshTokenRow>> {
-    refresh_tokens::table
+    native!(conn, |c| refresh_tokens::table
         .find(hash)
         .select(RefreshTokenRow::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 /// Marks a refresh token used, storing the sealed successor pair; false if it was used already.
