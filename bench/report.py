@@ -49,3 +49,43 @@ for backend in sorted({r["backend"] for r in runs}):
 for g in growth:
     per_million = (g["db_bytes_after"] - g["db_bytes_before"]) / (g["tokens_added"] / 1_000_000)
     print(f"Growth ({g['backend']}): 1,000,000 access tokens added, database grew by {per_million / 2**20:.0f} MiB per million tokens.\n")
+
+# Targets of issue 6, checked from this run's medians (ratios from the same run).
+def rps(backend, path, server="authmd"):
+    rs = groups.get((backend, path, server))
+    return med(rs, "rps") if rs else None
+
+
+def check(label, value, ok, shown):
+    if value is None:
+        return f"| {label} | not measured | |"
+    return f"| {label} | {shown} | {'met' if ok else '**missed**'} |"
+
+
+introspections = ("introspect valid", "introspect unknown", "introspect revoked")
+lines = []
+if groups.get(("sqlite", "introspect valid", "authmd")):
+    ratios = [rps("sqlite", p) / rps("sqlite", p, "peer") for p in introspections if rps("sqlite", p, "peer")]
+    lines.append(check("SQLite: introspection ≥ 4× the peer", ratios and min(ratios), ratios and min(ratios) >= 4,
+                       ratios and f"{min(ratios):.2f}× (lowest of valid, unknown, revoked)"))
+    p99s = [med(groups[("sqlite", p, "authmd")], "p99_ms") for p in introspections if ("sqlite", p, "authmd") in groups]
+    lines.append(check("SQLite: introspection p99 ≤ 5 ms", max(p99s), max(p99s) <= 5, f"{max(p99s):.2f} ms (highest)"))
+    cc, cc_peer = rps("sqlite", "token client_credentials"), rps("sqlite", "token client_credentials", "peer")
+    if cc and cc_peer:
+        lines.append(check("SQLite: client_credentials ≥ 2× the peer", cc / cc_peer, cc / cc_peer >= 2, f"{cc / cc_peer:.2f}×"))
+    health = rps("sqlite", "healthz")
+    if health:
+        share = min(rps("sqlite", p) for p in introspections) / health
+        lines.append(check("SQLite: introspection ≥ 50 % of /healthz", share, share >= 0.5, f"{share * 100:.0f} % (lowest)"))
+    rss = max(r.get("peak_rss_kib") or 0 for r in runs if r["backend"] == "sqlite" and r["server"] == "authmd") / 1024
+    lines.append(check("SQLite: peak RSS ≤ 64 MiB", rss, rss <= 64, f"{rss:.1f} MiB (highest)"))
+if groups.get(("postgres", "introspect valid", "authmd")):
+    ratios = [rps("postgres", p) / rps("postgres", p, "peer") for p in introspections if rps("postgres", p, "peer")]
+    if ratios:
+        lines.append(check("PostgreSQL: introspection ≥ 3× the peer", min(ratios), min(ratios) >= 3, f"{min(ratios):.2f}× (lowest)"))
+if lines:
+    print("## Targets (issue 6), from this run\n")
+    print("| target | this run | |")
+    print("|---|---|---|")
+    print("\n".join(lines))
+    print()

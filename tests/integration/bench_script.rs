@@ -185,3 +185,71 @@ async fn bench_requests_match_the_api() {
         assert_eq!(n, 100);
     }
 }
+
+/// The report's targets table reads its verdicts from the numbers: a run that meets every
+/// target says so, and one that misses one names it.
+#[test]
+fn bench_report_checks_the_targets() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 not available: report not checked");
+        return;
+    }
+    let row = |backend: &str, server: &str, path: &str, rps: f64, p99: f64| {
+        json!({"backend": backend, "server": server, "path": path, "rps": rps, "p50_ms": 1.0,
+               "p99_ms": p99, "errors": 0, "non_2xx": 0, "peak_rss_kib": 30_000,
+               "server_cpu_pct": 100.0, "others_cpu_pct": 50.0})
+    };
+    let report = |introspect_rps: f64| {
+        let mut rows = vec![
+            row("sqlite", "authmd", "healthz", 100_000.0, 1.0),
+            row(
+                "sqlite",
+                "authmd",
+                "token client_credentials",
+                20_000.0,
+                5.0,
+            ),
+            row("sqlite", "peer", "token client_credentials", 8_000.0, 10.0),
+            row("postgres", "authmd", "introspect valid", 30_000.0, 3.0),
+            row("postgres", "peer", "introspect valid", 9_000.0, 10.0),
+        ];
+        for path in [
+            "introspect valid",
+            "introspect unknown",
+            "introspect revoked",
+        ] {
+            rows.push(row("sqlite", "authmd", path, introspect_rps, 2.0));
+            rows.push(row("sqlite", "peer", path, 9_000.0, 10.0));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("results.jsonl");
+        let lines: Vec<String> = rows.iter().map(Value::to_string).collect();
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let out = Command::new("python3")
+            .arg(bench("report.py"))
+            .arg(&input)
+            .args(["32", "15", "1"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let good = report(50_000.0);
+    assert!(good.contains("## Targets"), "{good}");
+    assert_eq!(good.matches("| met |").count(), 6, "{good}");
+    assert!(!good.contains("missed"), "{good}");
+    // 30,000 req/s: 3.3× the peer and 30 % of /healthz.
+    let short = report(30_000.0);
+    assert!(
+        short.contains("| SQLite: introspection ≥ 4× the peer | 3.33× (lowest of valid, unknown, revoked) | **missed** |"),
+        "{short}"
+    );
+    assert!(
+        short.contains("| SQLite: introspection ≥ 50 % of /healthz | 30 % (lowest) | **missed** |"),
+        "{short}"
+    );
+}
