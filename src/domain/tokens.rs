@@ -707,6 +707,33 @@ fn find_access(
     Ok(None)
 }
 
+/// Introspection for a caller: a client allowed to introspect (`caller`), or the admin token
+/// (`None`, checked by the caller of this function).
+pub fn introspect_for(
+    conn: &mut DbConn,
+    config: &Config,
+    keys: &KeyRing,
+    now: UnixTime,
+    caller: Option<&ClientAuth>,
+    token: &str,
+) -> AppResult<Introspection> {
+    if let Some(auth) = caller {
+        let ClientAuth::Secret { .. } = auth else {
+            return Err(AppError::protocol(
+                ErrorCode::InvalidClient,
+                "introspection needs client authentication",
+            ));
+        };
+        if !clients::authenticate(conn, auth)?.can_introspect {
+            return Err(AppError::protocol(
+                ErrorCode::InvalidClient,
+                "this client may not introspect",
+            ));
+        }
+    }
+    introspect(conn, config, keys, now, token)
+}
+
 /// Whether introspecting `token` may write: API keys and personal tokens record when they were
 /// last used. Everything else is answered by reads alone.
 pub fn introspection_writes(config: &Config, token: &str) -> bool {

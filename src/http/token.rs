@@ -154,22 +154,7 @@ pub async fn introspect(
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     let read_only = !tokens::introspection_writes(&config, &token);
     let work = move |conn: &mut DbConn| {
-        if let Some(auth) = &auth {
-            let ClientAuth::Secret { .. } = auth else {
-                return Err(AppError::protocol(
-                    ErrorCode::InvalidClient,
-                    "introspection needs client authentication",
-                ));
-            };
-            let client = clients::authenticate(conn, auth)?;
-            if !client.can_introspect {
-                return Err(AppError::protocol(
-                    ErrorCode::InvalidClient,
-                    "this client may not introspect",
-                ));
-            }
-        }
-        tokens::introspect(conn, &config, &keys, now, &token)
+        tokens::introspect_for(conn, &config, &keys, now, auth.as_ref(), &token)
     };
     // Resource servers call this on every request: access tokens take the inline read path.
     let answer: Introspection = if read_only {
