@@ -298,6 +298,10 @@ impl Db {
                 result,
                 Err(AppError::Internal(_) | AppError::Unavailable(_))
             );
+            if let (true, Err(e)) = (db_failed, &result) {
+                // Its caller will see the batch's failure; the cause is logged here.
+                tracing::error!(error = %e, "a batched write failed; failing its batch");
+            }
             let deliver: Deliver = Box::new(move |commit: Result<(), &AppError>| {
                 let answer = match commit {
                     Ok(()) => result,

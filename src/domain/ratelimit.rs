@@ -61,7 +61,11 @@ pub fn check(
         buckets.push((format!("{}:ip:{ip}", action.name()), per_ip));
     }
     for (bucket, max) in buckets {
-        let (current, previous) = db::ratelimit::hit(conn, &bucket, start, start - window)?;
+        // In a write transaction so that, on SQLite, it queues with the other writers of this
+        // process instead of sleeping in SQLite's busy handler.
+        let (current, previous) = db::write_tx(conn, |conn| {
+            Ok(db::ratelimit::hit(conn, &bucket, start, start - window)?)
+        })?;
         // Weighted in integers: previous * (window - elapsed) / window.
         let estimate = current + previous * (window - elapsed) / window;
         if estimate > i64::from(max) {
