@@ -35,6 +35,14 @@ async fn anon(app: &TestApp, body: Value) -> Value {
     resp.json().await.unwrap()
 }
 
+/// The status of one anonymous registration (rate-limit tests count them).
+async fn anon_status(app: &TestApp) -> u16 {
+    app.post_json("/agent/auth", &json!({"type": "anonymous"}))
+        .await
+        .status()
+        .as_u16()
+}
+
 async fn err(resp: reqwest::Response) -> (u16, String) {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap();
@@ -736,12 +744,7 @@ async fn registration_is_rate_limited(backend: Backend) {
     )
     .await;
     for _ in 0..2 {
-        assert_eq!(
-            app.post_json("/agent/auth", &json!({"type": "anonymous"}))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(anon_status(&app).await, 200);
     }
     let limited = app
         .post_json("/agent/auth", &json!({"type": "anonymous"}))
@@ -756,28 +759,13 @@ async fn registration_is_rate_limited(backend: Backend) {
     assert_eq!(err(limited).await.1, "rate_limited");
     // Two windows later the counters are empty again.
     app.clock.advance(120);
-    assert_eq!(
-        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(anon_status(&app).await, 200);
 }
 
 async fn a_broken_limiter_store_fails_open(backend: Backend) {
     let app = TestApp::with_config(backend, "[rate_limit]\nagent_auth_per_ip = 1").await;
-    assert_eq!(
-        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .status(),
-        429
-    );
+    assert_eq!(anon_status(&app).await, 200);
+    assert_eq!(anon_status(&app).await, 429);
     // The counters' table disappears: registration keeps working (and the cause is logged).
     app.state
         .db
@@ -790,12 +778,7 @@ async fn a_broken_limiter_store_fails_open(backend: Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(
-        app.post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(anon_status(&app).await, 200);
 }
 
 async fn api_key_prefix_is_configurable(backend: Backend) {

@@ -41,6 +41,21 @@ fn bench_scripts_parse() {
     }
 }
 
+/// Runs a bench Python helper and returns its standard output; it must succeed.
+fn python(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("python3")
+        .arg(bench(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The single-quoted literal that follows `marker` in the script.
 fn literal_after(script: &str, marker: &str) -> String {
     let start = script
@@ -158,17 +173,7 @@ async fn bench_requests_match_the_api() {
             .url
             .trim_start_matches("sqlite://")
             .to_owned();
-        let out = Command::new("python3")
-            .arg(bench("seed.py"))
-            .arg(&path)
-            .arg("100")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        python("seed.py", &[path.as_ref(), "100".as_ref()]);
         let n = app
             .state
             .db
@@ -225,18 +230,10 @@ fn bench_report_checks_the_targets() {
         let input = dir.path().join("results.jsonl");
         let lines: Vec<String> = rows.iter().map(Value::to_string).collect();
         std::fs::write(&input, lines.join("\n")).unwrap();
-        let out = Command::new("python3")
-            .arg(bench("report.py"))
-            .arg(&input)
-            .args(["32", "15", "1"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        python(
+            "report.py",
+            &[input.as_ref(), "32".as_ref(), "15".as_ref(), "1".as_ref()],
+        )
     };
     let good = report(50_000.0);
     assert!(good.contains("## Targets"), "{good}");
