@@ -11,6 +11,7 @@ pub mod audit;
 pub mod clients;
 pub mod keys;
 pub mod oauth;
+pub mod point_reads;
 pub mod ratelimit;
 pub mod schema;
 pub mod tokens;
@@ -176,6 +177,8 @@ pub struct Db {
     backend: &'static str,
     /// SQLite's group-commit writer, started on first use (see [`Db::write`]).
     writer: Arc<OnceLock<mpsc::Sender<Job>>>,
+    /// PostgreSQL's batched point reads, started on first use (see [`Db::point_reads`]).
+    point_reads: Arc<OnceLock<point_reads::Batcher>>,
 }
 
 /// A write handed to the SQLite writer thread: runs inside the batch's transaction and returns
@@ -223,6 +226,7 @@ impl Db {
             manager: writer_manager,
             backend,
             writer: Arc::default(),
+            point_reads: Arc::default(),
         })
     }
 
@@ -319,6 +323,26 @@ impl Db {
             .map_err(|_| AppError::internal("a batched write was abandoned"))?
     }
 
+    /// Introspection's first reads (the caller's client, the access token). On SQLite they run
+    /// as [`read`]; on PostgreSQL they are queued and read together with those of other
+    /// requests, one query per table for the whole batch (see [`point_reads`]).
+    ///
+    /// [`read`]: Db::read
+    pub async fn point_reads(
+        &self,
+        reads: point_reads::PointReads,
+    ) -> AppResult<point_reads::PointRows> {
+        if self.backend == "sqlite" {
+            return self
+                .read(move |conn| Ok(point_reads::fetch(conn, &reads)?))
+                .await;
+        }
+        self.point_reads
+            .get_or_init(|| point_reads::Batcher::start(&self.pool))
+            .read(reads)
+            .await
+    }
+
     fn writer(&self) -> &mpsc::Sender<Job> {
         self.writer.get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Job>();
@@ -406,7 +430,7 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
 }
 
 /// Each caller of a failed batch gets its own copy of the cause.
-fn batch_failed(e: &AppError) -> AppError {
+pub(crate) fn batch_failed(e: &AppError) -> AppError {
     match e {
         AppError::Unavailable(m) => AppError::Unavailable(m.clone()),
         other => AppError::internal(format!("batched commit failed: {other}")),

@@ -323,7 +323,15 @@ fn invalid_client(msg: &'static str) -> AppError {
 /// Authenticates a client. Every failure is `invalid_client` (401) with the same description
 /// whether the client is unknown or the secret wrong, and both paths compare a hash.
 pub fn authenticate(conn: &mut DbConn, auth: &ClientAuth) -> AppResult<Client> {
-    let client = find(conn, auth.client_id())?;
+    check_auth(auth, find(conn, auth.client_id())?)
+}
+
+/// [`authenticate`] against a client row already read (`None`: no such client).
+pub fn authenticate_row(auth: &ClientAuth, row: Option<ClientRow>) -> AppResult<Client> {
+    check_auth(auth, row.map(Client::from_row).transpose()?)
+}
+
+fn check_auth(auth: &ClientAuth, client: Option<Client>) -> AppResult<Client> {
     match (auth, client) {
         (ClientAuth::Secret { secret, .. }, Some(client)) if !client.is_public => {
             let stored = client.secret_hash.as_deref().unwrap_or_default();

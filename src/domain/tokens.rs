@@ -14,6 +14,8 @@ use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::config::{AccessTokenFormat, Config};
+use crate::db::clients::ClientRow;
+use crate::db::point_reads::{PointReads, PointRows};
 use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::accounts;
@@ -686,6 +688,18 @@ fn verify_access_jwt(config: &Config, keys: &KeyRing, token: &str) -> Option<Str
     Some(data.claims.jti)
 }
 
+/// The stored access-token row's key for a presented token: the hash of an opaque token, the
+/// `jti` of a JWT signed by one of our keys. `None`: not an access token of ours.
+fn access_token_id(config: &Config, keys: &KeyRing, token: &str) -> Option<String> {
+    if token.starts_with(prefix::ACCESS_TOKEN) {
+        return Some(HashedToken::of(token).as_str().to_owned());
+    }
+    if token.matches('.').count() == 2 {
+        return verify_access_jwt(config, keys, token);
+    }
+    None
+}
+
 /// The stored access-token row a presented token refers to, if any.
 fn find_access(
     conn: &mut DbConn,
@@ -693,18 +707,31 @@ fn find_access(
     keys: &KeyRing,
     token: &str,
 ) -> AppResult<Option<AccessTokenRow>> {
-    if token.starts_with(prefix::ACCESS_TOKEN) {
-        return Ok(db::tokens::find_access_token(
-            conn,
-            HashedToken::of(token).as_str(),
-        )?);
+    match access_token_id(config, keys, token) {
+        Some(id) => Ok(db::tokens::find_access_token(conn, &id)?),
+        None => Ok(None),
     }
-    if token.matches('.').count() == 2 {
-        if let Some(jti) = verify_access_jwt(config, keys, token) {
-            return Ok(db::tokens::find_access_token(conn, &jti)?);
-        }
+}
+
+/// Whether an introspection caller may introspect: a confidential client, authenticated, with
+/// `can_introspect`. `client` reads the caller's row by id.
+fn check_introspection_caller(
+    auth: &ClientAuth,
+    client: impl FnOnce(&str) -> AppResult<Option<ClientRow>>,
+) -> AppResult<()> {
+    let ClientAuth::Secret { client_id, .. } = auth else {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidClient,
+            "introspection needs client authentication",
+        ));
+    };
+    if !clients::authenticate_row(auth, client(client_id)?)?.can_introspect {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidClient,
+            "this client may not introspect",
+        ));
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Introspection for a caller: a client allowed to introspect (`caller`), or the admin token
@@ -718,20 +745,49 @@ pub fn introspect_for(
     token: &str,
 ) -> AppResult<Introspection> {
     if let Some(auth) = caller {
-        let ClientAuth::Secret { .. } = auth else {
-            return Err(AppError::protocol(
-                ErrorCode::InvalidClient,
-                "introspection needs client authentication",
-            ));
-        };
-        if !clients::authenticate(conn, auth)?.can_introspect {
-            return Err(AppError::protocol(
-                ErrorCode::InvalidClient,
-                "this client may not introspect",
-            ));
-        }
+        check_introspection_caller(auth, |id| Ok(db::clients::find(conn, id)?))?;
     }
     introspect(conn, config, keys, now, token)
+}
+
+/// The primary-key reads that answer most introspections without anything else (see
+/// [`introspect_prefetched`]); `None` for tokens that need other reads or a write (API keys
+/// and personal tokens record when they were last used).
+pub fn introspection_reads(
+    config: &Config,
+    keys: &KeyRing,
+    caller: Option<&ClientAuth>,
+    token: &str,
+) -> Option<PointReads> {
+    if introspection_writes(config, token) {
+        return None;
+    }
+    Some(PointReads {
+        client_id: caller.map(|auth| auth.client_id().to_owned()),
+        access_token_id: access_token_id(config, keys, token),
+    })
+}
+
+/// [`introspect_for`] from the rows of [`introspection_reads`]. `Ok(None)`: the answer needs
+/// more reads (an agent's token, a refresh token), and `introspect_for` gives it.
+pub fn introspect_prefetched(
+    config: &Config,
+    now: UnixTime,
+    caller: Option<&ClientAuth>,
+    token: &str,
+    rows: PointRows,
+) -> AppResult<Option<Introspection>> {
+    if let Some(auth) = caller {
+        check_introspection_caller(auth, |_| Ok(rows.client))?;
+    }
+    Ok(match rows.access_token {
+        Some(row) => match access_answer(config, now, row) {
+            (answer, None) => Some(answer),
+            (_, Some(_registration)) => None,
+        },
+        None if token.starts_with(prefix::REFRESH_TOKEN) => None,
+        None => Some(Introspection::inactive()),
+    })
 }
 
 /// Whether introspecting `token` may write: API keys and personal tokens record when they were
@@ -739,6 +795,31 @@ pub fn introspect_for(
 pub fn introspection_writes(config: &Config, token: &str) -> bool {
     token.starts_with(config.agent.api_key_prefix.as_str())
         || token.starts_with(prefix::PERSONAL_TOKEN)
+}
+
+/// The answer for a stored access token, and the agent registration it belongs to when it is
+/// live and bound to one (the registration's state completes, or overrides, the answer).
+fn access_answer(
+    config: &Config,
+    now: UnixTime,
+    row: AccessTokenRow,
+) -> (Introspection, Option<String>) {
+    if row.revoked_at.is_some() || row.expires_at <= now {
+        return (Introspection::inactive(), None);
+    }
+    let answer = Introspection {
+        active: true,
+        scope: Some(row.scope),
+        client_id: row.client_id,
+        sub: Some(row.subject),
+        exp: Some(row.expires_at),
+        iat: Some(row.issued_at),
+        token_type: Some("Bearer".to_owned()),
+        aud: Some(row.audience),
+        iss: Some(config.server.issuer.clone()),
+        ..Default::default()
+    };
+    (answer, row.registration_id)
 }
 
 pub fn introspect(
@@ -755,23 +836,9 @@ pub fn introspect(
         return accounts::introspect_personal(conn, config, now, token);
     }
     if let Some(row) = find_access(conn, config, keys, token)? {
-        if row.revoked_at.is_some() || row.expires_at <= now {
-            return Ok(Introspection::inactive());
-        }
-        let mut answer = Introspection {
-            active: true,
-            scope: Some(row.scope),
-            client_id: row.client_id,
-            sub: Some(row.subject),
-            exp: Some(row.expires_at),
-            iat: Some(row.issued_at),
-            token_type: Some("Bearer".to_owned()),
-            aud: Some(row.audience),
-            iss: Some(config.server.issuer.clone()),
-            ..Default::default()
-        };
-        if let Some(registration_id) = row.registration_id.as_deref() {
-            if !agents::describe(conn, now, registration_id, &mut answer)? {
+        let (mut answer, registration) = access_answer(config, now, row);
+        if let Some(registration_id) = registration {
+            if !agents::describe(conn, now, &registration_id, &mut answer)? {
                 return Ok(Introspection::inactive());
             }
         }

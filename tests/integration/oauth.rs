@@ -22,6 +22,7 @@ crate::db_tests!(
     client_credentials_and_client_authentication,
     introspection_requires_an_allowed_client,
     revocation_is_visible_to_introspection,
+    concurrent_introspections_get_their_own_answers,
     expiry_follows_the_clock,
     resource_indicators,
     jwt_access_tokens,
@@ -635,6 +636,80 @@ async fn revocation_is_visible_to_introspection(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 400);
+}
+
+/// On PostgreSQL concurrent introspections are read together (one query per table for a
+/// batch): each still gets the answer for its own token and its own caller.
+async fn concurrent_introspections_get_their_own_answers(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let client = flows::confidential(&app).await;
+    let rs = flows::resource_server(&app).await;
+    let other_rs = flows::resource_server(&app).await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (_, body) = flows::token(&app, &client, &[("grant_type", "client_credentials")]).await;
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let revoked = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .basic_auth(&client.id, client.secret.as_ref())
+        .form(&[("token", tokens[1].as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+
+    // (caller id, caller secret, token) -> expected (status, active)
+    let wrong_secret = "not-the-secret".to_owned();
+    let cases = [
+        (
+            &rs.id,
+            rs.secret.as_ref().unwrap(),
+            tokens[0].as_str(),
+            (200, Some(true)),
+        ),
+        (
+            &other_rs.id,
+            other_rs.secret.as_ref().unwrap(),
+            tokens[1].as_str(),
+            (200, Some(false)),
+        ),
+        (
+            &rs.id,
+            rs.secret.as_ref().unwrap(),
+            "at_unknown",
+            (200, Some(false)),
+        ),
+        (&rs.id, &wrong_secret, tokens[0].as_str(), (401, None)),
+        (
+            &client.id,
+            client.secret.as_ref().unwrap(),
+            tokens[0].as_str(),
+            (401, None),
+        ),
+    ];
+    let asks = (0..80).map(|i| {
+        let (id, secret, token, expected) = cases[i % cases.len()];
+        let request = app
+            .client
+            .post(app.url("/oauth2/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send();
+        async move {
+            let resp = request.await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            ((status, body["active"].as_bool()), expected, body)
+        }
+    });
+    for (got, expected, body) in futures_util::future::join_all(asks).await {
+        assert_eq!(got, expected, "{body}");
+        if expected.1 == Some(true) {
+            assert_eq!(body["client_id"], client.id.as_str());
+        }
+    }
 }
 
 async fn expiry_follows_the_clock(backend: Backend) {
