@@ -177,7 +177,7 @@ pub struct Db {
     backend: &'static str,
     /// SQLite's group-commit writer, started on first use (see [`Db::write`]).
     writer: Arc<OnceLock<mpsc::Sender<Job>>>,
-    /// PostgreSQL's batched point reads, started on first use (see [`Db::point_reads`]).
+    /// Batched point reads, started on first use (see [`Db::point_reads`]).
     point_reads: Arc<OnceLock<point_reads::Batcher>>,
 }
 
@@ -323,20 +323,13 @@ impl Db {
             .map_err(|_| AppError::internal("a batched write was abandoned"))?
     }
 
-    /// Introspection's first reads (the caller's client, the access token). On SQLite they run
-    /// as [`read`]; on PostgreSQL they are queued and read together with those of other
-    /// requests, one query per table for the whole batch (see [`point_reads`]).
-    ///
-    /// [`read`]: Db::read
+    /// Introspection's first reads (the caller's client, the access token), queued and read
+    /// together with those of other requests: one query per table for the whole batch (see
+    /// [`point_reads`]).
     pub async fn point_reads(
         &self,
         reads: point_reads::PointReads,
     ) -> AppResult<point_reads::PointRows> {
-        if self.backend == "sqlite" {
-            return self
-                .read(move |conn| Ok(point_reads::fetch(conn, &reads)?))
-                .await;
-        }
         self.point_reads
             .get_or_init(|| point_reads::Batcher::start(&self.pool))
             .read(reads)

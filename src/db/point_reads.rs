@@ -1,19 +1,24 @@
 //! Introspection's first reads: the caller's client and the access token, each by primary key.
 //!
-//! On PostgreSQL every query is a network round trip, and a primary-key read costs the server
-//! far more in the round trip (wake-up, `recv`, `send`, a snapshot) than in the lookup. Resource
-//! servers introspect on every API request, so [`Batcher`] answers the reads of many concurrent
-//! requests with one query per table (`WHERE id = ANY($1)`), the pattern GraphQL servers call a
-//! data loader. A request's reads start after it was queued, so they see every commit made
-//! before it arrived: a token revoked before the introspection request is seen as revoked.
+//! Resource servers introspect on every API request, so [`Batcher`] answers the reads of many
+//! concurrent requests together, with one query per table (`WHERE id IN …`), the pattern GraphQL
+//! servers call a data loader. A point read costs the database far more around the lookup than
+//! in it: on PostgreSQL a round trip (wake-up, `recv`, `send`, a snapshot), on SQLite a read
+//! transaction (the WAL-index mutex and `fcntl` locks, contended between workers). Measured at
+//! 32 concurrent callers: PostgreSQL 10k -> 28k introspections/s, SQLite 33k -> 45k.
+//!
+//! A request's reads start after it was queued, so they see every commit made before it
+//! arrived: a token revoked before the introspection request is seen as revoked.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
+use diesel::expression::{AppearsOnTable, Expression, ValidGrouping};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sqlite::Sqlite;
 
 use super::clients::ClientRow;
-use super::native;
 use super::schema::{access_tokens, clients};
 use super::tokens::AccessTokenRow;
 use super::{DbConn, DbManager};
@@ -33,46 +38,38 @@ pub struct PointRows {
     pub access_token: Option<AccessTokenRow>,
 }
 
-/// One request's reads, each by primary key.
-pub fn fetch(conn: &mut DbConn, reads: &PointReads) -> QueryResult<PointRows> {
-    Ok(PointRows {
-        client: match &reads.client_id {
-            Some(id) => super::clients::find(conn, id)?,
-            None => None,
-        },
-        access_token: match &reads.access_token_id {
-            Some(id) => super::tokens::find_access_token(conn, id)?,
-            None => None,
-        },
-    })
-}
-
 /// Many requests' reads: at most one query per table, whatever their number.
 pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<PointRows>> {
     let client_ids = distinct(reads.iter().filter_map(|r| r.client_id.as_deref()));
     let token_ids = distinct(reads.iter().filter_map(|r| r.access_token_id.as_deref()));
-    let clients: HashMap<String, ClientRow> = if client_ids.is_empty() {
-        HashMap::new()
-    } else {
-        native!(conn, |c| clients::table
-            .filter(clients::id.eq_any(&client_ids))
-            .select(ClientRow::as_select())
-            .load(c))?
-        .into_iter()
-        .map(|row| (row.id.clone(), row))
-        .collect()
-    };
-    let tokens: HashMap<String, AccessTokenRow> = if token_ids.is_empty() {
-        HashMap::new()
-    } else {
-        native!(conn, |c| access_tokens::table
-            .filter(access_tokens::id.eq_any(&token_ids))
-            .select(AccessTokenRow::as_select())
-            .load(c))?
-        .into_iter()
-        .map(|row| (row.id.clone(), row))
-        .collect()
-    };
+    let mut clients: HashMap<String, ClientRow> = HashMap::new();
+    if !client_ids.is_empty() {
+        let rows = match conn {
+            DbConn::Sqlite(c) => clients::table
+                .filter(InJsonArray::of(clients::id, &client_ids)?)
+                .select(ClientRow::as_select())
+                .load(c)?,
+            DbConn::Pg(c) => clients::table
+                .filter(clients::id.eq_any(&client_ids))
+                .select(ClientRow::as_select())
+                .load(c)?,
+        };
+        clients.extend(rows.into_iter().map(|row| (row.id.clone(), row)));
+    }
+    let mut tokens: HashMap<String, AccessTokenRow> = HashMap::new();
+    if !token_ids.is_empty() {
+        let rows = match conn {
+            DbConn::Sqlite(c) => access_tokens::table
+                .filter(InJsonArray::of(access_tokens::id, &token_ids)?)
+                .select(AccessTokenRow::as_select())
+                .load(c)?,
+            DbConn::Pg(c) => access_tokens::table
+                .filter(access_tokens::id.eq_any(&token_ids))
+                .select(AccessTokenRow::as_select())
+                .load(c)?,
+        };
+        tokens.extend(rows.into_iter().map(|row| (row.id.clone(), row)));
+    }
     Ok(reads
         .iter()
         .map(|r| PointRows {
@@ -85,6 +82,55 @@ pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<P
         .collect())
 }
 
+/// SQLite's `column IN (SELECT value FROM json_each(?))`: one bind however many keys, so the
+/// statement is prepared once and then cached. diesel's `IN (?, ?, …)` has a bind per key and is
+/// prepared again for every batch (`perf`: SQLite's SQL parser and the allocator were the top
+/// user-space costs of batched introspection). PostgreSQL's `= ANY($1)` has one bind already.
+#[derive(Debug, Clone)]
+struct InJsonArray<C> {
+    column: C,
+    keys: String,
+}
+
+/// The SQL depends on the column alone (the keys are a bind), so the cache may key on the type.
+impl<C: QueryId> QueryId for InJsonArray<C> {
+    type QueryId = InJsonArray<C::QueryId>;
+    const HAS_STATIC_QUERY_ID: bool = C::HAS_STATIC_QUERY_ID;
+}
+
+impl<C: ValidGrouping<GB>, GB> ValidGrouping<GB> for InJsonArray<C> {
+    type IsAggregate = C::IsAggregate;
+}
+
+impl<C> InJsonArray<C> {
+    fn of(column: C, keys: &[&str]) -> QueryResult<Self> {
+        let keys = serde_json::to_string(keys)
+            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        Ok(Self { column, keys })
+    }
+}
+
+impl<C: Expression> Expression for InJsonArray<C> {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<C, QS> AppearsOnTable<QS> for InJsonArray<C>
+where
+    C: AppearsOnTable<QS>,
+    Self: Expression,
+{
+}
+
+impl<C: QueryFragment<Sqlite>> QueryFragment<Sqlite> for InJsonArray<C> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.column.walk_ast(out.reborrow())?;
+        out.push_sql(" IN (SELECT value FROM json_each(");
+        out.push_bind_param::<diesel::sql_types::Text, _>(&self.keys)?;
+        out.push_sql("))");
+        Ok(())
+    }
+}
+
 fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut ids: Vec<&str> = ids.collect();
     ids.sort_unstable();
@@ -95,10 +141,10 @@ fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// Most requests one batch reads for.
 const MAX_BATCH: usize = 256;
 
-/// Threads that read batches. Two, so that one batch's round trip overlaps with collecting
-/// (and answering) the next: with one, the database idled while the server worked and the
-/// other way round.
-const READERS: usize = 2;
+/// Threads that read batches. One: whatever arrives during a batch's reads waits for the next
+/// batch, so batches grow with the load. Two or three threads made smaller batches and more
+/// queries (PostgreSQL introspection 29k -> 23k -> 20k req/s).
+const READERS: usize = 1;
 
 struct Job {
     reads: PointReads,
@@ -281,10 +327,59 @@ mod tests {
                 (None, None),
             ]
         );
-        // The single-request path agrees with the batched one.
+        // Each answer is what the single-row look-ups find.
         for (one, batched) in asked.iter().zip(&rows) {
-            assert_eq!(ids(&fetch(&mut conn, one).unwrap()), ids(batched));
+            let client = one
+                .client_id
+                .as_deref()
+                .map(|id| crate::db::clients::find(&mut conn, id).unwrap());
+            let token = one
+                .access_token_id
+                .as_deref()
+                .map(|id| crate::db::tokens::find_access_token(&mut conn, id).unwrap());
+            assert_eq!(
+                (
+                    client.flatten().map(|c| c.id),
+                    token.flatten().map(|t| t.id)
+                ),
+                (
+                    batched.client.as_ref().map(|c| c.id.clone()),
+                    batched.access_token.as_ref().map(|t| t.id.clone())
+                )
+            );
         }
+    }
+
+    #[test]
+    fn sqlite_batches_of_any_size_reuse_one_prepared_statement_per_table() {
+        use diesel::connection::{Instrumentation, InstrumentationEvent};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = seeded_db(&dir);
+        let mut conn = db.get().unwrap();
+        let prepared = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&prepared);
+        let DbConn::Sqlite(sqlite) = &mut *conn else {
+            unreachable!("a SQLite database")
+        };
+        // Counts statements that are prepared and put in the cache; an `IN (?, ?, …)` with a
+        // bind per key would be prepared for every batch and never cached.
+        let count = move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { .. } = event {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let count: Box<dyn Instrumentation> = Box::new(count);
+        sqlite.set_instrumentation(count);
+        for n in [1, 2, 3, 5, 1] {
+            let asked: Vec<PointReads> = (0..n)
+                .map(|i| reads(Some(["c1", "c2"][i % 2]), Some(["t1", "t2", "tx"][i % 3])))
+                .collect();
+            let refs: Vec<&PointReads> = asked.iter().collect();
+            let rows = fetch_many(&mut conn, &refs).unwrap();
+            assert_eq!(rows[0].access_token.as_ref().unwrap().id, "t1");
+        }
+        assert_eq!(prepared.load(Ordering::SeqCst), 2, "one per table");
     }
 
     #[actix_web::test]
