@@ -323,36 +323,54 @@ fn invalid_client(msg: &'static str) -> AppError {
 /// Authenticates a client. Every failure is `invalid_client` (401) with the same description
 /// whether the client is unknown or the secret wrong, and both paths compare a hash.
 pub fn authenticate(conn: &mut DbConn, auth: &ClientAuth) -> AppResult<Client> {
-    check_auth(auth, find(conn, auth.client_id())?)
+    let client = find(conn, auth.client_id())?;
+    verify(
+        auth,
+        client
+            .as_ref()
+            .map(|c| (c.is_public, c.secret_hash.as_deref())),
+    )?;
+    client.ok_or_else(|| invalid_client("client authentication failed"))
 }
 
-/// [`authenticate`] against a client row already read (`None`: no such client).
-pub fn authenticate_row(auth: &ClientAuth, row: Option<ClientRow>) -> AppResult<Client> {
-    check_auth(auth, row.map(Client::from_row).transpose()?)
+/// [`authenticate`] against a client row already read (`None`: no such client). The row stays
+/// a row: authenticating needs none of the JSON lists a [`Client`] parses.
+pub fn authenticate_row(auth: &ClientAuth, row: Option<ClientRow>) -> AppResult<ClientRow> {
+    verify(
+        auth,
+        row.as_ref()
+            .map(|r| (r.is_public, r.secret_hash.as_deref())),
+    )?;
+    row.ok_or_else(|| invalid_client("client authentication failed"))
 }
 
-fn check_auth(auth: &ClientAuth, client: Option<Client>) -> AppResult<Client> {
-    match (auth, client) {
-        (ClientAuth::Secret { secret, .. }, Some(client)) if !client.is_public => {
-            let stored = client.secret_hash.as_deref().unwrap_or_default();
-            if HashedToken::of(secret).matches(stored) {
-                Ok(client)
+/// Whether `auth` authenticates the client found as `(is_public, secret_hash)`; `Ok` only when
+/// one was found.
+fn verify(auth: &ClientAuth, found: Option<(bool, Option<&str>)>) -> AppResult<()> {
+    match (auth, found) {
+        (ClientAuth::Secret { secret, .. }, Some((false, stored))) => {
+            if HashedToken::of(secret).matches(stored.unwrap_or_default()) {
+                Ok(())
             } else {
                 Err(invalid_client("client authentication failed"))
             }
         }
         (ClientAuth::Secret { secret, .. }, _) => {
             // Unknown client, or a public one presenting a secret: same cost, same answer.
-            let _ = HashedToken::of(secret).matches(&"0".repeat(64));
+            let _ = HashedToken::of(secret).matches(UNKNOWN_CLIENT_HASH);
             Err(invalid_client("client authentication failed"))
         }
-        (ClientAuth::Public { .. }, Some(client)) if client.is_public => Ok(client),
-        (ClientAuth::Public { .. }, Some(_)) => {
+        (ClientAuth::Public { .. }, Some((true, _))) => Ok(()),
+        (ClientAuth::Public { .. }, Some((false, _))) => {
             Err(invalid_client("this client must authenticate"))
         }
         (ClientAuth::Public { .. }, None) => Err(invalid_client("client authentication failed")),
     }
 }
+
+/// What a secret is compared with when there is no client: a hash no secret has.
+const UNKNOWN_CLIENT_HASH: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[cfg(test)]
 mod tests {
