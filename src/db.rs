@@ -177,8 +177,17 @@ pub struct Db {
     backend: &'static str,
     /// SQLite's group-commit writer, started on first use (see [`Db::write`]).
     writer: Arc<OnceLock<mpsc::Sender<Job>>>,
-    /// Batched point reads, started on first use (see [`Db::point_reads`]).
-    point_reads: Arc<OnceLock<point_reads::Batcher>>,
+    /// Batched point reads (see [`Db::point_reads`]); PostgreSQL's reader thread starts on
+    /// first use.
+    point_reads: Arc<PointReaders>,
+}
+
+/// Where a backend's batched point reads are made: SQLite's on each HTTP worker, PostgreSQL's
+/// on one reader thread (a round trip is best waited for off the workers, and one thread makes
+/// the biggest batches).
+enum PointReaders {
+    Workers(point_reads::WorkerBatches),
+    Thread(OnceLock<point_reads::Batcher>),
 }
 
 /// A write handed to the SQLite writer thread: runs inside the batch's transaction and returns
@@ -222,11 +231,14 @@ impl Db {
             .build(manager)
             .map_err(|e| DbSetupError::Pool(e.to_string()))?;
         Ok(Self {
-            pool,
             manager: writer_manager,
             backend,
             writer: Arc::default(),
-            point_reads: Arc::default(),
+            point_reads: Arc::new(match backend {
+                "sqlite" => PointReaders::Workers(point_reads::WorkerBatches::new(&pool)),
+                _ => PointReaders::Thread(OnceLock::new()),
+            }),
+            pool,
         })
     }
 
@@ -330,10 +342,15 @@ impl Db {
         &self,
         reads: point_reads::PointReads,
     ) -> AppResult<point_reads::PointRows> {
-        self.point_reads
-            .get_or_init(|| point_reads::Batcher::start(&self.pool))
-            .read(reads)
-            .await
+        match &*self.point_reads {
+            PointReaders::Workers(batches) => batches.read(reads).await,
+            PointReaders::Thread(batcher) => {
+                batcher
+                    .get_or_init(|| point_reads::Batcher::start(&self.pool))
+                    .read(reads)
+                    .await
+            }
+        }
     }
 
     fn writer(&self) -> &mpsc::Sender<Job> {
