@@ -153,7 +153,7 @@ pub async fn introspect(
     let token = params.require("token")?.to_owned();
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     // Resource servers call this on every request: most answers need only two primary-key
-    // reads, which PostgreSQL batches across requests (`Db::point_reads`).
+    // reads, which are batched across requests (`Db::point_reads`).
     if let Some(reads) = tokens::introspection_reads(&config, &keys, auth.as_ref(), &token) {
         let rows = state.db.point_reads(reads).await?;
         if let Some(answer) =
