@@ -91,7 +91,7 @@ access_log = false
 # The bench measures the endpoints themselves; the limiter would (correctly) refuse the load.
 enabled = false
 [admin]
-token = "bench-admin-token"
+token = "bench-admin-token-0123456789abcdefgh"
 TOML
   local created
   created=$("$AUTHMD" --config "$WORK/authmd.toml" client create --name bench \

@@ -17,6 +17,34 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Prefix of the environment variables that override configuration keys.
 const ENV_PREFIX: &str = "AUTHMD_";
 
+/// Keys that no longer exist, and what replaced them: naming the replacement beats a bare
+/// "unknown key" for an operator upgrading.
+const REMOVED_KEYS: [(&str, &str); 3] = [
+    (
+        "server.trust_forwarded_for",
+        "removed: list the proxies whose X-Forwarded-For hops to believe in server.trusted_proxies",
+    ),
+    (
+        "rate_limit.login_per_ip",
+        "removed: the login form counts failures only, see rate_limit.login_failures_per_ip",
+    ),
+    (
+        "rate_limit.login_global",
+        "removed: the login form counts failures only, see rate_limit.login_failures_per_account",
+    ),
+];
+
+fn removed_key(table: &toml::Table) -> Option<ConfigError> {
+    REMOVED_KEYS.iter().find_map(|(dotted, why)| {
+        let (section, key) = dotted.split_once('.')?;
+        table
+            .get(section)?
+            .as_table()?
+            .contains_key(key)
+            .then(|| ConfigError::new(*dotted, *why))
+    })
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -39,7 +67,11 @@ pub struct ServerConfig {
     pub resources: Vec<String>,
     pub max_body_bytes: usize,
     pub workers: usize,
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` hops are believed, as written (CIDR or single address).
+    pub trusted_proxies: Vec<String>,
+    /// `trusted_proxies`, parsed once at load.
+    #[serde(skip)]
+    pub trusted_proxy_nets: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -159,6 +191,8 @@ pub struct AgentConfig {
     pub claim_ttl_s: i64,
     pub identity_assertion_ttl_s: i64,
     pub api_key_prefix: String,
+    pub max_assertion_lifetime_s: i64,
+    pub jwks_min_refetch_s: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -172,10 +206,13 @@ pub struct RateLimitConfig {
     pub claim_global: u32,
     pub otp_per_ip: u32,
     pub otp_global: u32,
-    pub login_per_ip: u32,
-    pub login_global: u32,
     pub register_per_ip: u32,
     pub register_global: u32,
+    pub login_failure_window_s: i64,
+    pub login_failures_per_account: u32,
+    pub login_failures_per_ip: u32,
+    pub mail_per_recipient: u32,
+    pub client_auth_failures: u32,
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -297,17 +334,25 @@ impl Config {
     }
 
     fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        if let Some(err) = removed_key(&table) {
+            return Err(err);
+        }
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 let message = e.inner().to_string();
                 // An unknown key is reported by serde on its parent; name the key itself.
+                // serde_path_to_error's path may or may not end with the unknown field already.
                 match unknown_field_name(&message) {
                     Some(field) if key == "." => ConfigError::new(field, "unknown key"),
+                    Some(field) if key == field || key.ends_with(&format!(".{field}")) => {
+                        ConfigError::new(key, "unknown key")
+                    }
                     Some(field) => ConfigError::new(format!("{key}.{field}"), "unknown key"),
                     None => ConfigError::new(key, message),
                 }
             })?;
+        config.server.trusted_proxy_nets = parse_proxies(&config.server.trusted_proxies)?;
         config.validate()?;
         Ok(config)
     }
@@ -388,8 +433,18 @@ impl Config {
                 let key = format!("agent.trusted_providers[{i}].{field}");
                 let url = Url::parse(value)
                     .map_err(|e| ConfigError::new(key.clone(), format!("not a URL: {e}")))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(ConfigError::new(key, "must be an http or https URL"));
+                // Keys fetched over plain http could be swapped by anyone on the path.
+                let loopback = match url.host() {
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+                    return Err(ConfigError::new(
+                        key,
+                        "must be an https URL (http only on loopback)",
+                    ));
                 }
             }
         }
@@ -436,6 +491,45 @@ impl Config {
                 "must be 2-16 lower-case letters, digits or '_', end with '_', and differ from authmd's other prefixes",
             ));
         }
+        // A short bearer secret can be guessed; 32 characters is 190 bits and more of base64.
+        for (key, secret) in [
+            ("admin.token", &self.admin.token),
+            (
+                "oauth.initial_access_token",
+                &self.oauth.initial_access_token,
+            ),
+        ] {
+            if !secret.is_empty() && secret.chars().count() < MIN_SECRET_CHARS {
+                return Err(ConfigError::new(
+                    key,
+                    format!("must be at least {MIN_SECRET_CHARS} characters"),
+                ));
+            }
+        }
+        for (key, value) in [
+            (
+                "agent.max_assertion_lifetime_s",
+                self.agent.max_assertion_lifetime_s,
+            ),
+            (
+                "rate_limit.login_failure_window_s",
+                self.rate_limit.login_failure_window_s,
+            ),
+        ] {
+            if value <= 0 {
+                return Err(ConfigError::new(
+                    key,
+                    "must be a positive number of seconds",
+                ));
+            }
+        }
+        if self.agent.jwks_min_refetch_s < 0 {
+            return Err(ConfigError::new(
+                "agent.jwks_min_refetch_s",
+                "must not be negative",
+            ));
+        }
+        parse_proxies(&self.server.trusted_proxies)?;
         if self.tokens.refresh_grace_s < 0 {
             return Err(ConfigError::new(
                 "tokens.refresh_grace_s",
@@ -457,6 +551,26 @@ impl Config {
     pub fn database_url(&self) -> DatabaseUrl {
         DatabaseUrl::parse(&self.database.url).expect("validated at load")
     }
+}
+
+/// Shortest accepted `admin.token` and `oauth.initial_access_token`.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// `server.trusted_proxies`: CIDR blocks, or single addresses (a /32 or /128).
+fn parse_proxies(list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("{s:?} is not an IP address or CIDR block"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `Name <addr@host>` or a bare address: enough to refuse a typo at start-up.
@@ -538,10 +652,11 @@ fn apply_env(
                 ConfigError::new(dotted.clone(), format!("{name} is not a valid TOML value"))
             })?,
             None => {
-                return Err(ConfigError::new(
-                    dotted,
-                    format!("unknown key (from {name})"),
-                ))
+                let why = REMOVED_KEYS
+                    .iter()
+                    .find(|(k, _)| *k == dotted)
+                    .map_or("unknown key", |(_, why)| why);
+                return Err(ConfigError::new(dotted, format!("{why} (from {name})")));
             }
         };
         section_table.insert(key, value);
@@ -615,7 +730,10 @@ mod tests {
                 "AUTHMD_SERVER__BIND".to_owned(),
                 "127.0.0.1:9999".to_owned(),
             ),
-            ("AUTHMD_ADMIN__TOKEN".to_owned(), "12345".to_owned()),
+            (
+                "AUTHMD_ADMIN__TOKEN".to_owned(),
+                "12345678901234567890123456789012".to_owned(),
+            ),
             (
                 "AUTHMD_TOKENS__ACCESS_TOKEN_TTL_S".to_owned(),
                 "60".to_owned(),
@@ -629,7 +747,7 @@ mod tests {
         ];
         let config = Config::load(None, env).unwrap();
         assert_eq!(config.server.bind.port(), 9999);
-        assert_eq!(config.admin.token, "12345");
+        assert_eq!(config.admin.token, "12345678901234567890123456789012");
         assert_eq!(config.tokens.access_token_ttl_s, 60);
         assert_eq!(config.agent.pre_claim_scopes, vec!["a", "b"]);
     }
@@ -682,6 +800,72 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_key_is_named_once() {
+        let err = Config::from_toml_overlay("[server]\nbindd = \"1.2.3.4:1\"").unwrap_err();
+        assert_eq!(err.key, "server.bindd");
+        assert_eq!(
+            err.to_string(),
+            "configuration error: server.bindd: unknown key"
+        );
+        let err = Config::from_toml_overlay("nosuch = 1").unwrap_err();
+        assert_eq!(err.key, "nosuch");
+    }
+
+    #[test]
+    fn removed_keys_name_their_replacement() {
+        for (text, key, replacement) in [
+            (
+                "[server]\ntrust_forwarded_for = true",
+                "server.trust_forwarded_for",
+                "server.trusted_proxies",
+            ),
+            (
+                "[rate_limit]\nlogin_per_ip = 5",
+                "rate_limit.login_per_ip",
+                "rate_limit.login_failures_per_ip",
+            ),
+        ] {
+            let err = Config::from_toml_overlay(text).unwrap_err();
+            assert_eq!(err.key, key);
+            assert!(err.message.contains(replacement), "{err}");
+        }
+        let err = Config::load(
+            None,
+            vec![("AUTHMD_SERVER__TRUST_FORWARDED_FOR".into(), "true".into())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("server.trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn short_secrets_and_bad_proxies_stop_start_up() {
+        for (text, key) in [
+            ("[admin]\ntoken = \"short\"", "admin.token"),
+            (
+                "[oauth]\nregistration = \"token\"\ninitial_access_token = \"0123456789\"",
+                "oauth.initial_access_token",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"not-an-ip\"]",
+                "server.trusted_proxies[1]",
+            ),
+            (
+                "[agent]\ntrusted_providers = [{ issuer = \"https://p.example\", jwks_uri = \"http://p.example/jwks\" }]",
+                "agent.trusted_providers[0].jwks_uri",
+            ),
+            ("[agent]\nmax_assertion_lifetime_s = 0", "agent.max_assertion_lifetime_s"),
+        ] {
+            let err = Config::from_toml_overlay(text).unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
+        let ok = Config::from_toml_overlay(
+            "[admin]\ntoken = \"0123456789abcdef0123456789abcdef\"\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]",
+        )
+        .unwrap();
+        assert_eq!(ok.server.trusted_proxy_nets.len(), 2);
+    }
+
+    #[test]
     fn database_url_schemes() {
         assert_eq!(
             DatabaseUrl::parse("sqlite://data/a.db").unwrap(),
@@ -701,7 +885,7 @@ mod tests {
     #[test]
     fn secrets_are_not_in_debug() {
         let config = Config::from_toml_overlay(
-            "[admin]\ntoken = \"s3cret-admin\"\n[mail]\nsmtp_password = \"s3cret-smtp\"",
+            "[admin]\ntoken = \"s3cret-admin-0123456789abcdefghijk\"\n[mail]\nsmtp_password = \"s3cret-smtp\"",
         )
         .unwrap();
         let debug = format!("{config:?}");

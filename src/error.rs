@@ -48,6 +48,9 @@ pub enum ErrorCode {
     ClaimSuperseded,
     PreviouslyClaimed,
     RateLimited,
+    /// RFC 6749 `temporarily_unavailable` answered with 429: a client that keeps failing to
+    /// authenticate at the token endpoint.
+    TemporarilyUnavailable,
     // HTTP-level
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
@@ -94,11 +97,13 @@ impl ErrorCode {
             ClaimSuperseded => "claim_superseded",
             PreviouslyClaimed => "previously_claimed",
             RateLimited => "rate_limited",
+            TemporarilyUnavailable => "temporarily_unavailable",
             IdempotencyKeyReused => "idempotency_key_reused",
             IdempotencyKeyInUse => "idempotency_key_in_use",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
-            PayloadTooLarge => "payload_too_large",
+            // RFC 6749 has no code for it; 413 with invalid_request says enough.
+            PayloadTooLarge => "invalid_request",
             UnsupportedMediaType => "unsupported_media_type",
             NotImplemented => "not_implemented",
             ServiceUnavailable => "temporarily_unavailable",
@@ -113,6 +118,8 @@ pub struct ProtocolError {
     pub description: Cow<'static, str>,
     /// Seconds to put in `Retry-After` (rate limits, lockouts).
     pub retry_after: Option<u64>,
+    /// For a refusal by a rate limit: its `(limit, window seconds)`, for the `RateLimit` headers.
+    pub rate_limit: Option<(u32, i64)>,
 }
 
 impl ProtocolError {
@@ -121,6 +128,7 @@ impl ProtocolError {
             code,
             description: description.into(),
             retry_after: None,
+            rate_limit: None,
         }
     }
 

@@ -91,7 +91,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/admin/revoke-agents")
                 .wrap(from_fn(idempotency::guard))
                 .post(admin::revoke_agents),
-        );
+        )
+        // Any other path under /admin/: 401 without the admin token, so the API's shape is not
+        // probed for free; 404 with it (and for everyone when the admin API is off).
+        .service(web::resource("/admin/{rest:.*}").to(admin::unknown));
 }
 
 fn agent_routes(cfg: &mut web::ServiceConfig) {

@@ -21,20 +21,26 @@ pub struct AppState {
     pub discovery: Arc<Discovery>,
     pub providers: Arc<ProviderKeys>,
     pub mailer: Arc<Mailer>,
+    /// Keys CSRF tokens (a database secret, so every instance accepts every instance's forms).
+    pub csrf_key: Arc<ring::hmac::Key>,
 }
 
 impl AppState {
     /// Connects to nothing: takes an open, migrated database and a clock.
     pub fn new(config: Config, db: Db, clock: Arc<dyn Clock>) -> AppResult<Self> {
         let now = clock.now();
-        let ring = {
+        let (ring, csrf_secret) = {
             let mut conn = db.get()?;
             keys::ensure_signing_key(&mut conn, now)?;
-            keys::load_ring(&mut conn, now, &config)?
+            (
+                keys::load_ring(&mut conn, now, &config)?,
+                keys::server_secret(&mut conn, now, "csrf")?,
+            )
         };
         let discovery = Arc::new(Discovery::build(&config));
         let mailer = Arc::new(Mailer::new(&config.mail));
         Ok(Self {
+            csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
             providers: Arc::new(ProviderKeys::new()),
             mailer,
             config: Arc::new(config),

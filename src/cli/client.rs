@@ -42,8 +42,8 @@ pub struct CreateArgs {
     /// Allowed redirect URI (repeatable). Loopback URIs match any port.
     #[arg(long = "redirect-uri", value_name = "URI")]
     redirect_uris: Vec<String>,
-    /// Allowed grant type (repeatable). Default: authorization_code, refresh_token, and
-    /// client_credentials for confidential clients.
+    /// Allowed grant type (repeatable). Default: authorization_code and refresh_token when
+    /// redirect URIs are given, else client_credentials (a service acting for itself).
     #[arg(long = "grant-type", value_name = "GRANT")]
     grant_types: Vec<String>,
     /// Space-separated scopes the client may request. Default: every scope authmd grants.
@@ -67,15 +67,17 @@ pub fn run(config_file: Option<&Path>, cmd: ClientCommand) -> Result<(), CliErro
     let now = SystemClock.now();
     match cmd {
         ClientCommand::Create(args) => {
+            // A client gets the grants its shape implies, never more: redirect URIs mean a
+            // person signs in through it; none means a service acting for itself.
             let grant_types = if args.grant_types.is_empty() {
-                let mut g = vec![
-                    GRANT_AUTHORIZATION_CODE.to_owned(),
-                    GRANT_REFRESH_TOKEN.to_owned(),
-                ];
-                if !args.public {
-                    g.push(GRANT_CLIENT_CREDENTIALS.to_owned());
+                if args.redirect_uris.is_empty() {
+                    vec![GRANT_CLIENT_CREDENTIALS.to_owned()]
+                } else {
+                    vec![
+                        GRANT_AUTHORIZATION_CODE.to_owned(),
+                        GRANT_REFRESH_TOKEN.to_owned(),
+                    ]
                 }
-                g
             } else {
                 args.grant_types
             };

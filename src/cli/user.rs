@@ -1,4 +1,4 @@
-//! `authmd user create --email E --password-stdin`.
+//! `authmd user create --email E --password-stdin`, `authmd user disable ID|EMAIL`.
 
 use std::io::Read;
 use std::path::Path;
@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use super::{load_config, open_db, CliError};
 use crate::clock::{Clock, SystemClock};
+use crate::domain::audit::AuditContext;
 use crate::domain::users;
 use crate::error::{AppError, ErrorCode};
 
@@ -19,6 +20,13 @@ pub enum UserCommand {
         /// Read the password from standard input (one line); it never appears in argv.
         #[arg(long, required = true)]
         password_stdin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: they can no longer sign in, and everything issued for them is revoked.
+    Disable {
+        /// The user's id (usr_…) or email address.
+        user: String,
         #[arg(long)]
         json: bool,
     },
@@ -52,6 +60,19 @@ pub fn run(config_file: Option<&Path>, cmd: UserCommand) -> Result<(), CliError>
                 );
             } else {
                 println!("user_id: {}", user.id);
+            }
+        }
+        UserCommand::Disable { user, json } => {
+            let db = open_db(&config)?;
+            let mut conn = db.get()?;
+            let user = users::disable(&mut conn, SystemClock.now(), &AuditContext::cli(), &user)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&user).unwrap_or_default()
+                );
+            } else {
+                println!("disabled: {} ({})", user.id, user.email);
             }
         }
     }

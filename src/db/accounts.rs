@@ -21,6 +21,10 @@ pub struct PersonalTokenRow {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// None: never expires.
+    pub expires_at: Option<i64>,
+    /// The personal token that minted this one, if any: this one dies with it.
+    pub parent_id: Option<String>,
 }
 
 pub fn insert_token(conn: &mut DbConn, row: &PersonalTokenRow) -> QueryResult<()> {
@@ -77,18 +81,50 @@ pub fn revoke_token(
             .set(personal_tokens::revoked_at.eq(now))
             .execute(conn)?,
     };
+    if n == 1 {
+        revoke_descendants(conn, vec![id.to_owned()], now)?;
+    }
     Ok(n == 1)
 }
 
-pub fn revoke_token_by_hash(conn: &mut DbConn, hash: &str, now: i64) -> QueryResult<bool> {
+/// Revokes a token and every token minted from it, however deep; returns how many were live.
+pub fn revoke_token_tree(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<usize> {
     let n = diesel::update(
         personal_tokens::table
-            .filter(personal_tokens::token_hash.eq(hash))
+            .find(id)
             .filter(personal_tokens::revoked_at.is_null()),
     )
     .set(personal_tokens::revoked_at.eq(now))
     .execute(conn)?;
-    Ok(n == 1)
+    Ok(n + revoke_descendants(conn, vec![id.to_owned()], now)?)
+}
+
+/// The tokens minted from `makers`, then theirs, level by level.
+fn revoke_descendants(conn: &mut DbConn, mut makers: Vec<String>, now: i64) -> QueryResult<usize> {
+    let mut n = 0;
+    while !makers.is_empty() {
+        let children: Vec<String> = personal_tokens::table
+            .filter(personal_tokens::parent_id.eq_any(&makers))
+            .filter(personal_tokens::revoked_at.is_null())
+            .select(personal_tokens::id)
+            .load(conn)?;
+        n += diesel::update(personal_tokens::table.filter(personal_tokens::id.eq_any(&children)))
+            .set(personal_tokens::revoked_at.eq(now))
+            .execute(conn)?;
+        makers = children;
+    }
+    Ok(n)
+}
+
+/// Revokes every token of a user (the user was disabled).
+pub fn revoke_user_tokens(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<usize> {
+    diesel::update(
+        personal_tokens::table
+            .filter(personal_tokens::user_id.eq(user_id))
+            .filter(personal_tokens::revoked_at.is_null()),
+    )
+    .set(personal_tokens::revoked_at.eq(now))
+    .execute(conn)
 }
 
 pub fn touch_token(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<()> {
@@ -204,4 +240,8 @@ pub fn release_idempotency(conn: &mut DbConn, key_hash: &str) -> QueryResult<()>
 pub fn purge_idempotency(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
     diesel::delete(idempotency_keys::table.filter(idempotency_keys::expires_at.le(now)))
         .execute(conn)
+}
+
+pub fn delete_user_consents(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(consents::table.filter(consents::user_id.eq(user_id))).execute(conn)
 }

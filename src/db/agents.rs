@@ -324,6 +324,39 @@ pub fn record_jti(
     }
 }
 
+/// Whether a jti was recorded (an assertion already used, or revoked).
+pub fn jti_seen(conn: &mut DbConn, issuer: &str, jti: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        seen_jtis::table
+            .filter(seen_jtis::issuer.eq(issuer))
+            .filter(seen_jtis::jti.eq(jti)),
+    ))
+    .get_result(conn)
+}
+
+/// Forgets a registration's claim token: nobody can claim it with that token any more.
+pub fn clear_claim_token(conn: &mut DbConn, hash: &str) -> QueryResult<bool> {
+    let n = diesel::update(
+        agent_registrations::table.filter(agent_registrations::claim_token_hash.eq(hash)),
+    )
+    .set(agent_registrations::claim_token_hash.eq(None::<String>))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Cancels the claim attempt an emailed link names, unless it already ended.
+pub fn cancel_attempt_by_view_token(conn: &mut DbConn, hash: &str) -> QueryResult<bool> {
+    let n = diesel::update(
+        claim_attempts::table
+            .filter(claim_attempts::view_token_hash.eq(hash))
+            .filter(claim_attempts::status.ne("completed"))
+            .filter(claim_attempts::status.ne("cancelled")),
+    )
+    .set(claim_attempts::status.eq("cancelled"))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
 /// Forgets jtis that could no longer be replayed anyway (their token has expired).
 pub fn purge_jtis(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
     diesel::delete(seen_jtis::table.filter(seen_jtis::expires_at.lt(now))).execute(conn)

@@ -50,3 +50,19 @@ pub fn all(conn: &mut DbConn) -> QueryResult<Vec<ClientRow>> {
 pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     diesel::delete(clients::table.find(id)).execute(conn)
 }
+
+pub fn find_by_registration_token(conn: &mut DbConn, hash: &str) -> QueryResult<Option<ClientRow>> {
+    clients::table
+        .filter(clients::registration_token_hash.eq(hash))
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Forgets a registration access token: the client can no longer be managed with it.
+pub fn clear_registration_token(conn: &mut DbConn, hash: &str) -> QueryResult<bool> {
+    let n = diesel::update(clients::table.filter(clients::registration_token_hash.eq(hash)))
+        .set(clients::registration_token_hash.eq(None::<String>))
+        .execute(conn)?;
+    Ok(n == 1)
+}

@@ -66,3 +66,41 @@ pub fn retire_active(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
         .set(signing_keys::retired_at.eq(now))
         .execute(conn)
 }
+
+/// The named server secret, created (by whichever instance comes first) if there is none.
+pub fn server_secret(
+    conn: &mut DbConn,
+    name: &str,
+    fresh: &[u8],
+    now: i64,
+) -> QueryResult<Vec<u8>> {
+    use super::schema::server_secrets;
+    let existing: Option<Vec<u8>> = server_secrets::table
+        .find(name)
+        .select(server_secrets::secret)
+        .first(conn)
+        .optional()?;
+    if let Some(secret) = existing {
+        return Ok(secret);
+    }
+    let row = (
+        server_secrets::name.eq(name),
+        server_secrets::secret.eq(fresh),
+        server_secrets::created_at.eq(now),
+    );
+    // Two instances starting together: the second insert does nothing and reads the first's.
+    match conn {
+        DbConn::Sqlite(c) => diesel::insert_into(server_secrets::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+        DbConn::Pg(c) => diesel::insert_into(server_secrets::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(c)?,
+    };
+    server_secrets::table
+        .find(name)
+        .select(server_secrets::secret)
+        .first(conn)
+}

@@ -86,3 +86,15 @@ pub fn mark_code_used(
     .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Marks an unused code used without a grant: revoked before anyone exchanged it.
+pub fn burn_code(conn: &mut DbConn, code_hash: &str, now: i64) -> QueryResult<bool> {
+    let n = diesel::update(
+        authorization_codes::table
+            .find(code_hash)
+            .filter(authorization_codes::used_at.is_null()),
+    )
+    .set(authorization_codes::used_at.eq(now))
+    .execute(conn)?;
+    Ok(n == 1)
+}

@@ -26,6 +26,16 @@ pub fn hit(
             .bind::<BigInt, _>(window_start)
             .execute(c)?,
     };
+    peek(conn, bucket, window_start, previous_start)
+}
+
+/// The hits of `bucket`'s window and the previous one, counting nothing.
+pub fn peek(
+    conn: &mut DbConn,
+    bucket: &str,
+    window_start: i64,
+    previous_start: i64,
+) -> QueryResult<(i64, i64)> {
     let rows: Vec<(i64, i32)> = rate_limit_windows::table
         .filter(rate_limit_windows::bucket.eq(bucket))
         .filter(rate_limit_windows::window_start.eq_any([window_start, previous_start]))

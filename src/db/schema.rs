@@ -26,6 +26,7 @@ diesel::table! {
         password_hash -> Nullable<Text>,
         email_verified -> Bool,
         created_at -> BigInt,
+        disabled_at -> Nullable<BigInt>,
     }
 }
 
@@ -84,6 +85,8 @@ diesel::table! {
         kind -> Text,
         created_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        provider_iss -> Nullable<Text>,
+        provider_sub -> Nullable<Text>,
     }
 }
 
@@ -219,6 +222,8 @@ diesel::table! {
         created_at -> BigInt,
         last_used_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        expires_at -> Nullable<BigInt>,
+        parent_id -> Nullable<Text>,
     }
 }
 
@@ -234,7 +239,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        secret -> Binary,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    server_secrets,
     personal_tokens,
     idempotency_keys,
     agent_registrations,

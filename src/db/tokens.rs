@@ -19,6 +19,9 @@ pub struct GrantRow {
     pub kind: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The provider identity `(iss, sub)` of an ID-JAG exchange: its logout revokes the grant.
+    pub provider_iss: Option<String>,
+    pub provider_sub: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -180,6 +183,46 @@ pub fn revoke_user_client(
     let ids: Vec<String> = grants::table
         .filter(grants::user_id.eq(user_id))
         .filter(grants::client_id.eq(client_id))
+        .filter(grants::revoked_at.is_null())
+        .select(grants::id)
+        .load(conn)?;
+    for id in &ids {
+        revoke_grant(conn, id, now)?;
+    }
+    Ok(ids.len())
+}
+
+/// Revokes every grant (and its tokens) issued for a user, and their access tokens issued
+/// outside any grant; returns how many grants were live.
+pub fn revoke_user_grants(conn: &mut DbConn, user_id: &str, now: i64) -> QueryResult<usize> {
+    let ids: Vec<String> = grants::table
+        .filter(grants::user_id.eq(user_id))
+        .filter(grants::revoked_at.is_null())
+        .select(grants::id)
+        .load(conn)?;
+    for id in &ids {
+        revoke_grant(conn, id, now)?;
+    }
+    diesel::update(
+        access_tokens::table
+            .filter(access_tokens::user_id.eq(user_id))
+            .filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(now))
+    .execute(conn)?;
+    Ok(ids.len())
+}
+
+/// Revokes every grant (and its tokens) obtained with an ID-JAG for `(iss, sub)`.
+pub fn revoke_provider_grants(
+    conn: &mut DbConn,
+    iss: &str,
+    sub: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<String> = grants::table
+        .filter(grants::provider_iss.eq(iss))
+        .filter(grants::provider_sub.eq(sub))
         .filter(grants::revoked_at.is_null())
         .select(grants::id)
         .load(conn)?;

@@ -13,6 +13,7 @@ pub struct UserRow {
     pub password_hash: Option<String>,
     pub email_verified: bool,
     pub created_at: i64,
+    pub disabled_at: Option<i64>,
 }
 
 pub fn insert(conn: &mut DbConn, row: &UserRow) -> QueryResult<()> {
@@ -64,4 +65,15 @@ pub fn find_session(conn: &mut DbConn, id_hash: &str) -> QueryResult<Option<Sess
 
 pub fn delete_session(conn: &mut DbConn, id_hash: &str) -> QueryResult<usize> {
     diesel::delete(sessions::table.find(id_hash)).execute(conn)
+}
+
+pub fn set_disabled(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::disabled_at.eq(now))
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn delete_user_sessions(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
 }

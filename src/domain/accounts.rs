@@ -12,11 +12,11 @@ use crate::config::Config;
 use crate::db::accounts::PersonalTokenRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::credentials::{self, Kind};
 use crate::domain::discovery::scopes_supported;
 use crate::domain::keys::KeyRing;
 use crate::domain::scope::Scopes;
-use crate::domain::secrets::{prefix, random_id, HashedToken, PlainToken};
-use crate::domain::tokens::{self, Introspection};
+use crate::domain::secrets::{prefix, random_id, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// Seconds between two `last_used_at` writes for one credential.
@@ -26,13 +26,16 @@ pub fn is_stale(last_used_at: Option<i64>, now: UnixTime) -> bool {
     last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_S)
 }
 
-/// Who calls `/api/tokens`: a user, with the scopes their credential carries, and the
-/// workspace it is bound to, if any.
+/// Who calls `/api/tokens`: a user, with the scopes their credential carries, the workspace it
+/// is bound to, and the expiry and id of the token it presented (a session has neither).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: String,
     pub scopes: Scopes,
     pub workspace: Option<String>,
+    pub expires_at: Option<i64>,
+    /// The personal token presented; tokens it mints die with it.
+    pub token_id: Option<String>,
 }
 
 impl Caller {
@@ -42,11 +45,17 @@ impl Caller {
             user_id,
             scopes: Scopes::from_list(&scopes_supported(config)),
             workspace: None,
+            expires_at: None,
+            token_id: None,
         }
     }
 }
 
-/// Resolves a bearer credential to a user: a personal/workspace token or a user's access token.
+/// Resolves a bearer credential to a first-party caller. Only a person's own credentials
+/// (personal and workspace tokens) may mint tokens: an access token issued to an OAuth client,
+/// an agent credential or a client-credentials token would otherwise become a permanent token
+/// that outlives the grant it came from. `Ok(None)`: not a live credential (401); an error
+/// `insufficient_scope`: a live credential of another kind (403).
 pub fn caller_from_bearer(
     conn: &mut DbConn,
     config: &Config,
@@ -54,40 +63,28 @@ pub fn caller_from_bearer(
     now: UnixTime,
     token: &str,
 ) -> AppResult<Option<Caller>> {
-    if token.starts_with(prefix::PERSONAL_TOKEN) {
-        let Some(row) = db::accounts::find_token_by_hash(conn, HashedToken::of(token).as_str())?
-        else {
-            return Ok(None);
-        };
-        if row.revoked_at.is_some() {
-            return Ok(None);
-        }
-        if is_stale(row.last_used_at, now) {
-            db::accounts::touch_token(conn, &row.id, now)?;
-        }
-        return Ok(Some(Caller {
-            user_id: row.user_id,
-            scopes: Scopes::parse(&row.scopes).unwrap_or_default(),
-            workspace: row.workspace,
-        }));
+    let Some(presented) = credentials::recognise(config, keys, token) else {
+        return Ok(None);
+    };
+    if !presented.kind.spec().bearer {
+        return Ok(None);
     }
-    let info = tokens::introspect(conn, config, keys, now, token)?;
-    match (info.active, info.token_type.as_deref()) {
-        (true, Some("Bearer")) => {
-            // Only tokens that speak for a user may manage that user's tokens.
-            let user_id = match info.sub {
-                Some(sub) if sub.starts_with("usr_") => sub,
-                _ => return Ok(None),
-            };
-            Ok(Some(Caller {
-                user_id,
-                scopes: Scopes::parse(info.scope.as_deref().unwrap_or_default())
-                    .unwrap_or_default(),
-                workspace: None,
-            }))
-        }
-        _ => Ok(None),
+    let Some(live) = credentials::resolve(conn, config, now, &presented)? else {
+        return Ok(None);
+    };
+    if presented.kind != Kind::PersonalToken {
+        return Err(AppError::protocol(
+            ErrorCode::InsufficientScope,
+            "only the account session or a personal or workspace token may manage tokens",
+        ));
     }
+    Ok(Some(Caller {
+        user_id: live.sub,
+        scopes: Scopes::parse(&live.scope).unwrap_or_default(),
+        workspace: live.workspace,
+        expires_at: live.exp,
+        token_id: live.token_id,
+    }))
 }
 
 /// Token metadata: never the plaintext or the hash.
@@ -100,6 +97,7 @@ pub struct TokenInfo {
     pub workspace: Option<String>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 impl From<PersonalTokenRow> for TokenInfo {
@@ -117,21 +115,36 @@ impl From<PersonalTokenRow> for TokenInfo {
             workspace: r.workspace,
             created_at: r.created_at,
             last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
         }
     }
 }
 
-/// Creates a token with at most the caller's scopes; the plaintext is in this answer only.
+/// What a caller asks for in `POST /api/tokens`.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRequest {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub workspace: Option<String>,
+    /// Seconds; never past the expiry of the token that makes it.
+    pub expires_in: Option<i64>,
+}
+
+/// Creates a token with at most the caller's scopes, workspace and expiry; the plaintext is in
+/// this answer only.
 pub fn create_token(
     conn: &mut DbConn,
     now: UnixTime,
     ctx: &AuditContext,
     caller: &Caller,
-    name: Option<&str>,
-    scopes: Option<&[String]>,
-    workspace: Option<&str>,
+    req: &TokenRequest,
 ) -> AppResult<Value> {
-    let wanted = match scopes {
+    let (name, workspace, expires_in) = (
+        req.name.as_deref(),
+        req.workspace.as_deref(),
+        req.expires_in,
+    );
+    let wanted = match &req.scopes {
         Some(list) => {
             if list.iter().any(|s| !crate::config::is_scope_token(s)) {
                 return Err(AppError::protocol(
@@ -178,6 +191,23 @@ pub fn create_token(
             "name must be 1 to 200 characters",
         ));
     }
+    let expires_at = match (expires_in, caller.expires_at) {
+        (Some(s), _) if s <= 0 => {
+            return Err(AppError::protocol(
+                ErrorCode::InvalidRequest,
+                "expires_in must be a positive number of seconds",
+            ))
+        }
+        (Some(s), Some(maker)) if now.saturating_add(s) > maker => {
+            return Err(AppError::protocol(
+                ErrorCode::InvalidRequest,
+                "expires_in would outlive the token that makes it",
+            ))
+        }
+        (Some(s), _) => Some(now.saturating_add(s)),
+        // A token never outlives its maker.
+        (None, maker) => maker,
+    };
     let token = PlainToken::generate(prefix::PERSONAL_TOKEN);
     let row = PersonalTokenRow {
         id: random_id("tok_"),
@@ -190,6 +220,8 @@ pub fn create_token(
         created_at: now,
         last_used_at: None,
         revoked_at: None,
+        expires_at,
+        parent_id: caller.token_id.clone(),
     };
     write_tx(conn, |conn| {
         db::accounts::insert_token(conn, &row)?;
@@ -246,44 +278,6 @@ pub fn delete_token(
             },
         )
     })
-}
-
-/// Introspection of a `pat_` token.
-pub fn introspect_personal(
-    conn: &mut DbConn,
-    config: &Config,
-    now: UnixTime,
-    token: &str,
-) -> AppResult<Introspection> {
-    let Some(row) = db::accounts::find_token_by_hash(conn, HashedToken::of(token).as_str())? else {
-        return Ok(Introspection::inactive());
-    };
-    if row.revoked_at.is_some() {
-        return Ok(Introspection::inactive());
-    }
-    if is_stale(row.last_used_at, now) {
-        db::accounts::touch_token(conn, &row.id, now)?;
-    }
-    Ok(Introspection {
-        active: true,
-        scope: Some(row.scopes),
-        sub: Some(row.user_id),
-        iat: Some(row.created_at),
-        token_type: Some("personal_token".to_owned()),
-        aud: Some(config.default_resource().to_owned()),
-        iss: Some(config.server.issuer.clone()),
-        workspace: row.workspace,
-        ..Default::default()
-    })
-}
-
-/// Revokes a `pat_` presented by its holder; false if it is not one of authmd's.
-pub fn revoke_presented(conn: &mut DbConn, now: UnixTime, token: &str) -> AppResult<bool> {
-    Ok(db::accounts::revoke_token_by_hash(
-        conn,
-        HashedToken::of(token).as_str(),
-        now,
-    )?)
 }
 
 /// One connected agent on the account page.
@@ -372,6 +366,8 @@ pub fn revoke_own(
                 user_id: user_id.to_owned(),
                 scopes: Scopes::default(),
                 workspace: None,
+                expires_at: None,
+                token_id: None,
             };
             delete_token(conn, now, ctx, &caller, id)
         }

@@ -16,9 +16,11 @@ use crate::db::tokens::GrantRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
+use crate::domain::credentials;
 use crate::domain::discovery::{paths, GRANT_JWT_BEARER};
 use crate::domain::mail::Email;
 use crate::domain::providers::{VerifiedIdJag, VerifiedLogout};
+use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::domain::tokens::{self, Introspection, Subject, TokenContext, TokenResponse};
@@ -311,6 +313,8 @@ fn open_attempt(
     email: &str,
     link: bool,
 ) -> AppResult<(AttemptRow, Email)> {
+    // Every claim and verification email is made here: the one place to count them.
+    ratelimit::mail_allowed(conn, &ctx.config.rate_limit, ctx.now, email)?;
     db::agents::supersede_open_attempts(conn, &reg.id)?;
     let view_token = PlainToken::generate(prefix::CLAIM_ATTEMPT);
     let attempt = AttemptRow {
@@ -472,13 +476,22 @@ pub fn register_id_jag(
     v: &VerifiedIdJag,
     kind: CredentialType,
 ) -> AppResult<Value> {
-    let (mut reg, _) = new_registration(
-        ctx,
-        TYPE_PROVIDER,
-        "claimed",
-        kind,
-        &ctx.config.agent.post_claim_scopes,
-    );
+    // An ID-JAG made out to one of authmd's clients is that client's to redeem, authenticated,
+    // at the token endpoint; anyone else holding it must not turn it into a credential here.
+    if let Some(client_id) = &v.client_id {
+        if db::clients::find(conn, client_id)?.is_some() {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                "this ID-JAG names a client of this server: redeem it at the token endpoint with that client's authentication",
+            ));
+        }
+    }
+    let flow = Scopes::from_list(&ctx.config.agent.post_claim_scopes);
+    let scopes: Vec<String> = assertion_scopes(&flow, v.scope.as_deref())?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let (mut reg, _) = new_registration(ctx, TYPE_PROVIDER, "claimed", kind, &scopes);
     let (credential, expires, reg) = write_tx(conn, |conn| {
         remember_jti(conn, &v.iss, &v.jti, v.exp)?;
         let user_id = match_user(conn, ctx.now, v)?;
@@ -815,43 +828,35 @@ pub fn revoke_for_provider(
 ) -> AppResult<usize> {
     write_tx(conn, |conn| {
         remember_jti(conn, &v.iss, &v.jti, v.exp)?;
-        let mut n = 0;
-        for reg in db::agents::by_provider_subject(conn, &v.iss, &v.sub)? {
-            if db::agents::revoke_registration(conn, &reg.id, ctx.now)? {
-                n += 1;
-                audit_reg(
-                    conn,
-                    ctx,
-                    AuditEvent::RegistrationRevoked,
-                    &reg,
-                    json!({ "reason": "provider logout", "issuer": v.iss }),
-                )?;
-            }
+        let (registrations, grants) =
+            credentials::revoke_provider_subject(conn, ctx.now, &v.iss, &v.sub)?;
+        for reg in &registrations {
+            audit_reg(
+                conn,
+                ctx,
+                AuditEvent::RegistrationRevoked,
+                reg,
+                json!({ "reason": "provider logout", "issuer": v.iss }),
+            )?;
         }
-        Ok(n)
+        if grants > 0 {
+            audit::record(
+                conn,
+                ctx.now,
+                ctx.audit,
+                AuditEvent::TokenRevoked,
+                AuditEntry {
+                    detail: Some(json!({
+                        "reason": "provider logout",
+                        "issuer": v.iss,
+                        "grants_revoked": grants,
+                    })),
+                    ..Default::default()
+                },
+            )?;
+        }
+        Ok(registrations.len() + grants)
     })
-}
-
-/// Revokes an API key presented by its holder; false when it is not one of authmd's keys.
-pub fn revoke_api_key(conn: &mut DbConn, ctx: &AgentContext<'_>, key: &str) -> AppResult<bool> {
-    let hash = HashedToken::of(key);
-    let Some(row) = db::agents::find_api_key(conn, hash.as_str())? else {
-        return Ok(false);
-    };
-    if db::agents::revoke_api_key(conn, hash.as_str(), ctx.now)? {
-        audit::record(
-            conn,
-            ctx.now,
-            ctx.audit,
-            AuditEvent::TokenRevoked,
-            AuditEntry {
-                registration_id: Some(&row.registration_id),
-                detail: Some(json!({ "token_type": "api_key", "token_prefix": row.prefix })),
-                ..Default::default()
-            },
-        )?;
-    }
-    Ok(true)
 }
 
 /// Adds the agent members to an introspection answer; false if the registration is not live.
@@ -878,50 +883,24 @@ pub fn describe(
     Ok(true)
 }
 
-/// Introspection of an `sk_` API key.
-pub fn introspect_api_key(
-    conn: &mut DbConn,
-    config: &Config,
-    now: UnixTime,
-    key: &str,
-) -> AppResult<Option<Introspection>> {
-    let Some(row) = db::agents::find_api_key(conn, HashedToken::of(key).as_str())? else {
-        return Ok(None);
-    };
-    if row.revoked_at.is_some() {
-        return Ok(Some(Introspection::inactive()));
-    }
-    if crate::domain::accounts::is_stale(row.last_used_at, now) {
-        db::accounts::touch_api_key(conn, &row.key_hash, now)?;
-    }
-    let Some(reg) = db::agents::find_registration(conn, &row.registration_id)? else {
-        return Ok(Some(Introspection::inactive()));
-    };
-    let mut answer = Introspection {
-        active: true,
-        scope: Some(reg.scopes.clone()),
-        sub: Some(subject_of(&reg).to_owned()),
-        iat: Some(row.created_at),
-        token_type: Some("api_key".to_owned()),
-        aud: Some(config.default_resource().to_owned()),
-        iss: Some(config.server.issuer.clone()),
-        ..Default::default()
-    };
-    if !describe(conn, now, &reg.id, &mut answer)? {
-        return Ok(Some(Introspection::inactive()));
-    }
-    Ok(Some(answer))
-}
-
 /// The JWT-bearer grant with an identity assertion authmd issued: single use (jti), then an
 /// access token and a rotating refresh token for the registration.
 pub fn exchange_identity_assertion(
     conn: &mut DbConn,
     ctx: &AgentContext<'_>,
+    client: Option<&Client>,
     assertion: &str,
     scope: Option<&str>,
+    resource: Option<&str>,
 ) -> AppResult<TokenResponse> {
     let bad = |m: &'static str| err(ErrorCode::InvalidGrant, m);
+    if client.is_some_and(|c| !c.allows_grant(GRANT_JWT_BEARER)) {
+        return Err(err(
+            ErrorCode::UnauthorizedClient,
+            "client is not registered for the jwt-bearer grant",
+        ));
+    }
+    let audience = tokens::resolve_resource(ctx.config, resource)?;
     let header =
         jsonwebtoken::decode_header(assertion).map_err(|_| bad("assertion is not a JWT"))?;
     let key = header
@@ -966,10 +945,12 @@ pub fn exchange_identity_assertion(
             user_id: reg.user_id.clone(),
             subject: subject_of(&reg).to_owned(),
             scope: reg.scopes.clone(),
-            resource: ctx.config.default_resource().to_owned(),
+            resource: audience.clone(),
             kind: GRANT_JWT_BEARER.to_owned(),
             created_at: ctx.now,
             revoked_at: None,
+            provider_iss: None,
+            provider_sub: None,
         };
         db::tokens::insert_grant(conn, &grant)?;
         let response = tokens::issue_for_grant(conn, &ctx.tokens(), &grant, &scopes, true)?;
@@ -984,23 +965,54 @@ pub fn exchange_identity_assertion(
     })
 }
 
-/// The JWT-bearer grant with a provider's ID-JAG (verified): the `client_id` claim must be the
-/// authenticated client; an access token for the matched user, never a refresh token.
+/// The scopes a flow grants, cut down to an assertion's `scope` claim when it has one. An
+/// assertion that leaves nothing is `invalid_scope`: it asked for nothing this flow grants.
+pub fn assertion_scopes(flow: &Scopes, claim: Option<&str>) -> AppResult<Scopes> {
+    let Some(claim) = claim else {
+        return Ok(flow.clone());
+    };
+    let asked = Scopes::parse(claim).ok_or_else(|| {
+        err(
+            ErrorCode::InvalidScope,
+            "the assertion's scope is malformed",
+        )
+    })?;
+    let granted = flow.intersection(&asked);
+    if granted.is_empty() {
+        return Err(err(
+            ErrorCode::InvalidScope,
+            "the assertion's scope names nothing this flow grants",
+        ));
+    }
+    Ok(granted)
+}
+
+/// The JWT-bearer grant with a provider's ID-JAG (verified): the client must be registered for
+/// the grant and be the one the ID-JAG names; an access token for the matched user, under a
+/// grant that remembers `(iss, sub)` so the provider's logout revokes it. Never a refresh token.
 pub fn exchange_id_jag(
     conn: &mut DbConn,
     ctx: &AgentContext<'_>,
     client: &Client,
     v: &VerifiedIdJag,
     scope: Option<&str>,
+    resource: Option<&str>,
 ) -> AppResult<TokenResponse> {
+    if !client.allows_grant(GRANT_JWT_BEARER) {
+        return Err(err(
+            ErrorCode::UnauthorizedClient,
+            "client is not registered for the jwt-bearer grant",
+        ));
+    }
     if v.client_id.as_deref() != Some(client.client_id.as_str()) {
         return Err(err(
             ErrorCode::InvalidGrant,
             "the ID-JAG's client_id is not the authenticated client",
         ));
     }
-    let requested = scope.or(v.scope.as_deref());
-    let scopes = tokens::narrow_scopes(requested, &client.scopes())?.to_string();
+    let allowed = assertion_scopes(&client.scopes(), v.scope.as_deref())?;
+    let scopes = tokens::narrow_scopes(scope, &allowed)?.to_string();
+    let audience = tokens::resolve_resource(ctx.config, resource)?;
     write_tx(conn, |conn| {
         remember_jti(conn, &v.iss, &v.jti, v.exp).map_err(|_| {
             err(
@@ -1009,34 +1021,31 @@ pub fn exchange_id_jag(
             )
         })?;
         let user_id = match_user(conn, ctx.now, v)?;
-        let (access_token, expires_in) = tokens::mint_access(
-            conn,
-            &ctx.tokens(),
-            &Subject {
-                grant_id: None,
-                client_id: Some(&client.client_id),
-                registration_id: None,
-                subject: &user_id,
-                user_id: Some(&user_id),
-                scope: &scopes,
-                audience: ctx.config.default_resource(),
-            },
-        )?;
+        let grant = GrantRow {
+            id: random_id("gr_"),
+            client_id: Some(client.client_id.clone()),
+            registration_id: None,
+            user_id: Some(user_id.clone()),
+            subject: user_id.clone(),
+            scope: scopes.clone(),
+            resource: audience.clone(),
+            kind: GRANT_JWT_BEARER.to_owned(),
+            created_at: ctx.now,
+            revoked_at: None,
+            provider_iss: Some(v.iss.clone()),
+            provider_sub: Some(v.sub.clone()),
+        };
+        db::tokens::insert_grant(conn, &grant)?;
+        let response = tokens::issue_for_grant(conn, &ctx.tokens(), &grant, &scopes, false)?;
         tokens::audit_token(
             conn,
             &ctx.tokens(),
             AuditEvent::TokenIssued,
             Some(&client.client_id),
             Some(&user_id),
-            json!({ "grant_type": GRANT_JWT_BEARER, "issuer": v.iss }),
+            json!({ "grant_type": GRANT_JWT_BEARER, "issuer": v.iss, "grant_id": grant.id }),
         )?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer".to_owned(),
-            expires_in,
-            scope: scopes.clone(),
-            refresh_token: None,
-        })
+        Ok(response)
     })
 }
 

@@ -198,6 +198,24 @@ pub fn load_ring(conn: &mut DbConn, now: UnixTime, config: &Config) -> AppResult
     Ok(KeyRing { signer, published })
 }
 
+/// A 256-bit server secret by name (created on first use, shared through the database).
+pub fn server_secret(conn: &mut DbConn, now: UnixTime, name: &str) -> AppResult<Vec<u8>> {
+    let fresh = crate::domain::secrets::random_bytes();
+    Ok(db::keys::server_secret(conn, name, &fresh, now)?)
+}
+
+#[cfg(test)]
+impl KeyRing {
+    /// A ring with one freshly generated key, for unit tests.
+    pub fn for_tests() -> Self {
+        let key = Arc::new(parse(&generate(1_700_000_000).unwrap()).unwrap());
+        Self {
+            signer: key.clone(),
+            published: vec![key],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

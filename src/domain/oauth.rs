@@ -54,10 +54,20 @@ impl From<AppError> for AuthorizeError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Protocol(p) => AuthorizeError::Page(p),
-            other => AuthorizeError::Page(ProtocolError::new(
-                ErrorCode::ServiceUnavailable,
-                other.to_string(),
-            )),
+            // The cause (a database message, say) is for the log; the person sees a reference.
+            other => {
+                let reference = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(reference = %reference, cause = %other, "authorization request failed");
+                AuthorizeError::Page(
+                    ProtocolError::new(
+                        ErrorCode::ServiceUnavailable,
+                        format!(
+                            "something went wrong on our side; please try again (reference {reference})"
+                        ),
+                    )
+                    .with_retry_after(1),
+                )
+            }
         }
     }
 }
@@ -194,13 +204,32 @@ pub fn validate(
     })
 }
 
-/// Whether the user already consented to at least these scopes for this client.
+/// Whether the user already consented to at least these scopes for this client. Never for a
+/// public client redirecting to a loopback address or a private-use scheme: any app on the
+/// device can claim those, so the person must see who is asking every time (RFC 8252 §8.6).
 pub fn has_consent(conn: &mut DbConn, user_id: &str, req: &ValidAuthorize) -> AppResult<bool> {
+    if req.client.is_public && !redirect_identifies_client(&req.redirect_uri) {
+        return Ok(false);
+    }
     Ok(
         db::oauth::find_consent(conn, user_id, &req.client.client_id)?
             .and_then(|c| Scopes::parse(&c.scope))
             .is_some_and(|granted| req.scopes.is_subset(&granted)),
     )
+}
+
+/// Whether a redirect URI is one only its client can receive: an `https` URL not on loopback.
+fn redirect_identifies_client(redirect_uri: &str) -> bool {
+    let Ok(url) = Url::parse(redirect_uri) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => true,
+    };
+    url.scheme() == "https" && !loopback
 }
 
 /// Records consent (widening any earlier one) and issues a code; returns the redirect URL.

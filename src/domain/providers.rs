@@ -4,6 +4,7 @@
 //! so it holds across restarts and instances.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
@@ -18,10 +19,14 @@ use crate::domain::discovery::LOGOUT_EVENT;
 use crate::error::{ErrorCode, ProtocolError};
 
 pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
+/// OpenID Back-Channel Logout 1.0 §2.4: logout tokens are explicitly typed.
+pub const LOGOUT_TYP: &str = "logout+jwt";
 /// How far in the future an `iat` may be (clock skew).
 const MAX_IAT_SKEW_S: i64 = 120;
-/// Largest JWKS document accepted.
-const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Largest JWKS document read.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+/// A provider that has not answered by then is treated as unavailable.
+const JWKS_FETCH_TIMEOUT_S: u64 = 5;
 /// A JWKS is refetched when older than this, or once when a `kid` is unknown.
 const JWKS_TTL_S: i64 = 300;
 
@@ -59,6 +64,7 @@ struct RawClaims {
     aud: Option<Value>,
     exp: Option<i64>,
     iat: Option<i64>,
+    nbf: Option<i64>,
     jti: Option<String>,
     email: Option<String>,
     email_verified: Option<Value>,
@@ -94,10 +100,22 @@ struct CachedJwks {
     keys: JwkSet,
 }
 
-/// Fetches and caches providers' keys.
+/// What is known of one provider's keys.
+#[derive(Default)]
+struct ProviderState {
+    cached: Option<CachedJwks>,
+    /// The last fetch started, successful or not: no other starts for
+    /// `agent.jwks_min_refetch_s`, so strangers cannot drive fetches at a provider.
+    attempted_at: Option<UnixTime>,
+}
+
+/// Fetches and caches providers' keys. Reads take a short lock; a fetch holds only its own
+/// provider's async lock, so one fetch is in flight per provider and a slow provider stalls
+/// no other provider's verifications.
 pub struct ProviderKeys {
     http: reqwest::Client,
-    cache: Mutex<HashMap<String, CachedJwks>>,
+    state: StdMutex<HashMap<String, ProviderState>>,
+    fetching: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Default for ProviderKeys {
@@ -106,16 +124,63 @@ impl Default for ProviderKeys {
     }
 }
 
+type FoundKey = (DecodingKey, Option<Algorithm>);
+
+fn find_key(set: &JwkSet, kid: Option<&str>) -> Option<FoundKey> {
+    let jwk = match kid {
+        Some(kid) => set.find(kid)?,
+        None if set.keys.len() == 1 => &set.keys[0],
+        None => return None,
+    };
+    let alg = jwk
+        .common
+        .key_algorithm
+        .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+    DecodingKey::from_jwk(jwk).ok().map(|k| (k, alg))
+}
+
+/// What the cache says about a key, without fetching.
+enum Lookup {
+    Found(FoundKey),
+    /// Not found, and a fetch may start now.
+    Fetch,
+    /// Not found, and the last fetch was too recent to start another.
+    Missing,
+}
+
 impl ProviderKeys {
     pub fn new() -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(JWKS_FETCH_TIMEOUT_S))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client builds");
         Self {
             http,
-            cache: Mutex::new(HashMap::new()),
+            state: StdMutex::new(HashMap::new()),
+            fetching: StdMutex::new(HashMap::new()),
+        }
+    }
+
+    fn lookup(&self, issuer: &str, kid: Option<&str>, now: UnixTime, min_refetch: i64) -> Lookup {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = state.get(issuer) else {
+            return Lookup::Fetch;
+        };
+        if let Some(c) = &p.cached {
+            if now - c.fetched_at < JWKS_TTL_S {
+                if let Some(found) = find_key(&c.keys, kid) {
+                    return Lookup::Found(found);
+                }
+            }
+        }
+        match p.attempted_at {
+            Some(t) if now - t < min_refetch => match &p.cached {
+                // Stale keys still verify while a refetch is not allowed yet.
+                Some(c) => find_key(&c.keys, kid).map_or(Lookup::Missing, Lookup::Found),
+                None => Lookup::Missing,
+            },
+            _ => Lookup::Fetch,
         }
     }
 
@@ -127,7 +192,7 @@ impl ProviderKeys {
                 format!("the keys of {} could not be fetched", provider.issuer),
             )
         };
-        let resp = self
+        let mut resp = self
             .http
             .get(&provider.jwks_uri)
             .send()
@@ -142,57 +207,66 @@ impl ProviderKeys {
         {
             return Err(unavailable("JWKS too large".into()));
         }
-        let body = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err(unavailable("JWKS too large".into()));
+        // Read at most MAX_JWKS_BYTES, whatever the headers claimed.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unavailable(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(unavailable("JWKS too large".into()));
+            }
+            body.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&body).map_err(|e| unavailable(format!("not a JWK set: {e}")))
     }
 
-    /// The key for `kid`, from the cache or a (re)fetch.
+    /// The key for `kid`, from the cache or one (re)fetch.
     async fn key(
         &self,
+        config: &Config,
         provider: &TrustedProvider,
         kid: Option<&str>,
         now: UnixTime,
-    ) -> Result<(DecodingKey, Option<Algorithm>), ProtocolError> {
-        let find = |set: &JwkSet| -> Option<(DecodingKey, Option<Algorithm>)> {
-            let jwk = match kid {
-                Some(kid) => set.find(kid)?,
-                None if set.keys.len() == 1 => &set.keys[0],
-                None => return None,
-            };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            DecodingKey::from_jwk(jwk).ok().map(|k| (k, alg))
-        };
-        let mut cache = self.cache.lock().await;
-        let fresh_enough = cache
-            .get(&provider.issuer)
-            .is_some_and(|c| now - c.fetched_at < JWKS_TTL_S);
-        if fresh_enough {
-            if let Some(found) = cache.get(&provider.issuer).and_then(|c| find(&c.keys)) {
-                return Ok(found);
-            }
-        }
-        // Not cached, stale, or an unknown kid (the provider may have rotated): fetch once.
-        let keys = self.fetch(provider).await?;
-        let found = find(&keys);
-        cache.insert(
-            provider.issuer.clone(),
-            CachedJwks {
-                fetched_at: now,
-                keys,
-            },
-        );
-        found.ok_or_else(|| {
+    ) -> Result<FoundKey, ProtocolError> {
+        let min_refetch = config.agent.jwks_min_refetch_s;
+        let no_key = || {
             fail(
                 ErrorCode::InvalidSignature,
                 "no key of the issuer matches the token's kid",
             )
-        })
+        };
+        match self.lookup(&provider.issuer, kid, now, min_refetch) {
+            Lookup::Found(found) => return Ok(found),
+            Lookup::Missing => return Err(no_key()),
+            Lookup::Fetch => {}
+        }
+        let lock = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            fetching.entry(provider.issuer.clone()).or_default().clone()
+        };
+        let _in_flight = lock.lock().await;
+        // Whoever held the lock before may have fetched what this request needs.
+        match self.lookup(&provider.issuer, kid, now, min_refetch) {
+            Lookup::Found(found) => return Ok(found),
+            Lookup::Missing => return Err(no_key()),
+            Lookup::Fetch => {}
+        }
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(provider.issuer.clone())
+            .or_default()
+            .attempted_at = Some(now);
+        let keys = self.fetch(provider).await?;
+        let found = find_key(&keys, kid);
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(provider.issuer.clone())
+            .or_default()
+            .cached = Some(CachedJwks {
+            fetched_at: now,
+            keys,
+        });
+        found.ok_or_else(no_key)
     }
 
     /// Signature, issuer and header checks shared by ID-JAGs and logout tokens.
@@ -201,21 +275,18 @@ impl ProviderKeys {
         config: &Config,
         now: UnixTime,
         token: &str,
-        expected_typ: Option<&str>,
+        expected_typ: &str,
     ) -> Result<RawClaims, ProtocolError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| fail(ErrorCode::InvalidRequest, "the assertion is not a JWT"))?;
-        if let Some(typ) = expected_typ {
-            if !header
-                .typ
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case(typ))
-            {
-                return Err(fail(
-                    ErrorCode::InvalidRequest,
-                    format!("typ must be {typ}"),
-                ));
-            }
+        // RFC 8725 §3.11: each kind of JWT has its own typ, so one cannot pass for another.
+        let typ = header.typ.as_deref().unwrap_or_default();
+        let typ = typ.strip_prefix("application/").unwrap_or(typ);
+        if !typ.eq_ignore_ascii_case(expected_typ) {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                format!("typ must be {expected_typ}"),
+            ));
         }
         if matches!(
             header.alg,
@@ -249,7 +320,9 @@ impl ProviderKeys {
                     format!("issuer {iss} is not trusted"),
                 )
             })?;
-        let (key, key_alg) = self.key(provider, header.kid.as_deref(), now).await?;
+        let (key, key_alg) = self
+            .key(config, provider, header.kid.as_deref(), now)
+            .await?;
         if key_alg.is_some_and(|a| a != header.alg) {
             return Err(fail(
                 ErrorCode::InvalidSignature,
@@ -283,6 +356,24 @@ impl ProviderKeys {
         if claims.iat.is_some_and(|iat| iat > now + MAX_IAT_SKEW_S) {
             return Err(fail(ErrorCode::InvalidRequest, "iat is in the future"));
         }
+        if claims.nbf.is_some_and(|nbf| nbf > now + MAX_IAT_SKEW_S) {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "the assertion is not valid yet (nbf)",
+            ));
+        }
+        // A long-lived assertion is a bearer credential in all but name: bound its lifetime.
+        let exp = claims.exp.unwrap_or_default();
+        let lifetime = exp - claims.iat.unwrap_or(now);
+        if lifetime > config.agent.max_assertion_lifetime_s {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the assertion lives too long: exp - iat must be at most {} s",
+                    config.agent.max_assertion_lifetime_s
+                ),
+            ));
+        }
         if claims.jti.as_deref().is_none_or(str::is_empty) {
             return Err(fail(ErrorCode::InvalidRequest, "jti is missing"));
         }
@@ -298,7 +389,7 @@ impl ProviderKeys {
         now: UnixTime,
         token: &str,
     ) -> Result<VerifiedIdJag, ProtocolError> {
-        let c = self.verify(config, now, token, Some(ID_JAG_TYP)).await?;
+        let c = self.verify(config, now, token, ID_JAG_TYP).await?;
         let email_verified = truthy(&c.email_verified) && c.email.is_some();
         let phone_verified = truthy(&c.phone_number_verified) && c.phone_number.is_some();
         if !email_verified && !phone_verified {
@@ -327,7 +418,7 @@ impl ProviderKeys {
         now: UnixTime,
         token: &str,
     ) -> Result<VerifiedLogout, ProtocolError> {
-        let c = self.verify(config, now, token, None).await?;
+        let c = self.verify(config, now, token, LOGOUT_TYP).await?;
         let has_event = c
             .events
             .as_ref()

@@ -14,7 +14,8 @@ use crate::domain::scope::Scopes;
 use crate::domain::secrets::{constant_time_eq, HashedToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
-/// Metadata a client may send (RFC 7591 §2); anything else is kept and echoed.
+/// Metadata a client may send (RFC 7591 §2). Of the rest, only [`KEPT_METADATA`] is stored
+/// and echoed; anything else is ignored (RFC 7591 §2: metadata the server does not understand).
 #[derive(Debug, Clone, Deserialize)]
 pub struct RegistrationRequest {
     #[serde(default)]
@@ -38,6 +39,73 @@ const RESERVED: [&str; 6] = [
     "registration_access_token",
     "registration_client_uri",
 ];
+
+/// RFC 7591 fields authmd stores and shows back (on the consent page and in RFC 7592 reads).
+pub const KEPT_METADATA: [&str; 7] = [
+    "client_uri",
+    "logo_uri",
+    "policy_uri",
+    "tos_uri",
+    "contacts",
+    "software_id",
+    "software_version",
+];
+
+/// The fields among [`KEPT_METADATA`] that are URLs a person may follow: `https` only (or
+/// `http` on loopback), never `javascript:` or `data:`.
+const URL_METADATA: [&str; 4] = ["client_uri", "logo_uri", "policy_uri", "tos_uri"];
+
+/// Grants a registrant without an initial access token may have: only those where a person
+/// approves what the client gets (the device grant belongs here once authmd has it). Anything
+/// else would hand strangers tokens with no person in the loop.
+pub const OPEN_GRANTS: [&str; 2] = [
+    GRANT_AUTHORIZATION_CODE,
+    crate::domain::discovery::GRANT_REFRESH_TOKEN,
+];
+
+fn check_metadata_url(field: &str, value: &Value) -> Result<(), String> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("{field} must be a URL string"))?;
+    let url = url::Url::parse(text).map_err(|_| format!("{field} is not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("{field} must be an https URL")),
+    }
+}
+
+/// The metadata kept from a request: the known fields, checked.
+fn kept_metadata(other: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let mut kept = Map::new();
+    for field in KEPT_METADATA {
+        let Some(value) = other.get(field) else {
+            continue;
+        };
+        if URL_METADATA.contains(&field) {
+            check_metadata_url(field, value)?;
+        } else if field == "contacts" {
+            let ok = value
+                .as_array()
+                .is_some_and(|a| a.iter().all(|c| c.as_str().is_some_and(|c| c.len() <= 254)));
+            if !ok {
+                return Err("contacts must be a list of strings".into());
+            }
+        } else if value.as_str().is_none_or(|v| v.len() > 200) {
+            return Err(format!(
+                "{field} must be a string of at most 200 characters"
+            ));
+        }
+        kept.insert(field.to_owned(), value.clone());
+    }
+    Ok(kept)
+}
 
 /// Checks the gate of `oauth.registration`; `bearer` is the presented initial access token.
 pub fn check_gate(config: &Config, bearer: Option<&str>) -> AppResult<()> {
@@ -87,11 +155,24 @@ pub fn register(
         .grant_types
         .clone()
         .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.to_owned()]);
+    // With the initial access token the operator vouches for the registrant; without one,
+    // only grants that put a person in the loop.
+    if config.oauth.registration == RegistrationMode::Open {
+        if let Some(g) = grant_types
+            .iter()
+            .find(|g| !OPEN_GRANTS.contains(&g.as_str()))
+        {
+            return Err(invalid(format!(
+                "grant type {g:?} needs an initial access token; open registration allows {}",
+                OPEN_GRANTS.join(", ")
+            )));
+        }
+    }
     let application_type = req
         .application_type
         .clone()
         .unwrap_or_else(|| "web".to_owned());
-    let mut metadata = req.other.clone();
+    let mut metadata = kept_metadata(&req.other).map_err(invalid)?;
     if let Some(rt) = &req.response_types {
         metadata.insert("response_types".into(), json!(rt));
     }
@@ -136,8 +217,13 @@ pub fn register(
 
 /// The client's metadata as RFC 7591/7592 responses show it (no secret).
 pub fn client_metadata(config: &Config, client: &Client) -> Value {
-    let mut obj = match &client.metadata {
-        Value::Object(m) => m.clone(),
+    // Only the kept fields, whatever an older version stored.
+    let mut obj: Map<String, Value> = match &client.metadata {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| KEPT_METADATA.contains(&k.as_str()) || *k == "response_types")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         _ => Map::new(),
     };
     obj.insert("client_id".into(), json!(client.client_id));

@@ -33,6 +33,11 @@ impl Scopes {
         self.0.is_subset(&other.0)
     }
 
+    /// The scopes in both.
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Self(self.0.intersection(&other.0).cloned().collect())
+    }
+
     pub fn contains(&self, scope: &str) -> bool {
         self.0.contains(scope)
     }

@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -18,15 +18,16 @@ use crate::db::clients::ClientRow;
 use crate::db::point_reads::{PointReads, PointRows};
 use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::accounts;
 use crate::domain::agents::{self, AgentContext};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::clients::{self, Client, ClientAuth};
+use crate::domain::credentials::{self, Kind};
 use crate::domain::discovery::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
 };
 use crate::domain::keys::KeyRing;
 use crate::domain::providers::VerifiedIdJag;
+use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{self, constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -77,6 +78,19 @@ pub fn resolve_resource(config: &Config, requested: Option<&str>) -> AppResult<S
     }
 }
 
+/// A token request's `resource` against the one its grant was made for: absent or equal, else
+/// `invalid_target`.
+fn resource_of_grant(granted: &str, requested: Option<&str>) -> AppResult<()> {
+    match requested {
+        None | Some("") => Ok(()),
+        Some(r) if r == granted => Ok(()),
+        Some(r) => Err(AppError::protocol(
+            ErrorCode::InvalidTarget,
+            format!("resource {r:?} is not the one this grant was made for"),
+        )),
+    }
+}
+
 /// The scopes a request may have: the requested subset of what is allowed, or all of it.
 pub fn narrow_scopes(requested: Option<&str>, allowed: &Scopes) -> AppResult<Scopes> {
     match requested {
@@ -121,7 +135,6 @@ struct AccessClaims {
     exp: i64,
     iat: i64,
     jti: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<String>,
     scope: String,
 }
@@ -150,7 +163,8 @@ pub fn mint_access(
                 exp: ctx.now + ttl,
                 iat: ctx.now,
                 jti: jti.clone(),
-                client_id: s.client_id.map(str::to_owned),
+                // RFC 9068 requires client_id; an agent credential's client is its registration.
+                client_id: s.client_id.or(s.registration_id).map(str::to_owned),
                 scope: s.scope.to_owned(),
             };
             let mut header = Header::new(Algorithm::ES256);
@@ -285,6 +299,7 @@ pub fn exchange_code(
     code: &str,
     redirect_uri: Option<&str>,
     verifier: Option<&str>,
+    resource: Option<&str>,
 ) -> AppResult<TokenResponse> {
     if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
         return Err(AppError::protocol(
@@ -343,6 +358,10 @@ pub fn exchange_code(
                 "code_verifier does not match the code_challenge",
             )));
         }
+        // RFC 8707 §2.2: the token request may name only a resource the grant covers.
+        if let Err(e) = resource_of_grant(&row.resource, resource) {
+            return Ok(Err(e));
+        }
         if !db::oauth::mark_code_used(conn, code_hash.as_str(), ctx.now, &grant_id)? {
             return Ok(Err(invalid_grant("authorization code was already used")));
         }
@@ -357,6 +376,8 @@ pub fn exchange_code(
             kind: GRANT_AUTHORIZATION_CODE.to_owned(),
             created_at: ctx.now,
             revoked_at: None,
+            provider_iss: None,
+            provider_sub: None,
         };
         db::tokens::insert_grant(conn, &grant)?;
         let response = issue_for_grant(
@@ -446,6 +467,7 @@ pub fn refresh(
     client: Option<&Client>,
     presented: &str,
     scope: Option<&str>,
+    resource: Option<&str>,
 ) -> AppResult<TokenResponse> {
     if client.is_some_and(|c| !c.allows_grant(GRANT_REFRESH_TOKEN)) {
         return Err(AppError::protocol(
@@ -483,8 +505,21 @@ pub fn refresh(
             if row.revoked_at.is_some() || grant.revoked_at.is_some() {
                 return Ok(Err(invalid_grant("refresh token has been revoked")));
             }
+            // An agent's grant lives only as long as its registration (an unclaimed one expires).
+            if let Some(reg_id) = &grant.registration_id {
+                let live = db::agents::find_registration(conn, reg_id)?
+                    .is_some_and(|reg| agents::is_live(&reg, ctx.now));
+                if !live {
+                    return Ok(Err(invalid_grant("the registration is no longer active")));
+                }
+            }
+            if let Err(e) = resource_of_grant(&grant.resource, resource) {
+                return Ok(Err(e));
+            }
             if let Some(used_at) = row.used_at {
-                let within_grace = ctx.now - used_at <= ctx.config.tokens.refresh_grace_s;
+                // A grace of 0 means strictly single use, even within the same second.
+                let grace = ctx.config.tokens.refresh_grace_s;
+                let within_grace = grace > 0 && ctx.now - used_at <= grace;
                 if within_grace {
                     if let Some(previous) = row
                         .successor_sealed
@@ -563,6 +598,25 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str>
         .ok_or_else(|| AppError::protocol(ErrorCode::InvalidRequest, format!("{name} is required")))
 }
 
+/// Client authentication at the token endpoint, limited: after
+/// `rate_limit.client_auth_failures` failures for one client from one IP in a window, the
+/// secret is not even checked (`429 temporarily_unavailable`), so it cannot be guessed online.
+/// The failure count is written outside any transaction, so it stays when the request fails.
+fn authenticate_limited(
+    conn: &mut DbConn,
+    ctx: &TokenContext<'_>,
+    auth: &ClientAuth,
+) -> AppResult<Client> {
+    let limits = &ctx.config.rate_limit;
+    let ip = ctx.audit.ip.as_deref();
+    ratelimit::client_auth_allowed(conn, limits, ctx.now, auth.client_id(), ip)?;
+    let result = clients::authenticate(conn, auth);
+    if matches!(&result, Err(e) if e.code() == Some(ErrorCode::InvalidClient)) {
+        ratelimit::client_auth_failed(conn, limits, ctx.now, auth.client_id(), ip)?;
+    }
+    result
+}
+
 /// `POST /oauth2/token`: authenticates the client (when one is presented), then runs the
 /// requested grant. Only agent grants (identity assertions and their refresh tokens) may come
 /// without a client.
@@ -572,7 +626,9 @@ pub fn token_request(
     auth: Option<&ClientAuth>,
     req: &TokenRequest,
 ) -> AppResult<TokenResponse> {
-    let client = auth.map(|a| clients::authenticate(conn, a)).transpose()?;
+    let client = auth
+        .map(|a| authenticate_limited(conn, ctx, a))
+        .transpose()?;
     let need_client = || {
         client.as_ref().ok_or_else(|| {
             AppError::protocol(
@@ -589,6 +645,7 @@ pub fn token_request(
             required(&req.code, "code")?,
             req.redirect_uri.as_deref(),
             req.code_verifier.as_deref(),
+            req.resource.as_deref(),
         ),
         GRANT_REFRESH_TOKEN => refresh(
             conn,
@@ -596,6 +653,7 @@ pub fn token_request(
             client.as_ref(),
             required(&req.refresh_token, "refresh_token")?,
             req.scope.as_deref(),
+            req.resource.as_deref(),
         ),
         GRANT_CLIENT_CREDENTIALS => client_credentials(
             conn,
@@ -612,14 +670,21 @@ pub fn token_request(
                 audit: ctx.audit,
             };
             match &req.id_jag {
-                Some(v) => {
-                    agents::exchange_id_jag(conn, &actx, need_client()?, v, req.scope.as_deref())
-                }
+                Some(v) => agents::exchange_id_jag(
+                    conn,
+                    &actx,
+                    need_client()?,
+                    v,
+                    req.scope.as_deref(),
+                    req.resource.as_deref(),
+                ),
                 None => agents::exchange_identity_assertion(
                     conn,
                     &actx,
+                    client.as_ref(),
                     required(&req.assertion, "assertion")?,
                     req.scope.as_deref(),
+                    req.resource.as_deref(),
                 ),
             }
         }
@@ -671,48 +736,6 @@ impl Introspection {
     }
 }
 
-/// Checks a JWT access token's signature, type and issuer; returns its `jti`.
-fn verify_access_jwt(config: &Config, keys: &KeyRing, token: &str) -> Option<String> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::ES256 || header.typ.as_deref() != Some("at+jwt") {
-        return None;
-    }
-    let key = keys.find(header.kid.as_deref()?)?;
-    let mut validation = Validation::new(Algorithm::ES256);
-    // Expiry is judged against the injected clock from the stored row, not the system clock.
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    validation.set_issuer(&[&config.server.issuer]);
-    let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation).ok()?;
-    Some(data.claims.jti)
-}
-
-/// The stored access-token row's key for a presented token: the hash of an opaque token, the
-/// `jti` of a JWT signed by one of our keys. `None`: not an access token of ours.
-fn access_token_id(config: &Config, keys: &KeyRing, token: &str) -> Option<String> {
-    if token.starts_with(prefix::ACCESS_TOKEN) {
-        return Some(HashedToken::of(token).as_str().to_owned());
-    }
-    if token.matches('.').count() == 2 {
-        return verify_access_jwt(config, keys, token);
-    }
-    None
-}
-
-/// The stored access-token row a presented token refers to, if any.
-fn find_access(
-    conn: &mut DbConn,
-    config: &Config,
-    keys: &KeyRing,
-    token: &str,
-) -> AppResult<Option<AccessTokenRow>> {
-    match access_token_id(config, keys, token) {
-        Some(id) => Ok(db::tokens::find_access_token(conn, &id)?),
-        None => Ok(None),
-    }
-}
-
 /// Whether an introspection caller may introspect: a confidential client, authenticated, with
 /// `can_introspect`. `client` reads the caller's row by id.
 fn check_introspection_caller(
@@ -747,222 +770,67 @@ pub fn introspect_for(
     if let Some(auth) = caller {
         check_introspection_caller(auth, |id| Ok(db::clients::find(conn, id)?))?;
     }
-    introspect(conn, config, keys, now, token)
+    credentials::introspect(conn, config, keys, now, token)
 }
 
 /// The primary-key reads that answer most introspections without anything else (see
-/// [`introspect_prefetched`]); `None` for tokens that need other reads or a write (API keys
-/// and personal tokens record when they were last used).
+/// [`introspect_prefetched`]): the caller's client row and, for access tokens, the token's
+/// row. `None` for every other kind, which [`introspect_for`] answers.
 pub fn introspection_reads(
     config: &Config,
     keys: &KeyRing,
     caller: Option<&ClientAuth>,
     token: &str,
 ) -> Option<PointReads> {
-    if introspection_writes(config, token) {
-        return None;
-    }
+    let presented = credentials::recognise(config, keys, token);
+    let access_token_id = match presented {
+        Some(p) if matches!(p.kind, Kind::AccessToken | Kind::AccessJwt) => Some(p.id),
+        Some(_) => return None,
+        None => None,
+    };
     Some(PointReads {
         client_id: caller.map(|auth| auth.client_id().to_owned()),
-        access_token_id: access_token_id(config, keys, token),
+        access_token_id,
     })
 }
 
 /// [`introspect_for`] from the rows of [`introspection_reads`]. `Ok(None)`: the answer needs
-/// more reads (an agent's token, a refresh token), and `introspect_for` gives it.
+/// more reads (an agent's token, whose registration decides), and `introspect_for` gives it.
 pub fn introspect_prefetched(
     config: &Config,
     now: UnixTime,
     caller: Option<&ClientAuth>,
-    token: &str,
     rows: PointRows,
 ) -> AppResult<Option<Introspection>> {
     if let Some(auth) = caller {
         check_introspection_caller(auth, |_| Ok(rows.client))?;
     }
-    Ok(match rows.access_token {
-        Some(row) => match access_answer(config, now, row) {
-            (answer, None) => Some(answer),
-            (_, Some(_registration)) => None,
-        },
-        None if token.starts_with(prefix::REFRESH_TOKEN) => None,
+    let Some(row) = rows.access_token else {
+        return Ok(Some(Introspection::inactive()));
+    };
+    Ok(match credentials::access_live(row, now) {
         None => Some(Introspection::inactive()),
+        Some(live) if live.registration_id.is_some() => None,
+        Some(live) => Some(Introspection {
+            active: true,
+            scope: Some(live.scope),
+            client_id: live.client_id,
+            sub: Some(live.sub),
+            exp: live.exp,
+            iat: Some(live.iat),
+            token_type: Some("Bearer".to_owned()),
+            aud: Some(live.aud),
+            iss: Some(config.server.issuer.clone()),
+            ..Default::default()
+        }),
     })
 }
 
 /// Whether introspecting `token` may write: API keys and personal tokens record when they were
 /// last used. Everything else is answered by reads alone.
-pub fn introspection_writes(config: &Config, token: &str) -> bool {
-    token.starts_with(config.agent.api_key_prefix.as_str())
-        || token.starts_with(prefix::PERSONAL_TOKEN)
-}
-
-/// The answer for a stored access token, and the agent registration it belongs to when it is
-/// live and bound to one (the registration's state completes, or overrides, the answer).
-fn access_answer(
-    config: &Config,
-    now: UnixTime,
-    row: AccessTokenRow,
-) -> (Introspection, Option<String>) {
-    if row.revoked_at.is_some() || row.expires_at <= now {
-        return (Introspection::inactive(), None);
-    }
-    let answer = Introspection {
-        active: true,
-        scope: Some(row.scope),
-        client_id: row.client_id,
-        sub: Some(row.subject),
-        exp: Some(row.expires_at),
-        iat: Some(row.issued_at),
-        token_type: Some("Bearer".to_owned()),
-        aud: Some(row.audience),
-        iss: Some(config.server.issuer.clone()),
-        ..Default::default()
-    };
-    (answer, row.registration_id)
-}
-
-pub fn introspect(
-    conn: &mut DbConn,
-    config: &Config,
-    keys: &KeyRing,
-    now: UnixTime,
-    token: &str,
-) -> AppResult<Introspection> {
-    if token.starts_with(config.agent.api_key_prefix.as_str()) {
-        return Ok(agents::introspect_api_key(conn, config, now, token)?.unwrap_or_default());
-    }
-    if token.starts_with(prefix::PERSONAL_TOKEN) {
-        return accounts::introspect_personal(conn, config, now, token);
-    }
-    if let Some(row) = find_access(conn, config, keys, token)? {
-        let (mut answer, registration) = access_answer(config, now, row);
-        if let Some(registration_id) = registration {
-            if !agents::describe(conn, now, &registration_id, &mut answer)? {
-                return Ok(Introspection::inactive());
-            }
-        }
-        return Ok(answer);
-    }
-    if token.starts_with(prefix::REFRESH_TOKEN) {
-        if let Some(row) = db::tokens::find_refresh_token(conn, HashedToken::of(token).as_str())? {
-            let grant = db::tokens::find_grant(conn, &row.grant_id)?;
-            if let Some(grant) = grant {
-                let live = row.revoked_at.is_none()
-                    && row.used_at.is_none()
-                    && grant.revoked_at.is_none()
-                    && row.expires_at > now;
-                if live {
-                    return Ok(Introspection {
-                        active: true,
-                        scope: Some(grant.scope),
-                        sub: Some(grant.subject),
-                        client_id: grant.client_id,
-                        exp: Some(row.expires_at),
-                        iat: Some(row.issued_at),
-                        token_type: Some("refresh_token".to_owned()),
-                        aud: Some(grant.resource),
-                        iss: Some(config.server.issuer.clone()),
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-    }
-    Ok(Introspection::inactive())
-}
-
-/// Who is asking to revoke.
-pub enum Revoker<'a> {
-    /// An authenticated confidential client, or a public client naming itself.
-    Client(&'a Client),
-    /// No client authentication: possession of the token is the only proof.
-    Holder,
-}
-
-/// RFC 7009. Unknown tokens are not an error. A client may revoke only its own tokens; a
-/// confidential client's tokens need that client's authentication.
-pub fn revoke(
-    conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
-    revoker: Revoker<'_>,
-    token: &str,
-) -> AppResult<()> {
-    let may_revoke = |conn: &mut DbConn, owner: Option<&str>| -> AppResult<()> {
-        match (&revoker, owner) {
-            (Revoker::Client(c), Some(owner)) if c.client_id != owner => Err(AppError::protocol(
-                ErrorCode::UnauthorizedClient,
-                "the token was not issued to this client",
-            )),
-            (Revoker::Holder, Some(owner)) => match clients::find(conn, owner)? {
-                Some(c) if !c.is_public => Err(AppError::protocol(
-                    ErrorCode::InvalidClient,
-                    "client authentication is required to revoke this token",
-                )),
-                _ => Ok(()),
-            },
-            _ => Ok(()),
-        }
-    };
-    write_tx(conn, |conn| {
-        // API keys are revoked by whoever holds them.
-        if token.starts_with(ctx.config.agent.api_key_prefix.as_str()) {
-            let actx = AgentContext {
-                config: ctx.config,
-                keys: ctx.keys,
-                now: ctx.now,
-                audit: ctx.audit,
-            };
-            agents::revoke_api_key(conn, &actx, token)?;
-            return Ok(());
-        }
-        if let Some(row) = find_access(conn, ctx.config, ctx.keys, token)? {
-            may_revoke(conn, row.client_id.as_deref())?;
-            if db::tokens::revoke_access_token(conn, &row.id, ctx.now)? {
-                audit::record(
-                    conn,
-                    ctx.now,
-                    ctx.audit,
-                    AuditEvent::TokenRevoked,
-                    AuditEntry {
-                        client_id: row.client_id.as_deref(),
-                        user_id: row.user_id.as_deref(),
-                        detail: Some(
-                            json!({ "token_type": "access_token", "token_prefix": row.prefix }),
-                        ),
-                        ..Default::default()
-                    },
-                )?;
-            }
-            return Ok(());
-        }
-        if token.starts_with(prefix::REFRESH_TOKEN) {
-            if let Some(row) =
-                db::tokens::find_refresh_token(conn, HashedToken::of(token).as_str())?
-            {
-                if let Some(grant) = db::tokens::find_grant(conn, &row.grant_id)? {
-                    may_revoke(conn, grant.client_id.as_deref())?;
-                    if db::tokens::revoke_grant(conn, &grant.id, ctx.now)? {
-                        audit::record(
-                            conn,
-                            ctx.now,
-                            ctx.audit,
-                            AuditEvent::TokenRevoked,
-                            AuditEntry {
-                                client_id: grant.client_id.as_deref(),
-                                user_id: grant.user_id.as_deref(),
-                                detail: Some(
-                                    json!({ "token_type": "refresh_token", "grant_id": grant.id, "token_prefix": row.prefix }),
-                                ),
-                                ..Default::default()
-                            },
-                        )?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    })
+pub fn introspection_writes(config: &Config, keys: &KeyRing, token: &str) -> bool {
+    credentials::recognise(config, keys, token)
+        .is_some_and(|p| matches!(p.kind, Kind::ApiKey | Kind::PersonalToken))
 }
 
 #[cfg(test)]

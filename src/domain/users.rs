@@ -12,7 +12,11 @@ use argon2::Argon2;
 use serde::Serialize;
 
 use crate::clock::UnixTime;
+use crate::config::RateLimitConfig;
 use crate::db::{self, users::SessionRow, users::UserRow, DbConn};
+use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::credentials;
+use crate::domain::ratelimit;
 use crate::domain::secrets::{random_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -27,6 +31,8 @@ pub struct User {
     pub email: String,
     pub email_verified: bool,
     pub created_at: UnixTime,
+    /// A disabled user cannot sign in; everything issued for them was revoked.
+    pub disabled_at: Option<UnixTime>,
 }
 
 impl From<UserRow> for User {
@@ -36,23 +42,26 @@ impl From<UserRow> for User {
             email: row.email,
             email_verified: row.email_verified,
             created_at: row.created_at,
+            disabled_at: row.disabled_at,
         }
     }
 }
 
-/// Lower-cased, trimmed, and shaped like an address.
+/// Lower-cased and trimmed, if it is one RFC 5322 addr-spec (parsed by lettre, the crate that
+/// sends the mail) with a dotted domain name: lists (`a@b.c,d@e.f`), display names, comments,
+/// doubled `@` and address literals are refused.
 pub fn normalize_email(email: &str) -> Option<String> {
     let email = email.trim().to_lowercase();
-    let (local, domain) = email.split_once('@')?;
-    let ok = !local.is_empty()
-        && domain.contains('.')
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let address: lettre::Address = email.parse().ok()?;
+    let domain = address.domain();
+    let dotted = domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && email.len() <= 254
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
-    ok.then_some(email)
+        && !domain.starts_with('[');
+    dotted.then_some(email)
 }
 
 pub fn hash_password(password: &str) -> AppResult<String> {
@@ -105,6 +114,7 @@ pub fn create(conn: &mut DbConn, now: UnixTime, email: &str, password: &str) -> 
         password_hash: Some(hash_password(password)?),
         email_verified: false,
         created_at: now,
+        disabled_at: None,
     };
     db::users::insert(conn, &row)?;
     Ok(row.into())
@@ -126,6 +136,7 @@ pub fn find_or_create_verified(
         password_hash: None,
         email_verified: true,
         created_at: now,
+        disabled_at: None,
     };
     db::users::insert(conn, &row)?;
     Ok(row.id)
@@ -155,6 +166,28 @@ pub fn verify_login(conn: &mut DbConn, email: &str, password: &str) -> AppResult
     }
 }
 
+/// The login form: refused while the account or the IP has used up its failed sign-ins;
+/// otherwise checks the password (same cost for unknown accounts) and starts a session.
+/// Failures (wrong password, unknown or disabled account) are counted; a success never is.
+pub fn login(
+    conn: &mut DbConn,
+    limits: &RateLimitConfig,
+    now: UnixTime,
+    email: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> AppResult<Option<PlainToken>> {
+    let account = normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
+    ratelimit::login_allowed(conn, limits, now, &account, ip)?;
+    match verify_login(conn, email, password)? {
+        Some(user) if user.disabled_at.is_none() => Ok(Some(start_session(conn, now, &user.id)?)),
+        _ => {
+            ratelimit::login_failed(conn, limits, now, &account, ip)?;
+            Ok(None)
+        }
+    }
+}
+
 /// Starts a browser session; the returned token is the cookie value (only its hash is stored).
 pub fn start_session(conn: &mut DbConn, now: UnixTime, user_id: &str) -> AppResult<PlainToken> {
     let token = PlainToken::generate(SESSION_PREFIX);
@@ -178,12 +211,51 @@ pub fn session_user(conn: &mut DbConn, now: UnixTime, cookie: &str) -> AppResult
     if session.expires_at <= now {
         return Ok(None);
     }
-    Ok(db::users::find(conn, &session.user_id)?.map(User::from))
+    Ok(db::users::find(conn, &session.user_id)?
+        .map(User::from)
+        .filter(|u| u.disabled_at.is_none()))
 }
 
 pub fn end_session(conn: &mut DbConn, cookie: &str) -> AppResult<()> {
     db::users::delete_session(conn, HashedToken::of(cookie).as_str())?;
     Ok(())
+}
+
+/// `authmd user disable ID|EMAIL`: the user can no longer sign in, their sessions end, and
+/// every credential issued for them (grants, tokens, agents, personal tokens) is revoked.
+pub fn disable(
+    conn: &mut DbConn,
+    now: UnixTime,
+    ctx: &AuditContext,
+    id_or_email: &str,
+) -> AppResult<User> {
+    let row = match db::users::find(conn, id_or_email)? {
+        Some(row) => Some(row),
+        None => match normalize_email(id_or_email) {
+            Some(email) => db::users::find_by_email(conn, &email)?,
+            None => None,
+        },
+    };
+    let row = row.ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such user"))?;
+    db::write_tx(conn, |conn| {
+        db::users::set_disabled(conn, &row.id, now)?;
+        db::users::delete_user_sessions(conn, &row.id)?;
+        let revoked = credentials::revoke_user(conn, now, &row.id)?;
+        audit::record(
+            conn,
+            now,
+            ctx,
+            AuditEvent::TokenRevoked,
+            AuditEntry {
+                user_id: Some(&row.id),
+                detail: Some(serde_json::json!({ "reason": "user disabled", "revoked": revoked })),
+                ..Default::default()
+            },
+        )
+    })?;
+    let mut user = User::from(row);
+    user.disabled_at = Some(now);
+    Ok(user)
 }
 
 #[cfg(test)]
@@ -199,6 +271,15 @@ mod tests {
         assert!(normalize_email("no-at-sign").is_none());
         assert!(normalize_email("a@b").is_none());
         assert!(normalize_email("a b@c.d").is_none());
+        assert!(normalize_email("two@@example.com").is_none());
+        assert!(normalize_email("a@b.c,evil@x.com").is_none());
+        assert!(normalize_email("Ann <ann@example.com>").is_none());
+        assert!(normalize_email("ann(comment)@example.com").is_none());
+        assert!(normalize_email("ann@[127.0.0.1]").is_none());
+        assert_eq!(
+            normalize_email("first.last+tag@sub.example.org").as_deref(),
+            Some("first.last+tag@sub.example.org")
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ async fn signed_in(state: &AppState, req: &HttpRequest) -> Option<User> {
 
 pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let Some(user) = signed_in(&state, &req).await else {
-        return pages::with_csrf(&req, &state.config, |csrf| {
+        return pages::with_csrf(&req, &state, |csrf| {
             pages::render(
                 StatusCode::OK,
                 &LoginPage {
@@ -54,7 +54,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         .run(move |conn| accounts::overview(conn, &user_id))
         .await
     {
-        Ok(overview) => pages::with_csrf(&req, &state.config, |csrf| {
+        Ok(overview) => pages::with_csrf(&req, &state, |csrf| {
             pages::render(
                 StatusCode::OK,
                 &AccountPage {
@@ -82,7 +82,7 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    if let Err(page) = pages::checked_form(&req, form.into_inner()) {
+    if let Err(page) = pages::checked_form(&state, &req, form.into_inner()) {
         return *page;
     }
     let Some(user) = signed_in(&state, &req).await else {

@@ -31,6 +31,15 @@ fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
+/// Every other path under `/admin/`.
+pub async fn unknown(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    super::response::not_found(req).await
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Page {
     limit: Option<i64>,

@@ -2,7 +2,7 @@
 //! pages. Errors use the auth.md shape `{"error", "message"}`.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -36,7 +36,13 @@ pub async fn limit(
         .run(move |conn| ratelimit::check(conn, &config.rate_limit, now, action, ip.as_deref()))
         .await
     {
-        Ok(()) => Ok(()),
+        Ok(usage) => {
+            // The middleware turns it into the RateLimit headers of the answer.
+            if let Some(usage) = usage {
+                req.extensions_mut().insert(usage);
+            }
+            Ok(())
+        }
         Err(e @ AppError::Protocol(_)) => Err(ApiError { error: e, shape }),
         Err(e) => {
             tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
@@ -305,7 +311,7 @@ fn claim_page(
     view: ClaimView,
     token: &str,
 ) -> HttpResponse {
-    pages::with_csrf(req, &state.config, |csrf| {
+    pages::with_csrf(req, state, |csrf| {
         pages::render(
             status,
             &ClaimPage {
@@ -377,7 +383,7 @@ async fn page_action(
     form: Vec<(String, String)>,
     mint: bool,
 ) -> HttpResponse {
-    let params = match pages::checked_form(req, form) {
+    let params = match pages::checked_form(state, req, form) {
         Ok(p) => p,
         Err(page) => return *page,
     };

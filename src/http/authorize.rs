@@ -5,20 +5,24 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::extract::{self, Params, SESSION_COOKIE};
 use super::pages::{self, ConsentPage, LoginPage};
-use super::response::{ApiError, Shape};
+use super::response::ApiError;
 use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
-use crate::domain::ratelimit::Action;
 use crate::domain::users;
 use crate::error::ErrorCode;
 use crate::state::AppState;
 
-/// Where a successful login may send the browser: only back into authmd's own flows.
-fn safe_return_to(path: &str) -> &str {
-    if path.starts_with("/oauth2/authorize?") || path == "/account" {
-        path
-    } else {
-        "/account"
+/// Where a successful login may send the browser: a path on authmd's own origin (not
+/// `//host`, not `/\\host`, nothing but visible ASCII). Empty: the account page. Anything
+/// else is refused (an open redirect, or a header-breaking control character).
+fn return_to_path(path: &str) -> Option<&str> {
+    if path.is_empty() {
+        return Some("/account");
     }
+    let same_origin = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    same_origin.then_some(path)
 }
 
 fn params_of(p: &Params) -> AuthorizeParams {
@@ -60,6 +64,28 @@ fn query_pairs(req: &HttpRequest) -> Result<Params, ApiError> {
         .into_owned()
         .collect();
     Params::from_pairs(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_to_path;
+
+    #[test]
+    fn return_to_is_a_same_origin_path() {
+        assert_eq!(return_to_path(""), Some("/account"));
+        assert_eq!(return_to_path("/account"), Some("/account"));
+        assert!(return_to_path("/oauth2/authorize?client_id=x").is_some());
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "/a\nb",
+            "/a b",
+            "account",
+        ] {
+            assert_eq!(return_to_path(bad), None, "{bad:?}");
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth",
@@ -105,7 +131,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         Ok(AuthorizeStep::Redirect(url)) => found(&url),
         Ok(AuthorizeStep::Login) => {
             let return_to = format!("/oauth2/authorize?{}", req.query_string());
-            pages::with_csrf(&req, &state.config, |csrf| {
+            pages::with_csrf(&req, &state, |csrf| {
                 pages::render(
                     StatusCode::OK,
                     &LoginPage {
@@ -135,7 +161,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                 .ok()
                 .and_then(|u| u.host_str().map(str::to_owned))
                 .unwrap_or_else(|| valid.redirect_uri.clone());
-            pages::with_csrf(&req, &state.config, |csrf| {
+            pages::with_csrf(&req, &state, |csrf| {
                 pages::render(
                     StatusCode::OK,
                     &ConsentPage {
@@ -160,7 +186,7 @@ pub async fn decide(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let params = match pages::checked_form(&req, form.into_inner()) {
+    let params = match pages::checked_form(&state, &req, form.into_inner()) {
         Ok(p) => p,
         Err(page) => return *page,
     };
@@ -204,31 +230,36 @@ pub async fn login(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    let params = match pages::checked_form(&req, form.into_inner()) {
+    let params = match pages::checked_form(&state, &req, form.into_inner()) {
         Ok(p) => p,
         Err(page) => return *page,
     };
-    if let Err(e) = super::agents::limit(&state, &req, Action::Login, Shape::OAuth).await {
+    let Some(return_to) = return_to_path(params.get("return_to").unwrap_or_default()) else {
         return pages::error_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            &e.error.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "return_to must be a path on this server",
         );
-    }
-    let return_to = safe_return_to(params.get("return_to").unwrap_or_default()).to_owned();
+    };
+    let return_to = return_to.to_owned();
     let email = params.owned("email").unwrap_or_default();
     let password = params.owned("password").unwrap_or_default();
-    let now = state.now();
+    let (config, now) = (state.config.clone(), state.now());
+    let ip = extract::client_ip(&req, &config);
     let outcome = {
         let email = email.clone();
         state
             .db
-            .run(
-                move |conn| match users::verify_login(conn, &email, &password)? {
-                    Some(user) => Ok(Some(users::start_session(conn, now, &user.id)?)),
-                    None => Ok(None),
-                },
-            )
+            .run(move |conn| {
+                users::login(
+                    conn,
+                    &config.rate_limit,
+                    now,
+                    &email,
+                    &password,
+                    ip.as_deref(),
+                )
+            })
             .await
     };
     match outcome {
@@ -244,7 +275,7 @@ pub async fn login(
             ));
             resp
         }
-        Ok(None) => pages::with_csrf(&req, &state.config, |csrf| {
+        Ok(None) => pages::with_csrf(&req, &state, |csrf| {
             pages::render(
                 StatusCode::UNAUTHORIZED,
                 &LoginPage {
@@ -255,7 +286,7 @@ pub async fn login(
                 },
             )
         }),
-        Err(e) => error_response(AuthorizeError::from(e)),
+        Err(e) => pages::failure_page(&e),
     }
 }
 
@@ -265,7 +296,7 @@ pub async fn logout(
     req: HttpRequest,
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Err(page) = pages::checked_form(&req, form.into_inner()) {
+    if let Err(page) = pages::checked_form(&state, &req, form.into_inner()) {
         return Ok(*page);
     }
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {

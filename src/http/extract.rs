@@ -138,21 +138,49 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The caller's IP: the peer, or the first X-Forwarded-For hop when configured to trust it.
+/// The caller's IP. When the peer is one of `server.trusted_proxies`, the rightmost
+/// `X-Forwarded-For` hop that is not a trusted proxy: hops to its left were written by the
+/// client and prove nothing. Otherwise the peer address.
 pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<String> {
-    if config.server.trust_forwarded_for {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
-        if forwarded.is_some() {
-            return forwarded;
+    let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    forwarded_client(peer, &forwarded, &config.server.trusted_proxy_nets).map(|ip| ip.to_string())
+}
+
+fn forwarded_client(
+    peer: Option<std::net::IpAddr>,
+    headers: &[&str],
+    trusted: &[ipnet::IpNet],
+) -> Option<std::net::IpAddr> {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let hops: Vec<&str> = headers
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    // Walk from the right; stop at the first hop a trusted proxy did not vouch for.
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            // A garbled hop ends what can be believed; the last good one stands.
+            Err(_) => break,
         }
     }
-    req.peer_addr().map(|a| a.ip().to_string())
+    Some(client)
 }
 
 pub fn audit_context(req: &HttpRequest, config: &Config) -> AuditContext {
@@ -181,21 +209,27 @@ pub fn csrf_cookie(req: &HttpRequest) -> (String, bool) {
     }
 }
 
-/// The form token for a CSRF cookie: a hash of it, so the server stores nothing and an
-/// attacker who cannot read the cookie cannot forge the field.
-pub fn csrf_token_for(cookie_value: &str) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("authmd-csrf\0{cookie_value}").as_bytes(),
-    );
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
+/// The form token for a CSRF cookie: an HMAC under the server's CSRF secret of the cookie and
+/// the browser's session. Without the secret nobody can compute it, even knowing the cookie
+/// (a subdomain that can set cookies cannot forge it), and a token minted for one session does
+/// not work in another.
+pub fn csrf_token_for(key: &ring::hmac::Key, cookie_value: &str, session: Option<&str>) -> String {
+    let session = session.map(|s| crate::domain::secrets::sha256_hex(s.as_bytes()));
+    let material = format!("{cookie_value}\0{}", session.unwrap_or_default());
+    URL_SAFE_NO_PAD.encode(ring::hmac::sign(key, material.as_bytes()).as_ref())
 }
 
-/// Checks a submitted form's `csrf_token` against the request's CSRF cookie.
-pub fn csrf_ok(req: &HttpRequest, submitted: Option<&str>) -> bool {
+/// The browser's session cookie, if any.
+pub fn session_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
+
+/// Checks a submitted form's `csrf_token` against the request's CSRF cookie and session.
+pub fn csrf_ok(key: &ring::hmac::Key, req: &HttpRequest, submitted: Option<&str>) -> bool {
     match (req.cookie(CSRF_COOKIE), submitted) {
         (Some(cookie), Some(token)) => {
-            constant_time_eq(csrf_token_for(cookie.value()).as_bytes(), token.as_bytes())
+            let expected = csrf_token_for(key, cookie.value(), session_cookie(req).as_deref());
+            constant_time_eq(expected.as_bytes(), token.as_bytes())
         }
         _ => false,
     }
@@ -221,9 +255,44 @@ mod tests {
     }
 
     #[test]
-    fn csrf_token_is_bound_to_the_cookie() {
-        assert_eq!(csrf_token_for("a"), csrf_token_for("a"));
-        assert_ne!(csrf_token_for("a"), csrf_token_for("b"));
+    fn csrf_token_is_keyed_and_bound_to_cookie_and_session() {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"server secret");
+        let other = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"another secret");
+        let t = csrf_token_for(&key, "a", Some("s1"));
+        assert_eq!(t, csrf_token_for(&key, "a", Some("s1")));
+        assert_ne!(t, csrf_token_for(&key, "b", Some("s1")));
+        assert_ne!(t, csrf_token_for(&key, "a", Some("s2")));
+        assert_ne!(t, csrf_token_for(&key, "a", None));
+        assert_ne!(t, csrf_token_for(&other, "a", Some("s1")));
+    }
+
+    #[test]
+    fn client_ip_is_the_rightmost_untrusted_hop() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // Untrusted peer: the header is ignored.
+        assert_eq!(
+            forwarded_client(Some(ip("203.0.113.9")), &["1.1.1.1"], &proxies),
+            Some(ip("203.0.113.9"))
+        );
+        // Trusted peer: the spoofed leftmost hop is not believed.
+        assert_eq!(
+            forwarded_client(
+                Some(ip("10.0.0.2")),
+                &["6.6.6.6, 198.51.100.7, 10.0.0.3"],
+                &proxies
+            ),
+            Some(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            forwarded_client(Some(ip("10.0.0.2")), &["6.6.6.6", "198.51.100.7"], &proxies),
+            Some(ip("198.51.100.7"))
+        );
+        // No proxies configured: always the peer.
+        assert_eq!(
+            forwarded_client(Some(ip("10.0.0.2")), &["6.6.6.6"], &[]),
+            Some(ip("10.0.0.2"))
+        );
     }
 
     #[test]

@@ -41,51 +41,56 @@ pub async fn guard(
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let shape = Shape::for_path(req.path());
-    let key = match key {
-        Ok(k) if idempotency::valid_key(&k) => k,
-        _ => {
-            let err = ApiError::new(
-                ErrorCode::InvalidRequest,
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                shape,
-            );
-            return Ok(refuse(req, err));
-        }
+    let Ok(key) = key else {
+        let err = ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            shape,
+        );
+        return Ok(refuse(req, err));
     };
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let body = req.extract::<web::Bytes>().await?;
-    // The same key from another caller, or with another body, is another request.
-    let caller = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes().to_vec())
-        .unwrap_or_default();
-    let mut material = crate::domain::secrets::sha256_hex(&caller).into_bytes();
-    material.extend_from_slice(&body);
+    let bearer = super::extract::bearer(req.request());
+    let presented = idempotency::Presented {
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        bearer_is_admin: bearer
+            .as_deref()
+            .is_some_and(|t| state.admin_token_matches(t)),
+        bearer,
+        session: super::extract::session_cookie(req.request()),
+    };
     let scope = format!("{} {}", req.method(), req.path());
-    let fingerprint = std::sync::Arc::new(Fingerprint::new(&scope, &key, &material));
-    let now = state.now();
-    let f = fingerprint.clone();
-    match state
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    let started = state
         .db
-        .run(move |conn| idempotency::begin(conn, now, &f))
-        .await
-    {
-        Ok(Begin::Replay(stored)) => {
-            let resp = HttpResponse::build(
-                actix_web::http::StatusCode::from_u16(stored.status)
-                    .unwrap_or(actix_web::http::StatusCode::OK),
-            )
-            .content_type(stored.content_type)
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header(("idempotent-replayed", "true"))
-            .body(stored.body);
-            return Ok(req.into_response(resp));
-        }
-        Ok(Begin::Proceed) => {}
+        .run(move |conn| {
+            let principal = idempotency::principal(conn, &config, &keys, now, &presented)?;
+            idempotency::check_key(&key, principal.as_deref())?;
+            let f = Fingerprint::new(&scope, principal.as_deref(), &key, &body);
+            let begin = idempotency::begin(conn, now, &f)?;
+            Ok((std::sync::Arc::new(f), begin, body))
+        })
+        .await;
+    let (fingerprint, begin, body) = match started {
+        Ok(started) => started,
         Err(e) => return Ok(refuse(req, ApiError { error: e, shape })),
+    };
+    if let Begin::Replay(stored) = begin {
+        let resp = HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(stored.status)
+                .unwrap_or(actix_web::http::StatusCode::OK),
+        )
+        .content_type(stored.content_type)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("idempotent-replayed", "true"))
+        .body(stored.body);
+        return Ok(req.into_response(resp));
     }
 
     req.set_payload(payload_of(body));

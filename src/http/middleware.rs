@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use super::response::{ApiError, BearerChallenge, Shape};
 use crate::domain::discovery::paths;
+use crate::domain::ratelimit::Usage;
 use crate::error::ErrorCode;
 use crate::state::AppState;
 
@@ -26,7 +27,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct RequestId(pub String);
 
 pub async fn observe(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
@@ -43,6 +44,13 @@ pub async fn observe(
                 "request body is too large",
                 Shape::for_path(&path),
             );
+            let res = req.into_response(err.error_response());
+            return Ok(res.map_into_boxed_body());
+        }
+    }
+    if let Some(state) = &state {
+        if let Err(problem) = screen_body(&mut req, state.config.server.max_body_bytes).await {
+            let err = ApiError::new(problem.0, problem.1, Shape::for_path(&path));
             let res = req.into_response(err.error_response());
             return Ok(res.map_into_boxed_body());
         }
@@ -65,6 +73,91 @@ pub async fn observe(
     Ok(res)
 }
 
+/// Reads a form or JSON body once, before any handler: refuses a body over the limit (also
+/// one sent without a length) and a NUL character or invalid UTF-8 in any field, whatever the
+/// endpoint, so no backend ever sees one (PostgreSQL would refuse a NUL with an error, SQLite
+/// would store it). The body is put back for the handler.
+async fn screen_body(
+    req: &mut ServiceRequest,
+    limit: usize,
+) -> Result<(), (ErrorCode, &'static str)> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let form = content_type.starts_with("application/x-www-form-urlencoded");
+    let json = content_type.starts_with("application/json");
+    if !(form || json) {
+        return Ok(());
+    }
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
+        let chunk = chunk.map_err(|_| {
+            (
+                ErrorCode::InvalidRequest,
+                "the request body could not be read",
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err((ErrorCode::PayloadTooLarge, "request body is too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    let clean = if form {
+        form_is_clean(&body)
+    } else {
+        json_is_clean(&body)
+    };
+    if !clean {
+        return Err((
+            ErrorCode::InvalidRequest,
+            "a field contains a NUL character or invalid UTF-8",
+        ));
+    }
+    let (_, mut restored) = actix_http::h1::Payload::create(true);
+    restored.unread_data(body);
+    req.set_payload(actix_web::dev::Payload::from(restored));
+    Ok(())
+}
+
+/// Every name and value of a form body decodes to UTF-8 without NUL.
+fn form_is_clean(body: &[u8]) -> bool {
+    body.split(|b| *b == b'&').all(|pair| {
+        let decoded: Vec<u8> = percent_encoding::percent_decode(pair).collect();
+        !decoded.contains(&0) && std::str::from_utf8(&decoded).is_ok()
+    })
+}
+
+/// A JSON body is UTF-8 with no raw NUL and no `\u0000` escape in a string.
+fn json_is_clean(body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return false;
+    };
+    if text.contains('\0') {
+        return false;
+    }
+    // `u0000` is an escape when an odd number of backslashes stands right before it.
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(found) = text[i..].find("u0000") {
+        let at = i + found;
+        let slashes = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if slashes % 2 == 1 {
+            return false;
+        }
+        i = at + 1;
+    }
+    true
+}
+
 fn declared_length(req: &ServiceRequest) -> Option<usize> {
     req.headers()
         .get(header::CONTENT_LENGTH)?
@@ -75,6 +168,15 @@ fn declared_length(req: &ServiceRequest) -> Option<usize> {
 }
 
 fn finish(mut res: ServiceResponse<BoxBody>, state: Option<&AppState>) -> ServiceResponse<BoxBody> {
+    // No response is ever to be sniffed into another type (an error JSON into HTML).
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let usage = res.request().extensions().get::<Usage>().copied();
+    if let Some(usage) = usage {
+        rate_limit_headers(res.headers_mut(), &usage);
+    }
     if res.status() == StatusCode::UNAUTHORIZED {
         let challenge = res
             .response()
@@ -94,4 +196,34 @@ fn finish(mut res: ServiceResponse<BoxBody>, state: Option<&AppState>) -> Servic
         }
     }
     res
+}
+
+/// `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft, structured fields):
+/// the window that is closest to refusing this caller.
+pub fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, usage: &Usage) {
+    let policy = format!("\"default\";q={};w={}", usage.limit, usage.window_s);
+    let current = format!("\"default\";r={};t={}", usage.remaining, usage.reset_s);
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{form_is_clean, json_is_clean};
+
+    #[test]
+    fn nul_and_bad_utf8_are_found_in_forms_and_json() {
+        assert!(form_is_clean(
+            b"grant_type=refresh_token&refresh_token=rt_abc%2B"
+        ));
+        assert!(!form_is_clean(b"grant_type=a%00b"));
+        assert!(!form_is_clean(b"a=%FF%FE"));
+        assert!(json_is_clean(br#"{"a": "plain", "b": "\\u0000 is text"}"#));
+        assert!(!json_is_clean(br#"{"a": "x\u0000y"}"#));
+        assert!(!json_is_clean(br#"{"a": "x\\\u0000y"}"#));
+        assert!(!json_is_clean(b"{\"a\": \"\xff\"}"));
+    }
 }

@@ -6,7 +6,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::extract::{self, Params, CSRF_COOKIE};
-use crate::config::Config;
+use crate::error::{AppError, ErrorCode};
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -58,6 +59,37 @@ pub fn render(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
+/// The page for a failed request: a protocol error shows its code and description (and a 429
+/// its `Retry-After`); anything else shows only a reference, under which the cause is logged.
+pub fn failure_page(error: &AppError) -> HttpResponse {
+    match error {
+        AppError::Protocol(p) => {
+            let status = super::response::status_of(p.code);
+            let mut resp = error_page(status, p.code.as_str(), &p.description);
+            if let Some(seconds) = p.retry_after {
+                if let Ok(v) = header::HeaderValue::from_str(&seconds.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            resp
+        }
+        other => {
+            let reference = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(reference = %reference, cause = %other, "request failed");
+            let mut resp = error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ServiceUnavailable.as_str(),
+                &format!(
+                    "Something went wrong on our side; please try again. Reference {reference}."
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp
+        }
+    }
+}
+
 pub fn error_page(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     let title = if status == StatusCode::FORBIDDEN {
         "Request refused"
@@ -78,19 +110,22 @@ pub fn error_page(status: StatusCode, code: &str, message: &str) -> HttpResponse
 /// which is set here when the browser has none yet.
 pub fn with_csrf(
     req: &HttpRequest,
-    config: &Config,
+    state: &AppState,
     render: impl FnOnce(&str) -> HttpResponse,
 ) -> HttpResponse {
     let (cookie_value, fresh) = extract::csrf_cookie(req);
-    let mut resp = render(&extract::csrf_token_for(&cookie_value));
+    let session = extract::session_cookie(req);
+    let token = extract::csrf_token_for(&state.csrf_key, &cookie_value, session.as_deref());
+    let mut resp = render(&token);
     if fresh {
-        let _ = resp.add_cookie(&extract::cookie(config, CSRF_COOKIE, cookie_value));
+        let _ = resp.add_cookie(&extract::cookie(&state.config, CSRF_COOKIE, cookie_value));
     }
     resp
 }
 
 /// A submitted form whose CSRF token matches the browser's cookie, or the error page to show.
 pub fn checked_form(
+    state: &AppState,
     req: &HttpRequest,
     pairs: Vec<(String, String)>,
 ) -> Result<Params, Box<HttpResponse>> {
@@ -101,7 +136,7 @@ pub fn checked_form(
             &e.error.to_string(),
         ))
     })?;
-    if !extract::csrf_ok(req, params.get("csrf_token")) {
+    if !extract::csrf_ok(&state.csrf_key, req, params.get("csrf_token")) {
         return Err(Box::new(error_page(
             StatusCode::FORBIDDEN,
             "invalid_request",

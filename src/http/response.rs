@@ -131,7 +131,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-        OtpLocked | RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        OtpLocked | RateLimited | TemporarilyUnavailable => StatusCode::TOO_MANY_REQUESTS,
         NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         InvalidRequest
@@ -195,6 +195,22 @@ fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
     builder.insert_header((header::CACHE_CONTROL, "no-store"));
     if let Some(seconds) = p.retry_after {
         builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    }
+    if let (Some((limit, window_s)), Some(reset_s)) = (p.rate_limit, p.retry_after) {
+        let mut headers = actix_web::http::header::HeaderMap::new();
+        super::middleware::rate_limit_headers(
+            &mut headers,
+            &crate::domain::ratelimit::Usage {
+                limit,
+                remaining: 0,
+                reset_s: reset_s as i64,
+                window_s,
+                over: true,
+            },
+        );
+        for (name, value) in headers {
+            builder.insert_header((name, value));
+        }
     }
     if p.code == ErrorCode::InvalidClient {
         // RFC 6749 §5.2: a 401 for client authentication carries a challenge.
@@ -394,6 +410,7 @@ mod tests {
             (ClaimSuperseded, 410),
             (PreviouslyClaimed, 409),
             (RateLimited, 429),
+            (TemporarilyUnavailable, 429),
             (IdempotencyKeyReused, 422),
             (InvalidClient, 401),
             (InvalidGrant, 400),

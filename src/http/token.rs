@@ -6,11 +6,10 @@ use super::extract::{self, Params};
 use super::response::{no_store_json, ApiError, Shape};
 use crate::db::DbConn;
 use crate::domain::clients::{self, ClientAuth};
+use crate::domain::credentials::{self, Revoker};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::providers;
-use crate::domain::tokens::{
-    self, Introspection, Revoker, TokenContext, TokenRequest, TokenResponse,
-};
+use crate::domain::tokens::{self, Introspection, TokenContext, TokenRequest, TokenResponse};
 use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
@@ -116,7 +115,7 @@ pub async fn revoke(
                 None => None,
             };
             let revoker = client.as_ref().map_or(Revoker::Holder, Revoker::Client);
-            tokens::revoke(conn, &ctx, revoker, &token)
+            credentials::revoke(conn, &ctx, revoker, &token)
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -156,13 +155,11 @@ pub async fn introspect(
     // reads, which are batched across requests (`Db::point_reads`).
     if let Some(reads) = tokens::introspection_reads(&config, &keys, auth.as_ref(), &token) {
         let rows = state.db.point_reads(reads).await?;
-        if let Some(answer) =
-            tokens::introspect_prefetched(&config, now, auth.as_ref(), &token, rows)?
-        {
+        if let Some(answer) = tokens::introspect_prefetched(&config, now, auth.as_ref(), rows)? {
             return Ok(no_store_json(&answer));
         }
     }
-    let read_only = !tokens::introspection_writes(&config, &token);
+    let read_only = !tokens::introspection_writes(&config, &keys, &token);
     let work = move |conn: &mut DbConn| {
         tokens::introspect_for(conn, &config, &keys, now, auth.as_ref(), &token)
     };

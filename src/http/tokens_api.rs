@@ -49,6 +49,8 @@ pub struct CreateBody {
     /// Space-separated alternative to `scopes`.
     scope: Option<String>,
     workspace: Option<String>,
+    /// Seconds until the token expires; never later than the token that makes it.
+    expires_in: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/tokens", tag = "account",
@@ -58,7 +60,7 @@ pub struct CreateBody {
         (status = 201, description = "id, token (shown once), prefix, scopes, workspace, created_at", body = Object, content_type = "application/json"),
         (status = 400, description = "invalid_scope", body = super::response::ErrorBody),
         (status = 401, description = "invalid_token", body = super::response::ErrorBody),
-        (status = 403, description = "access_denied: another workspace", body = super::response::ErrorBody),
+        (status = 403, description = "insufficient_scope: the bearer is not a personal or workspace token; access_denied: another workspace", body = super::response::ErrorBody),
     ))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -67,29 +69,24 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &req).await?;
     let body = body.into_inner();
-    let scopes = body.scopes.or_else(|| {
-        body.scope.map(|s| {
-            s.split(' ')
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-    });
+    let request = accounts::TokenRequest {
+        scopes: body.scopes.or_else(|| {
+            body.scope.map(|s| {
+                s.split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+        }),
+        name: body.name,
+        workspace: body.workspace,
+        expires_in: body.expires_in,
+    };
     let audit = extract::audit_context(&req, &state.config);
     let now = state.now();
     let created = state
         .db
-        .run(move |conn| {
-            accounts::create_token(
-                conn,
-                now,
-                &audit,
-                &caller,
-                body.name.as_deref(),
-                scopes.as_deref(),
-                body.workspace.as_deref(),
-            )
-        })
+        .run(move |conn| accounts::create_token(conn, now, &audit, &caller, &request))
         .await?;
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))

@@ -172,7 +172,8 @@ async fn anonymous_credential_types_and_identity_assertion_exchange(backend: Bac
     assert_eq!(pair["scope"], "api.read");
     let info = flows::introspect(&app, &rs, pair["access_token"].as_str().unwrap()).await;
     assert_eq!(info["agent_registration"]["id"], reg["registration_id"]);
-    assert!(info.get("client_id").is_none());
+    // RFC 9068: an agent credential's client is its registration.
+    assert_eq!(info["client_id"], reg["registration_id"]);
 
     let replay = exchange(assertion.to_owned()).await.unwrap();
     assert_eq!(replay.status(), 400);
@@ -603,8 +604,13 @@ async fn id_jag_registration_and_every_check(backend: Backend) {
 async fn id_jag_at_the_token_endpoint(backend: Backend) {
     let provider = TestProvider::start().await;
     let app = TestApp::with_config(backend, &provider.config()).await;
-    let client = flows::confidential(&app).await;
-    let other = flows::confidential(&app).await;
+    let jwt_bearer = || flows::ClientSpec {
+        grant_types: vec!["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+        redirect_uris: vec![],
+        ..Default::default()
+    };
+    let client = flows::client(&app, jwt_bearer()).await;
+    let other = flows::client(&app, jwt_bearer()).await;
     let now = app.now();
     let grant = |c: &flows::TestClient, jag: String| {
         app.client

@@ -461,7 +461,7 @@ async fn admin_revoke_agents_command() {
     drop(conn);
     let active = |key: &str| {
         let mut conn = db.get().unwrap();
-        authmd::domain::tokens::introspect(&mut conn, &config, &keys, now, key)
+        authmd::domain::credentials::introspect(&mut conn, &config, &keys, now, key)
             .unwrap()
             .active
     };

@@ -196,7 +196,11 @@ async fn auth_md_lists_only_enabled_flows(backend: Backend) {
 
 async fn openapi_describes_every_json_endpoint(backend: Backend) {
     // With the admin API on, so its endpoints answer (401) instead of "not enabled" (404).
-    let app = TestApp::with_config(backend, "[admin]\ntoken = \"t\"").await;
+    let app = TestApp::with_config(
+        backend,
+        "[admin]\ntoken = \"t-0123456789abcdefghijklmnopqrstuvwxyz\"",
+    )
+    .await;
     let doc = app.get_json("/openapi.json").await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),

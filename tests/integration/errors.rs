@@ -90,7 +90,7 @@ async fn oversized_body_is_413(backend: Backend) {
     let resp = app.post_json("/agent/auth", &big).await;
     assert_eq!(resp.status(), 413);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(body["error"], "invalid_request");
 
     // Without a Content-Length (chunked), the extractor's limit still applies.
     let chunks: Vec<Result<String, std::io::Error>> = vec![

@@ -15,3 +15,4 @@ mod oauth;
 mod oauth2_crate;
 mod people;
 mod register;
+mod trust;

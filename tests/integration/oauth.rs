@@ -526,7 +526,11 @@ async fn client_credentials_and_client_authentication(backend: Backend) {
 }
 
 async fn introspection_requires_an_allowed_client(backend: Backend) {
-    let app = TestApp::with_config(backend, "[admin]\ntoken = \"admin-secret-token\"").await;
+    let app = TestApp::with_config(
+        backend,
+        "[admin]\ntoken = \"admin-secret-token-0123456789abcdef\"",
+    )
+    .await;
     let client = flows::confidential(&app).await;
     let (_, body) = flows::token(&app, &client, &[("grant_type", "client_credentials")]).await;
     let access = body["access_token"].as_str().unwrap();
@@ -555,7 +559,7 @@ async fn introspection_requires_an_allowed_client(backend: Backend) {
     let admin = app
         .client
         .post(app.url("/oauth2/introspect"))
-        .bearer_auth("admin-secret-token")
+        .bearer_auth("admin-secret-token-0123456789abcdef")
         .form(&[("token", access)])
         .send()
         .await

@@ -398,12 +398,16 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         404
     );
 
-    let app = TestApp::with_config(backend, "[admin]\ntoken = \"adm-secret\"").await;
+    let app = TestApp::with_config(
+        backend,
+        "[admin]\ntoken = \"adm-secret-0123456789abcdefghijklmnop\"",
+    )
+    .await;
     let rs = flows::resource_server(&app).await;
     let admin = |path: &str| {
         app.client
             .get(app.url(path))
-            .bearer_auth("adm-secret")
+            .bearer_auth("adm-secret-0123456789abcdefghijklmnop")
             .send()
     };
     assert_eq!(
@@ -509,7 +513,7 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
     let revoke = |body: Value| {
         app.client
             .post(app.url("/admin/revoke-agents"))
-            .bearer_auth("adm-secret")
+            .bearer_auth("adm-secret-0123456789abcdefghijklmnop")
             .json(&body)
             .send()
     };
@@ -549,7 +553,13 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
 }
 
 async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
-    let app = TestApp::with_config(backend, "[admin]\ntoken = \"adm\"").await;
+    let app = TestApp::with_config(
+        backend,
+        "[admin]\ntoken = \"adm-0123456789abcdefghijklmnopqrstuvw\"",
+    )
+    .await;
+    // No principal here: the key must be unguessable (22 characters or more).
+    const KEY: &str = "key-1-0123456789abcdefghij";
     let send = |key: &str, body: Value| {
         app.client
             .post(app.url("/agent/auth"))
@@ -557,10 +567,10 @@ async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
             .json(&body)
             .send()
     };
-    let first = send("key-1", json!({"type": "anonymous"})).await.unwrap();
+    let first = send(KEY, json!({"type": "anonymous"})).await.unwrap();
     assert_eq!(first.status(), 200);
     let first = first.bytes().await.unwrap();
-    let retry = send("key-1", json!({"type": "anonymous"})).await.unwrap();
+    let retry = send(KEY, json!({"type": "anonymous"})).await.unwrap();
     assert_eq!(retry.status(), 200);
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     assert_eq!(retry.bytes().await.unwrap(), first, "byte for byte");
@@ -571,7 +581,7 @@ async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
     );
 
     let conflicting = send(
-        "key-1",
+        KEY,
         json!({"type": "anonymous", "requested_credential_type": "access_token"}),
     )
     .await
@@ -585,8 +595,8 @@ async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
     let other = app
         .client
         .post(app.url("/admin/revoke-agents"))
-        .bearer_auth("adm")
-        .header("Idempotency-Key", "key-1")
+        .bearer_auth("adm-0123456789abcdefghijklmnopqrstuvw")
+        .header("Idempotency-Key", KEY)
         .json(&json!({"all": true}))
         .send()
         .await
@@ -617,7 +627,7 @@ async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
     // After 24 hours the key may be used again for a new request.
     app.clock.advance(24 * 3600 + 1);
     let fresh = send(
-        "key-1",
+        KEY,
         json!({"type": "anonymous", "requested_credential_type": "access_token"}),
     )
     .await

@@ -78,13 +78,21 @@ async fn mcp_client_registers_and_completes_the_code_flow(backend: Backend) {
 }
 
 async fn confidential_registration_gets_a_working_secret(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    // A client acting for itself needs the operator's initial access token.
+    const IAT: &str = "iat-for-backends-0123456789abcdefghij";
+    let app = TestApp::with_config(
+        backend,
+        &format!("[oauth]\nregistration = \"token\"\ninitial_access_token = \"{IAT}\""),
+    )
+    .await;
     let resp = app
-        .post_json(
-            "/oauth2/register",
-            &json!({"client_name": "Backend", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}),
-        )
-        .await;
+        .client
+        .post(app.url("/oauth2/register"))
+        .bearer_auth(IAT)
+        .json(&json!({"client_name": "Backend", "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let reg: Value = resp.json().await.unwrap();
     let secret = reg["client_secret"].as_str().unwrap();
@@ -220,7 +228,7 @@ async fn bad_metadata_is_refused(backend: Backend) {
 async fn registration_can_be_gated_or_off(backend: Backend) {
     let gated = TestApp::with_config(
         backend,
-        "[oauth]\nregistration = \"token\"\ninitial_access_token = \"iat-secret\"",
+        "[oauth]\nregistration = \"token\"\ninitial_access_token = \"iat-secret-0123456789abcdefghijklmnop\"",
     )
     .await;
     let body = json!({"redirect_uris": ["https://a.example/cb"]});
@@ -233,7 +241,7 @@ async fn registration_can_be_gated_or_off(backend: Backend) {
     let resp = gated
         .client
         .post(gated.url("/oauth2/register"))
-        .bearer_auth("iat-secret")
+        .bearer_auth("iat-secret-0123456789abcdefghijklmnop")
         .json(&body)
         .send()
         .await
