@@ -434,13 +434,8 @@ impl Config {
                 let url = Url::parse(value)
                     .map_err(|e| ConfigError::new(key.clone(), format!("not a URL: {e}")))?;
                 // Keys fetched over plain http could be swapped by anyone on the path.
-                let loopback = match url.host() {
-                    Some(url::Host::Domain(d)) => d == "localhost",
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    None => false,
-                };
-                if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+                if !(url.scheme() == "https" || (url.scheme() == "http" && is_loopback_host(&url)))
+                {
                     return Err(ConfigError::new(
                         key,
                         "must be an https URL (http only on loopback)",
@@ -550,6 +545,17 @@ impl Config {
 
     pub fn database_url(&self) -> DatabaseUrl {
         DatabaseUrl::parse(&self.database.url).expect("validated at load")
+    }
+}
+
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`): where plain `http`
+/// cannot be intercepted on the network.
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

@@ -72,25 +72,37 @@ pub fn find_grant(conn: &mut DbConn, id: &str) -> QueryResult<Option<GrantRow>> 
 
 /// Revokes a grant and everything issued under it; returns whether the grant was live.
 pub fn revoke_grant(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<bool> {
-    let n = diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
-        .set(grants::revoked_at.eq(now))
-        .execute(conn)?;
+    Ok(revoke_grant_ids(conn, &[id.to_owned()], now)? == 1)
+}
+
+/// Revokes grants and every token issued under them; returns how many were live.
+fn revoke_grant_ids(conn: &mut DbConn, ids: &[String], now: i64) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let n = diesel::update(
+        grants::table
+            .filter(grants::id.eq_any(ids))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(now))
+    .execute(conn)?;
     // Access tokens carry their own revoked_at so introspection stays one row read.
     diesel::update(
         access_tokens::table
-            .filter(access_tokens::grant_id.eq(id))
+            .filter(access_tokens::grant_id.eq_any(ids))
             .filter(access_tokens::revoked_at.is_null()),
     )
     .set(access_tokens::revoked_at.eq(now))
     .execute(conn)?;
     diesel::update(
         refresh_tokens::table
-            .filter(refresh_tokens::grant_id.eq(id))
+            .filter(refresh_tokens::grant_id.eq_any(ids))
             .filter(refresh_tokens::revoked_at.is_null()),
     )
     .set(refresh_tokens::revoked_at.eq(now))
     .execute(conn)?;
-    Ok(n == 1)
+    Ok(n)
 }
 
 pub fn insert_access_token(conn: &mut DbConn, row: &AccessTokenRow) -> QueryResult<()> {
@@ -154,15 +166,15 @@ pub fn mark_refresh_used(
     Ok(n == 1)
 }
 
-/// Revokes every grant and access token of a client (before the client row goes).
-pub fn revoke_client_tokens(conn: &mut DbConn, client_id: &str, now: i64) -> QueryResult<()> {
-    diesel::update(
-        grants::table
-            .filter(grants::client_id.eq(client_id))
-            .filter(grants::revoked_at.is_null()),
-    )
-    .set(grants::revoked_at.eq(now))
-    .execute(conn)?;
+/// Revokes every grant (with its tokens) and access token of a client (before the client row
+/// goes); returns how many grants were live.
+pub fn revoke_client_tokens(conn: &mut DbConn, client_id: &str, now: i64) -> QueryResult<usize> {
+    let ids: Vec<String> = grants::table
+        .filter(grants::client_id.eq(client_id))
+        .filter(grants::revoked_at.is_null())
+        .select(grants::id)
+        .load(conn)?;
+    revoke_grant_ids(conn, &ids, now)?;
     diesel::update(
         access_tokens::table
             .filter(access_tokens::client_id.eq(client_id))
@@ -170,7 +182,7 @@ pub fn revoke_client_tokens(conn: &mut DbConn, client_id: &str, now: i64) -> Que
     )
     .set(access_tokens::revoked_at.eq(now))
     .execute(conn)?;
-    Ok(())
+    Ok(ids.len())
 }
 
 /// Revokes every grant (and its tokens) a user gave a client; returns how many.
@@ -186,10 +198,7 @@ pub fn revoke_user_client(
         .filter(grants::revoked_at.is_null())
         .select(grants::id)
         .load(conn)?;
-    for id in &ids {
-        revoke_grant(conn, id, now)?;
-    }
-    Ok(ids.len())
+    revoke_grant_ids(conn, &ids, now)
 }
 
 /// Revokes every grant (and its tokens) issued for a user, and their access tokens issued
@@ -200,9 +209,7 @@ pub fn revoke_user_grants(conn: &mut DbConn, user_id: &str, now: i64) -> QueryRe
         .filter(grants::revoked_at.is_null())
         .select(grants::id)
         .load(conn)?;
-    for id in &ids {
-        revoke_grant(conn, id, now)?;
-    }
+    revoke_grant_ids(conn, &ids, now)?;
     diesel::update(
         access_tokens::table
             .filter(access_tokens::user_id.eq(user_id))
@@ -226,8 +233,5 @@ pub fn revoke_provider_grants(
         .filter(grants::revoked_at.is_null())
         .select(grants::id)
         .load(conn)?;
-    for id in &ids {
-        revoke_grant(conn, id, now)?;
-    }
-    Ok(ids.len())
+    revoke_grant_ids(conn, &ids, now)
 }

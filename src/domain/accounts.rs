@@ -375,7 +375,7 @@ pub fn revoke_own(
             let reg = db::agents::find_registration(conn, id)?
                 .filter(|r| r.user_id.as_deref() == Some(user_id))
                 .ok_or_else(missing)?;
-            db::agents::revoke_registration(conn, &reg.id, now)?;
+            credentials::revoke_from(conn, now, credentials::Dying::Registration(&reg.id))?;
             audit::record(
                 conn,
                 now,
@@ -393,7 +393,11 @@ pub fn revoke_own(
             if db::accounts::delete_consent(conn, user_id, client_id)? == 0 {
                 return Err(missing());
             }
-            let n = db::tokens::revoke_user_client(conn, user_id, client_id, now)?;
+            let n = credentials::revoke_from(
+                conn,
+                now,
+                credentials::Dying::UserClient { user_id, client_id },
+            )?;
             audit::record(
                 conn,
                 now,

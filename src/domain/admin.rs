@@ -8,6 +8,7 @@ use crate::db::admin::AuditFilter;
 use crate::db::agents::RegistrationRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::credentials;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 pub const MAX_PAGE: i64 = 200;
@@ -133,7 +134,7 @@ pub fn revoke_agents(
         };
         let mut n = 0;
         for id in ids {
-            if db::agents::revoke_registration(conn, &id, now)? {
+            if credentials::revoke_from(conn, now, credentials::Dying::Registration(&id))? > 0 {
                 n += 1;
                 audit::record(
                     conn,

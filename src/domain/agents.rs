@@ -426,7 +426,7 @@ pub fn register_verified_email(
 /// Called when the claim email could not be sent: the registration is withdrawn so nothing
 /// waits for a message that never left.
 pub fn withdraw(conn: &mut DbConn, now: UnixTime, registration_id: &str) -> AppResult<()> {
-    db::agents::revoke_registration(conn, registration_id, now)?;
+    credentials::revoke_from(conn, now, credentials::Dying::Registration(registration_id))?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use url::Url;
 use crate::clock::UnixTime;
 use crate::db::{self, clients::ClientRow, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::credentials;
 use crate::domain::discovery::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
 };
@@ -290,7 +291,7 @@ pub fn list(conn: &mut DbConn) -> AppResult<Vec<Client>> {
 /// Deletes a client and revokes every token issued to it.
 pub fn delete(conn: &mut DbConn, now: UnixTime, client_id: &str) -> AppResult<bool> {
     db::write_tx(conn, |conn| {
-        db::tokens::revoke_client_tokens(conn, client_id, now)?;
+        credentials::revoke_from(conn, now, credentials::Dying::Client(client_id))?;
         Ok(db::clients::delete(conn, client_id)? == 1)
     })
 }

@@ -512,7 +512,7 @@ pub fn revoke(
             }
             Kind::RefreshToken => {
                 let grant = found.grant_id.as_deref().unwrap_or_default();
-                db::tokens::revoke_grant(conn, grant, ctx.now)?
+                revoke_from(conn, ctx.now, Dying::Grant(grant))? > 0
             }
             Kind::ApiKey => db::agents::revoke_api_key(conn, &p.id, ctx.now)?,
             Kind::IdentityAssertion => {
@@ -648,17 +648,46 @@ fn may_revoke(conn: &mut DbConn, revoker: &Revoker<'_>, owner: Option<&str>) -> 
     }
 }
 
-/// Everything issued for a user (being disabled): grants and their tokens, access tokens,
-/// agents bound to them, personal and workspace tokens, remembered consent. Returns how many
-/// grants, registrations and personal tokens were live.
-pub fn revoke_user(conn: &mut DbConn, now: UnixTime, user_id: &str) -> AppResult<usize> {
-    let mut n = db::tokens::revoke_user_grants(conn, user_id, now)?;
-    for reg in db::accounts::user_registrations(conn, user_id)? {
-        n += usize::from(db::agents::revoke_registration(conn, &reg.id, now)?);
-    }
-    n += db::accounts::revoke_user_tokens(conn, user_id, now)?;
-    db::accounts::delete_user_consents(conn, user_id)?;
-    Ok(n)
+/// A parent that dies, taking every credential that hangs from it (see [`Parent`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Dying<'a> {
+    /// One authorization: its access and refresh tokens.
+    Grant(&'a str),
+    /// An agent registration: its API keys, access tokens, grants and refresh tokens (identity
+    /// assertions stop at use: they name the registration).
+    Registration(&'a str),
+    /// A deleted client: its grants and tokens.
+    Client(&'a str),
+    /// A person disconnecting one app: that app's grants for them.
+    UserClient {
+        user_id: &'a str,
+        client_id: &'a str,
+    },
+    /// A disabled user: grants, access tokens, agents bound to them, personal and workspace
+    /// tokens, remembered consent.
+    User(&'a str),
+}
+
+/// Revokes everything that hangs from `dying`, in the caller's transaction. Returns how many
+/// parents were live (grants, registrations, personal tokens), for the audit row.
+pub fn revoke_from(conn: &mut DbConn, now: UnixTime, dying: Dying<'_>) -> AppResult<usize> {
+    Ok(match dying {
+        Dying::Grant(id) => usize::from(db::tokens::revoke_grant(conn, id, now)?),
+        Dying::Registration(id) => usize::from(db::agents::revoke_registration(conn, id, now)?),
+        Dying::Client(id) => db::tokens::revoke_client_tokens(conn, id, now)?,
+        Dying::UserClient { user_id, client_id } => {
+            db::tokens::revoke_user_client(conn, user_id, client_id, now)?
+        }
+        Dying::User(user_id) => {
+            let mut n = db::tokens::revoke_user_grants(conn, user_id, now)?;
+            for reg in db::accounts::user_registrations(conn, user_id)? {
+                n += usize::from(db::agents::revoke_registration(conn, &reg.id, now)?);
+            }
+            n += db::accounts::revoke_user_tokens(conn, user_id, now)?;
+            db::accounts::delete_user_consents(conn, user_id)?;
+            n
+        }
+    })
 }
 
 /// A provider's event for `(iss, sub)`: the registrations made with its ID-JAGs and the grants
@@ -671,7 +700,7 @@ pub fn revoke_provider_subject(
 ) -> AppResult<(Vec<crate::db::agents::RegistrationRow>, usize)> {
     let mut revoked = Vec::new();
     for reg in db::agents::by_provider_subject(conn, iss, sub)? {
-        if db::agents::revoke_registration(conn, &reg.id, now)? {
+        if revoke_from(conn, now, Dying::Registration(&reg.id))? > 0 {
             revoked.push(reg);
         }
     }

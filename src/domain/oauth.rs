@@ -223,13 +223,7 @@ fn redirect_identifies_client(redirect_uri: &str) -> bool {
     let Ok(url) = Url::parse(redirect_uri) else {
         return false;
     };
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => true,
-    };
-    url.scheme() == "https" && !loopback
+    url.scheme() == "https" && !crate::config::is_loopback_host(&url)
 }
 
 /// Records consent (widening any earlier one) and issues a code; returns the redirect URL.
@@ -388,5 +382,16 @@ mod tests {
                 ("iss".into(), "https://as.example".into()),
             ]
         );
+    }
+
+    #[test]
+    fn internal_errors_reach_the_page_as_a_reference_only() {
+        let AuthorizeError::Page(p) =
+            AuthorizeError::from(AppError::internal("database: database is locked"))
+        else {
+            panic!("an error page");
+        };
+        assert!(!p.description.contains("database"), "{}", p.description);
+        assert!(p.description.contains("reference"));
     }
 }

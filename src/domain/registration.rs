@@ -68,15 +68,9 @@ fn check_metadata_url(field: &str, value: &Value) -> Result<(), String> {
         .as_str()
         .ok_or_else(|| format!("{field} must be a URL string"))?;
     let url = url::Url::parse(text).map_err(|_| format!("{field} is not a URL"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match url.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if crate::config::is_loopback_host(&url) => Ok(()),
         _ => Err(format!("{field} must be an https URL")),
     }
 }

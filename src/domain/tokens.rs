@@ -320,7 +320,7 @@ pub fn exchange_code(
         };
         if row.used_at.is_some() {
             if let Some(first) = &row.grant_id {
-                db::tokens::revoke_grant(conn, first, ctx.now)?;
+                credentials::revoke_from(conn, ctx.now, credentials::Dying::Grant(first))?;
             }
             audit_token(
                 conn,
@@ -529,7 +529,7 @@ pub fn refresh(
                         return Ok(Ok(previous));
                     }
                 }
-                db::tokens::revoke_grant(conn, &grant.id, ctx.now)?;
+                credentials::revoke_from(conn, ctx.now, credentials::Dying::Grant(&grant.id))?;
                 audit_token(
                     conn,
                     ctx,

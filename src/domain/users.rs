@@ -240,7 +240,7 @@ pub fn disable(
     db::write_tx(conn, |conn| {
         db::users::set_disabled(conn, &row.id, now)?;
         db::users::delete_user_sessions(conn, &row.id)?;
-        let revoked = credentials::revoke_user(conn, now, &row.id)?;
+        let revoked = credentials::revoke_from(conn, now, credentials::Dying::User(&row.id))?;
         audit::record(
             conn,
             now,

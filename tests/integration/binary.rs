@@ -362,11 +362,35 @@ async fn client_and_user_commands() {
     .await;
     assert_eq!(code, 1);
     assert!(stderr.contains("loopback"), "{stderr}");
+    // Neither redirect URI nor grant type: a service acting for itself, client_credentials only.
+    let (code, stdout, stderr) = run(&mut cli(&[
+        "client",
+        "create",
+        "--name",
+        "Worker",
+        "--scope",
+        "api.read api.write",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let worker: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        worker["grant_types"],
+        serde_json::json!(["client_credentials"])
+    );
+    // With redirect URIs and no grant type: a person signs in through it, nothing more.
+    let (_, stdout, _) = run(&mut cli(&["client", "show", &client_id, "--json"])).await;
+    let billing: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        billing["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
 
     let (code, stdout, _) = run(&mut cli(&["client", "list", "--json"])).await;
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list.as_array().unwrap().len(), 3);
     assert!(!stdout.contains(&secret), "list never shows the secret");
     let (code, stdout, _) = run(&mut cli(&["client", "show", &client_id])).await;
     assert_eq!(code, 0);
@@ -398,6 +422,8 @@ async fn client_and_user_commands() {
     );
     let user: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(user["email"], "ops@example.com");
+    let (code, _, stderr) = run(&mut cli(&["user", "disable", "nobody@example.com"])).await;
+    assert_eq!(code, 1, "an unknown user is an error: {stderr}");
 
     // What was printed works; what is stored is not the plaintext.
     let mut config = authmd::config::Config::defaults();
@@ -413,6 +439,24 @@ async fn client_and_user_commands() {
     let login = authmd::domain::users::verify_login(&mut conn, "ops@example.com", "hunter2hunter2")
         .unwrap();
     assert_eq!(login.unwrap().id, user["id"].as_str().unwrap());
+    drop(conn);
+    // `user disable` by email: the account can no longer start a session.
+    let (code, stdout, stderr) =
+        run(&mut cli(&["user", "disable", "Ops@Example.com", "--json"])).await;
+    assert_eq!(code, 0, "{stderr}");
+    let disabled: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(disabled["disabled_at"].is_i64(), "{stdout}");
+    let mut conn = db.get().unwrap();
+    let session = authmd::domain::users::login(
+        &mut conn,
+        &config.rate_limit,
+        0,
+        "ops@example.com",
+        "hunter2hunter2",
+        None,
+    )
+    .unwrap();
+    assert!(session.is_none(), "a disabled user cannot sign in");
     drop(conn);
     let mut raw = std::fs::read(&db_path).unwrap();
     if let Ok(wal) = std::fs::read(dir.path().join("cli.db-wal")) {

@@ -364,3 +364,32 @@ pub async fn claimed_agent(app: &TestApp, email: &str, mail_index: usize) -> Val
     assert_eq!(done.status(), 200);
     reg
 }
+
+/// A browser signed in at /account as a new user; returns it and the user id.
+pub async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
+    let user_id = user(app, email).await;
+    let browser = browser();
+    let html = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = form_value(&html, "csrf_token").unwrap();
+    let resp = browser
+        .post(app.url("/login"))
+        .form(&[
+            ("email", email),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+            ("return_to", "/account"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "sign-in");
+    assert_eq!(resp.headers()["location"], "/account");
+    (browser, user_id)
+}

@@ -16,35 +16,6 @@ crate::db_tests!(
     idempotent_writes_replay_and_refuse_reuse,
 );
 
-/// A browser signed in as a new user at /account.
-async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
-    let user_id = flows::user(app, email).await;
-    let browser = flows::browser();
-    let html = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = flows::form_value(&html, "csrf_token").unwrap();
-    let resp = browser
-        .post(app.url("/login"))
-        .form(&[
-            ("email", email),
-            ("password", flows::PASSWORD),
-            ("csrf_token", &csrf),
-            ("return_to", "/account"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    assert_eq!(resp.headers()["location"], "/account");
-    (browser, user_id)
-}
-
 async fn create_token(app: &TestApp, bearer: &str, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/api/tokens"))
@@ -58,7 +29,7 @@ async fn create_token(app: &TestApp, bearer: &str, body: Value) -> reqwest::Resp
 async fn personal_tokens_lifecycle(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
-    let (browser, user_id) = signed_in(&app, "pat@example.com").await;
+    let (browser, user_id) = flows::signed_in(&app, "pat@example.com").await;
 
     let unauthenticated = app.client.get(app.url("/api/tokens")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
@@ -110,7 +81,7 @@ async fn personal_tokens_lifecycle(backend: Backend) {
     assert!(item.get("token").is_none() && item.get("token_hash").is_none());
 
     // Another user cannot delete it: 404, and it stays active.
-    let (other, _) = signed_in(&app, "other@example.com").await;
+    let (other, _) = flows::signed_in(&app, "other@example.com").await;
     let id = created["id"].as_str().unwrap();
     let resp = other
         .delete(app.url(&format!("/api/tokens/{id}")))
@@ -141,7 +112,7 @@ async fn personal_tokens_lifecycle(backend: Backend) {
 async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
-    let (browser, _) = signed_in(&app, "ws@example.com").await;
+    let (browser, _) = flows::signed_in(&app, "ws@example.com").await;
     let personal: Value = browser
         .post(app.url("/api/tokens"))
         .json(&json!({"name": "me"}))
@@ -201,7 +172,7 @@ async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
 async fn last_used_is_written_at_most_once_a_minute(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
-    let (browser, _) = signed_in(&app, "lu@example.com").await;
+    let (browser, _) = flows::signed_in(&app, "lu@example.com").await;
     let created: Value = browser
         .post(app.url("/api/tokens"))
         .json(&json!({}))
@@ -240,7 +211,7 @@ async fn account_page_lists_and_revokes(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
     let client = flows::confidential(&app).await;
-    let (browser, _) = signed_in(&app, "acct@example.com").await;
+    let (browser, _) = flows::signed_in(&app, "acct@example.com").await;
 
     // A claimed agent, an app with a grant, a personal token.
     let reg: Value = app
@@ -346,7 +317,7 @@ async fn account_page_lists_and_revokes(backend: Backend) {
     );
 
     // Someone else's agent is not yours to revoke.
-    let (stranger, _) = signed_in(&app, "stranger@example.com").await;
+    let (stranger, _) = flows::signed_in(&app, "stranger@example.com").await;
     let html = stranger
         .get(app.url("/account"))
         .send()

@@ -29,29 +29,7 @@ crate::db_tests!(
 
 /// A signed-in browser for a new user; returns it, the user id and a personal token it made.
 async fn person(app: &TestApp, email: &str) -> (reqwest::Client, String, String) {
-    let user_id = flows::user(app, email).await;
-    let browser = flows::browser();
-    let html = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = flows::form_value(&html, "csrf_token").unwrap();
-    let resp = browser
-        .post(app.url("/login"))
-        .form(&[
-            ("email", email),
-            ("password", flows::PASSWORD),
-            ("csrf_token", &csrf),
-            ("return_to", "/account"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303, "sign-in");
+    let (browser, user_id) = flows::signed_in(app, email).await;
     let created: Value = browser
         .post(app.url("/api/tokens"))
         .json(&json!({"name": "mine", "scopes": ["api.read", "api.write"]}))
