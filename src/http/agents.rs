@@ -388,11 +388,7 @@ async fn page_action(
         Err(page) => return *page,
     };
     if let Err(e) = limit(state, req, Action::Otp, Shape::Agent).await {
-        return pages::error_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            &e.error.to_string(),
-        );
+        return pages::failure_page(&e.error);
     }
     let token = params.owned("token").unwrap_or_default();
     let audit = extract::audit_context(req, &state.config);

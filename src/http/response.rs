@@ -193,7 +193,12 @@ pub struct BearerChallenge {
 fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
     let mut builder = HttpResponse::build(status_of(p.code));
     builder.insert_header((header::CACHE_CONTROL, "no-store"));
-    if let Some(seconds) = p.retry_after {
+    // Every 429 says when to come back; a lock with no natural end (a claim locked by wrong
+    // codes) can be retried, with a new attempt, at once.
+    let retry_after = p
+        .retry_after
+        .or((status_of(p.code) == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+    if let Some(seconds) = retry_after {
         builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
     }
     if let (Some((limit, window_s)), Some(reset_s)) = (p.rate_limit, p.retry_after) {
@@ -376,6 +381,12 @@ mod tests {
         let resp = ApiError::agent(p).error_response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        let resp = ApiError::new(ErrorCode::OtpLocked, "locked", Shape::Agent).error_response();
+        assert_eq!(resp.status(), 429);
+        assert!(
+            resp.headers().get(header::RETRY_AFTER).is_some(),
+            "every 429 has Retry-After"
+        );
     }
 
     #[actix_web::test]

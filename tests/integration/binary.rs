@@ -67,6 +67,27 @@ async fn bad_configuration_exits_2_naming_the_key() {
     let (code, _, stderr) = run(authmd(dir.path()).args(["serve", "--config", "bad.toml"])).await;
     assert_eq!(code, 2);
     assert_one_clean_line(&stderr, "server.bindd");
+    assert_eq!(
+        stderr.matches("bindd").count(),
+        1,
+        "the unknown key is named once: {stderr}"
+    );
+
+    // A removed key names its replacement.
+    std::fs::write(
+        dir.path().join("old.toml"),
+        "[server]\ntrust_forwarded_for = true\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(authmd(dir.path()).args(["serve", "--config", "old.toml"])).await;
+    assert_eq!(code, 2);
+    assert_one_clean_line(&stderr, "server.trusted_proxies");
+    let (code, _, stderr) = run(authmd(dir.path())
+        .arg("serve")
+        .env("AUTHMD_ADMIN__TOKEN", "too-short"))
+    .await;
+    assert_eq!(code, 2);
+    assert_one_clean_line(&stderr, "admin.token");
 
     std::fs::write(
         dir.path().join("bad2.toml"),
