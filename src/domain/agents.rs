@@ -859,19 +859,8 @@ pub fn revoke_for_provider(
     })
 }
 
-/// Adds the agent members to an introspection answer; false if the registration is not live.
-pub fn describe(
-    conn: &mut DbConn,
-    now: UnixTime,
-    registration_id: &str,
-    answer: &mut Introspection,
-) -> AppResult<bool> {
-    let Some(reg) = db::agents::find_registration(conn, registration_id)? else {
-        return Ok(false);
-    };
-    if !is_live(&reg, now) {
-        return Ok(false);
-    }
+/// Adds the agent members of an introspection answer for a live registration.
+pub fn describe(reg: &RegistrationRow, answer: &mut Introspection) {
     if reg.link == Some(true) {
         answer.owner_sub = reg.user_id.clone();
     }
@@ -880,7 +869,6 @@ pub fn describe(
         "type": reg.registration_type,
         "claimed": reg.status == "claimed",
     }));
-    Ok(true)
 }
 
 /// The JWT-bearer grant with an identity assertion authmd issued: single use (jti), then an

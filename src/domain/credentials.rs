@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::config::Config;
+use crate::db::agents::RegistrationRow;
 use crate::db::tokens::AccessTokenRow;
 use crate::db::{self, DbConn};
 use crate::domain::agents;
@@ -276,6 +277,8 @@ pub struct Live {
     pub workspace: Option<String>,
     /// A personal token's row id (its maker id for tokens it mints).
     pub token_id: Option<String>,
+    /// An agent credential's registration, read once and judged live.
+    pub registration: Option<RegistrationRow>,
 }
 
 /// The answer for a stored access-token row, and the registration that completes it (the
@@ -294,8 +297,7 @@ pub fn access_live(row: AccessTokenRow, now: UnixTime) -> Option<Live> {
         exp: Some(row.expires_at),
         iat: row.issued_at,
         aud: row.audience,
-        workspace: None,
-        token_id: None,
+        ..Default::default()
     })
 }
 
@@ -353,9 +355,10 @@ pub fn resolve(
                 registration_id: Some(reg.id.clone()),
                 // RFC 9068 `client_id` of an agent credential: its registration.
                 client_id: Some(reg.id.clone()),
-                scope: reg.scopes,
+                scope: reg.scopes.clone(),
                 iat: row.created_at,
                 aud: config.default_resource().to_owned(),
+                registration: Some(reg),
                 ..Default::default()
             })
         }
@@ -374,10 +377,11 @@ pub fn resolve(
                 user_id: reg.user_id.clone(),
                 registration_id: Some(reg.id.clone()),
                 client_id: Some(reg.id.clone()),
-                scope: reg.scopes,
+                scope: reg.scopes.clone(),
                 exp: Some(a.exp),
                 iat: reg.created_at,
                 aud: config.server.issuer.clone(),
+                registration: Some(reg),
                 ..Default::default()
             })
         }
@@ -409,18 +413,23 @@ pub fn resolve(
         | Kind::RegistrationAccessToken
         | Kind::AuthorizationCode => None,
     };
+    let Some(mut live) = live else {
+        return Ok(None);
+    };
     // An agent credential works only while its registration does (expired unclaimed, revoked).
-    if let Some(Live {
-        registration_id: Some(reg_id),
-        ..
-    }) = &live
-    {
-        match db::agents::find_registration(conn, reg_id)? {
-            Some(reg) if agents::is_live(&reg, now) => {}
-            _ => return Ok(None),
+    if let Some(reg_id) = &live.registration_id {
+        if live.registration.is_none() {
+            live.registration = db::agents::find_registration(conn, reg_id)?;
+        }
+        if !live
+            .registration
+            .as_ref()
+            .is_some_and(|reg| agents::is_live(reg, now))
+        {
+            return Ok(None);
         }
     }
-    Ok(live)
+    Ok(Some(live))
 }
 
 /// RFC 7662 answer for any presented token.
@@ -437,20 +446,14 @@ pub fn introspect(
     if !p.kind.spec().bearer {
         return Ok(Introspection::inactive());
     }
-    match resolve(conn, config, now, &p)? {
-        Some(live) => answer(conn, config, now, p.kind, live),
-        None => Ok(Introspection::inactive()),
-    }
+    Ok(match resolve(conn, config, now, &p)? {
+        Some(live) => answer(config, p.kind, live),
+        None => Introspection::inactive(),
+    })
 }
 
 /// Builds the introspection answer of a live credential.
-pub fn answer(
-    conn: &mut DbConn,
-    config: &Config,
-    now: UnixTime,
-    kind: Kind,
-    live: Live,
-) -> AppResult<Introspection> {
+pub fn answer(config: &Config, kind: Kind, live: Live) -> Introspection {
     let token_type = match kind {
         Kind::AccessToken | Kind::AccessJwt => "Bearer",
         other => other.spec().name,
@@ -468,12 +471,10 @@ pub fn answer(
         workspace: live.workspace,
         ..Default::default()
     };
-    if let Some(reg) = &live.registration_id {
-        if !agents::describe(conn, now, reg, &mut answer)? {
-            return Ok(Introspection::inactive());
-        }
+    if let Some(reg) = &live.registration {
+        agents::describe(reg, &mut answer);
     }
-    Ok(answer)
+    answer
 }
 
 /// Who is asking to revoke.
@@ -697,7 +698,7 @@ pub fn revoke_provider_subject(
     now: UnixTime,
     iss: &str,
     sub: &str,
-) -> AppResult<(Vec<crate::db::agents::RegistrationRow>, usize)> {
+) -> AppResult<(Vec<RegistrationRow>, usize)> {
     let mut revoked = Vec::new();
     for reg in db::agents::by_provider_subject(conn, iss, sub)? {
         if revoke_from(conn, now, Dying::Registration(&reg.id))? > 0 {
