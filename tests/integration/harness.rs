@@ -64,6 +64,7 @@ impl TestApp {
     /// Starts with `overlay` (TOML) laid over the defaults. `server.issuer` and `database.url`
     /// are set by the harness.
     pub async fn with_config(backend: Backend, overlay: &str) -> Self {
+        capture_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (db_url, guard) = match backend {
@@ -156,6 +157,41 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// Everything the servers of this test binary logged (authmd at debug, the rest at info), so
+/// tests can check that no secret ever reaches a log line.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("authmd=debug,info")
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+}
+
+/// The log lines captured so far.
+pub fn logged() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }
 
 /// Whether PostgreSQL tests should run.

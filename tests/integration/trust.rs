@@ -467,11 +467,17 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
             })
             .await
             .unwrap();
+        let log = crate::harness::logged();
+        assert!(
+            log.contains("authmd::access"),
+            "the log capture works: it holds access lines"
+        );
         for (kind, token, _) in &cases {
             assert!(
                 rows.iter().all(|r| !r.contains(token.as_str())),
                 "{kind:?} reached the audit log"
             );
+            assert!(!log.contains(token.as_str()), "{kind:?} reached the log");
         }
         let revoked = flows::audit_count(&app, "token.revoked").await;
         assert!(
@@ -485,7 +491,8 @@ async fn credentials_die_with_what_they_came_from(backend: Backend) {
     let provider = TestProvider::start().await;
     let app = TestApp::with_config(
         backend,
-        &format!("{}\nclaim_ttl_s = 600\n", provider.config()),
+        // Unclaimed registrations live 200 s, less than their identity assertions (300 s).
+        &format!("{}\nclaim_ttl_s = 200\n", provider.config()),
     )
     .await;
     let rs = flows::resource_server(&app).await;
@@ -513,7 +520,23 @@ async fn credentials_die_with_what_they_came_from(backend: Backend) {
         .await
         .unwrap();
     let refresh = grant["refresh_token"].as_str().unwrap().to_owned();
-    app.clock.advance(601);
+    let unused: Value = app
+        .post_json(
+            "/agent/auth",
+            &json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let unused = unused["credential"].as_str().unwrap().to_owned();
+    assert_eq!(flows::introspect(&app, &rs, &unused).await["active"], true);
+    app.clock.advance(201);
+    assert_eq!(
+        flows::introspect(&app, &rs, &unused).await["active"],
+        false,
+        "an identity assertion dies with its registration, before its own exp"
+    );
     let resp = app
         .client
         .post(app.url("/oauth2/token"))
