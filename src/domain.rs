@@ -8,6 +8,7 @@ pub mod admin;
 pub mod agents;
 pub mod audit;
 pub mod clients;
+pub mod context;
 pub mod credentials;
 pub mod discovery;
 pub mod idempotency;

@@ -90,7 +90,7 @@ impl AppState {
                     actor: Some("sweep".to_owned()),
                     ip: None,
                 };
-                let ctx = crate::domain::agents::AgentContext {
+                let ctx = crate::domain::context::Ctx {
                     config: &config,
                     keys: &keys,
                     now,

@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
-use crate::config::Config;
 use crate::db::agents::{ApiKeyRow, AttemptRow, RegistrationRow};
 use crate::db::tokens::GrantRow;
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::audit::{self, AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
+use crate::domain::context::Ctx;
 use crate::domain::credentials;
 use crate::domain::discovery::{paths, GRANT_JWT_BEARER};
 use crate::domain::mail::Email;
@@ -23,7 +23,7 @@ use crate::domain::providers::{VerifiedIdJag, VerifiedLogout};
 use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
-use crate::domain::tokens::{self, Introspection, Subject, TokenContext, TokenResponse};
+use crate::domain::tokens::{self, Introspection, Subject, TokenResponse};
 use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -68,29 +68,6 @@ impl CredentialType {
     }
 }
 
-/// Everything agent functions need besides the connection.
-pub struct AgentContext<'a> {
-    pub config: &'a Config,
-    pub keys: &'a crate::domain::keys::KeyRing,
-    pub now: UnixTime,
-    pub audit: &'a AuditContext,
-}
-
-impl AgentContext<'_> {
-    fn tokens(&self) -> TokenContext<'_> {
-        TokenContext {
-            config: self.config,
-            keys: self.keys,
-            now: self.now,
-            audit: self.audit,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.server.issuer)
-    }
-}
-
 /// The `sub` of a registration's credentials: the user after a merge (or for provider
 /// registrations), the agent's own principal otherwise.
 pub fn subject_of(reg: &RegistrationRow) -> &str {
@@ -115,7 +92,7 @@ pub fn is_live(reg: &RegistrationRow, now: UnixTime) -> bool {
 
 fn audit_reg(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     event: AuditEvent,
     reg: &RegistrationRow,
     detail: Value,
@@ -149,7 +126,7 @@ struct AssertionClaims {
 /// Mints a credential of `kind` for a registration; returns it and its expiry (None: none).
 fn issue_credential(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     reg: &RegistrationRow,
     kind: CredentialType,
 ) -> AppResult<(String, Option<i64>)> {
@@ -173,7 +150,7 @@ fn issue_credential(
         CredentialType::AccessToken => {
             let (token, ttl) = tokens::mint_access(
                 conn,
-                &ctx.tokens(),
+                ctx,
                 &Subject {
                     grant_id: None,
                     client_id: None,
@@ -213,7 +190,7 @@ fn scopes_json(s: &str) -> Value {
 }
 
 fn new_registration(
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     kind: &str,
     status: &str,
     credential: CredentialType,
@@ -244,7 +221,7 @@ fn new_registration(
 /// `type: anonymous`: a working credential at once with the pre-claim scopes.
 pub fn register_anonymous(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     kind: CredentialType,
 ) -> AppResult<Value> {
     if !ctx.config.agent.anonymous_enabled {
@@ -308,7 +285,7 @@ struct ClaimHtml<'a> {
 /// `server.issuer` only, never from request headers.
 fn open_attempt(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     reg: &RegistrationRow,
     email: &str,
     link: bool,
@@ -374,7 +351,7 @@ fn open_attempt(
 /// `type: identity_assertion` with a verified email: no credential until the person confirms.
 pub fn register_verified_email(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     email: &str,
     kind: CredentialType,
 ) -> AppResult<(Value, Email)> {
@@ -472,7 +449,7 @@ fn remember_jti(conn: &mut DbConn, issuer: &str, jti: &str, exp: i64) -> AppResu
 /// the matched or created user. Never a refresh token.
 pub fn register_id_jag(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     v: &VerifiedIdJag,
     kind: CredentialType,
 ) -> AppResult<Value> {
@@ -546,7 +523,7 @@ fn claimable(conn: &mut DbConn, now: UnixTime, claim_token: &str) -> AppResult<R
 /// the attempt is open sends nothing new.
 pub fn request_claim(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     claim_token: &str,
     email: &str,
     link: bool,
@@ -689,7 +666,7 @@ fn otp_hash(attempt_id: &str, otp: &str) -> String {
 }
 
 /// The page's button: mints a code (replacing any earlier one) and returns it to show.
-pub fn challenge(conn: &mut DbConn, ctx: &AgentContext<'_>, view_token: &str) -> AppResult<String> {
+pub fn challenge(conn: &mut DbConn, ctx: &Ctx<'_>, view_token: &str) -> AppResult<String> {
     write_tx(conn, |conn| {
         let attempt = attempt_by_view_token(conn, view_token)?;
         let reg = open_attempt_check(conn, ctx.now, &attempt)?;
@@ -712,7 +689,7 @@ pub fn challenge(conn: &mut DbConn, ctx: &AgentContext<'_>, view_token: &str) ->
 }
 
 /// "This wasn't me": cancels the attempt.
-pub fn cancel(conn: &mut DbConn, ctx: &AgentContext<'_>, view_token: &str) -> AppResult<()> {
+pub fn cancel(conn: &mut DbConn, ctx: &Ctx<'_>, view_token: &str) -> AppResult<()> {
     write_tx(conn, |conn| {
         let attempt = attempt_by_view_token(conn, view_token)?;
         let reg = open_attempt_check(conn, ctx.now, &attempt)?;
@@ -732,7 +709,7 @@ pub fn cancel(conn: &mut DbConn, ctx: &AgentContext<'_>, view_token: &str) -> Ap
 /// verified-email registrations get a fresh credential.
 pub fn complete(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     claim_token: &str,
     otp: &str,
 ) -> AppResult<Value> {
@@ -801,7 +778,7 @@ pub fn complete(
 }
 
 /// Closes unclaimed registrations whose window has passed; one audit row each.
-pub fn expire_unclaimed(conn: &mut DbConn, ctx: &AgentContext<'_>) -> AppResult<usize> {
+pub fn expire_unclaimed(conn: &mut DbConn, ctx: &Ctx<'_>) -> AppResult<usize> {
     write_tx(conn, |conn| {
         let expired = db::agents::expired_unclaimed(conn, ctx.now)?;
         for reg in &expired {
@@ -823,7 +800,7 @@ pub fn expire_unclaimed(conn: &mut DbConn, ctx: &AgentContext<'_>) -> AppResult<
 /// `(iss, sub)`.
 pub fn revoke_for_provider(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     v: &VerifiedLogout,
 ) -> AppResult<usize> {
     write_tx(conn, |conn| {
@@ -875,7 +852,7 @@ pub fn describe(reg: &RegistrationRow, answer: &mut Introspection) {
 /// access token and a rotating refresh token for the registration.
 pub fn exchange_identity_assertion(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     client: Option<&Client>,
     assertion: &str,
     scope: Option<&str>,
@@ -941,7 +918,7 @@ pub fn exchange_identity_assertion(
             provider_sub: None,
         };
         db::tokens::insert_grant(conn, &grant)?;
-        let response = tokens::issue_for_grant(conn, &ctx.tokens(), &grant, &scopes, true)?;
+        let response = tokens::issue_for_grant(conn, ctx, &grant, &scopes, true)?;
         audit_reg(
             conn,
             ctx,
@@ -980,7 +957,7 @@ pub fn assertion_scopes(flow: &Scopes, claim: Option<&str>) -> AppResult<Scopes>
 /// grant that remembers `(iss, sub)` so the provider's logout revokes it. Never a refresh token.
 pub fn exchange_id_jag(
     conn: &mut DbConn,
-    ctx: &AgentContext<'_>,
+    ctx: &Ctx<'_>,
     client: &Client,
     v: &VerifiedIdJag,
     scope: Option<&str>,
@@ -1024,10 +1001,10 @@ pub fn exchange_id_jag(
             provider_sub: Some(v.sub.clone()),
         };
         db::tokens::insert_grant(conn, &grant)?;
-        let response = tokens::issue_for_grant(conn, &ctx.tokens(), &grant, &scopes, false)?;
+        let response = tokens::issue_for_grant(conn, ctx, &grant, &scopes, false)?;
         tokens::audit_token(
             conn,
-            &ctx.tokens(),
+            ctx,
             AuditEvent::TokenIssued,
             Some(&client.client_id),
             Some(&user_id),

@@ -23,9 +23,10 @@ use crate::db::{self, DbConn};
 use crate::domain::agents;
 use crate::domain::audit::{self, AuditEntry, AuditEvent};
 use crate::domain::clients::{self, Client};
+use crate::domain::context::Ctx;
 use crate::domain::keys::KeyRing;
 use crate::domain::secrets::{prefix, HashedToken};
-use crate::domain::tokens::{Introspection, TokenContext};
+use crate::domain::tokens::Introspection;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// The kinds of credential authmd issues.
@@ -490,7 +491,7 @@ pub enum Revoker<'a> {
 /// whoever holds it (possession proves ownership).
 pub fn revoke(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     revoker: Revoker<'_>,
     token: &str,
 ) -> AppResult<()> {

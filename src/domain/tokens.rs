@@ -18,9 +18,10 @@ use crate::db::clients::ClientRow;
 use crate::db::point_reads::{PointReads, PointRows};
 use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::agents::{self, AgentContext};
-use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::agents;
+use crate::domain::audit::{self, AuditEntry, AuditEvent};
 use crate::domain::clients::{self, Client, ClientAuth};
+use crate::domain::context::Ctx;
 use crate::domain::credentials::{self, Kind};
 use crate::domain::discovery::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
@@ -31,14 +32,6 @@ use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{self, constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
-
-/// What every issuing function needs besides the connection.
-pub struct TokenContext<'a> {
-    pub config: &'a Config,
-    pub keys: &'a KeyRing,
-    pub now: UnixTime,
-    pub audit: &'a AuditContext,
-}
 
 /// RFC 6749 §5.1 successful response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -140,11 +133,7 @@ struct AccessClaims {
 }
 
 /// Mints and stores an access token; returns it and its lifetime.
-pub fn mint_access(
-    conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
-    s: &Subject<'_>,
-) -> AppResult<(String, i64)> {
+pub fn mint_access(conn: &mut DbConn, ctx: &Ctx<'_>, s: &Subject<'_>) -> AppResult<(String, i64)> {
     let ttl = ctx.config.tokens.access_token_ttl_s;
     let subject = s.subject;
     let (token, id, prefix_shown, format) = match ctx.config.tokens.access_token_format {
@@ -197,11 +186,7 @@ pub fn mint_access(
     Ok((token, ttl))
 }
 
-fn mint_refresh(
-    conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
-    grant_id: &str,
-) -> AppResult<PlainToken> {
+fn mint_refresh(conn: &mut DbConn, ctx: &Ctx<'_>, grant_id: &str) -> AppResult<PlainToken> {
     let token = PlainToken::generate(prefix::REFRESH_TOKEN);
     db::tokens::insert_refresh_token(
         conn,
@@ -222,7 +207,7 @@ fn mint_refresh(
 /// Issues an access token (and a refresh token when the client may refresh) under `grant`.
 pub fn issue_for_grant(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     grant: &GrantRow,
     scope: &str,
     with_refresh: bool,
@@ -256,7 +241,7 @@ pub fn issue_for_grant(
 
 pub fn audit_token(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     event: AuditEvent,
     client_id: Option<&str>,
     user_id: Option<&str>,
@@ -294,7 +279,7 @@ pub fn s256(verifier: &str) -> String {
 /// `grant_type=authorization_code`.
 pub fn exchange_code(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     client: &Client,
     code: &str,
     redirect_uri: Option<&str>,
@@ -403,7 +388,7 @@ pub fn exchange_code(
 /// `grant_type=client_credentials`: the client acts for itself; no refresh token.
 pub fn client_credentials(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     client: &Client,
     scope: Option<&str>,
     resource: Option<&str>,
@@ -463,7 +448,7 @@ fn open(presented: &str, sealed: &[u8]) -> Option<TokenResponse> {
 /// `tokens.refresh_grace_s` gets the same new pair; later, reuse revokes the whole grant.
 pub fn refresh(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     client: Option<&Client>,
     presented: &str,
     scope: Option<&str>,
@@ -602,11 +587,7 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str>
 /// `rate_limit.client_auth_failures` failures for one client from one IP in a window, the
 /// secret is not even checked (`429 temporarily_unavailable`), so it cannot be guessed online.
 /// The failure count is written outside any transaction, so it stays when the request fails.
-fn authenticate_limited(
-    conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
-    auth: &ClientAuth,
-) -> AppResult<Client> {
+fn authenticate_limited(conn: &mut DbConn, ctx: &Ctx<'_>, auth: &ClientAuth) -> AppResult<Client> {
     let limits = &ctx.config.rate_limit;
     let ip = ctx.audit.ip.as_deref();
     ratelimit::client_auth_allowed(conn, limits, ctx.now, auth.client_id(), ip)?;
@@ -622,7 +603,7 @@ fn authenticate_limited(
 /// without a client.
 pub fn token_request(
     conn: &mut DbConn,
-    ctx: &TokenContext<'_>,
+    ctx: &Ctx<'_>,
     auth: Option<&ClientAuth>,
     req: &TokenRequest,
 ) -> AppResult<TokenResponse> {
@@ -662,32 +643,24 @@ pub fn token_request(
             req.scope.as_deref(),
             req.resource.as_deref(),
         ),
-        GRANT_JWT_BEARER => {
-            let actx = AgentContext {
-                config: ctx.config,
-                keys: ctx.keys,
-                now: ctx.now,
-                audit: ctx.audit,
-            };
-            match &req.id_jag {
-                Some(v) => agents::exchange_id_jag(
-                    conn,
-                    &actx,
-                    need_client()?,
-                    v,
-                    req.scope.as_deref(),
-                    req.resource.as_deref(),
-                ),
-                None => agents::exchange_identity_assertion(
-                    conn,
-                    &actx,
-                    client.as_ref(),
-                    required(&req.assertion, "assertion")?,
-                    req.scope.as_deref(),
-                    req.resource.as_deref(),
-                ),
-            }
-        }
+        GRANT_JWT_BEARER => match &req.id_jag {
+            Some(v) => agents::exchange_id_jag(
+                conn,
+                ctx,
+                need_client()?,
+                v,
+                req.scope.as_deref(),
+                req.resource.as_deref(),
+            ),
+            None => agents::exchange_identity_assertion(
+                conn,
+                ctx,
+                client.as_ref(),
+                required(&req.assertion, "assertion")?,
+                req.scope.as_deref(),
+                req.resource.as_deref(),
+            ),
+        },
         "" => Err(AppError::protocol(
             ErrorCode::InvalidRequest,
             "grant_type is required",

@@ -9,8 +9,9 @@ use serde_json::Value;
 use super::extract::{self, Params};
 use super::pages;
 use super::response::{no_store_json, ApiError, Shape};
-use crate::domain::agents::{self, AgentContext, AttemptState, CredentialType};
+use crate::domain::agents::{self, AttemptState, CredentialType};
 use crate::domain::audit::AuditContext;
+use crate::domain::context::Ctx;
 use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
 use crate::domain::ratelimit::{self, Action};
 use crate::error::{AppError, ErrorCode};
@@ -56,13 +57,13 @@ pub async fn limit(
 async fn run_agents<T, F>(state: &AppState, audit: AuditContext, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
-    F: FnOnce(&mut crate::db::DbConn, &AgentContext<'_>) -> Result<T, AppError> + Send + 'static,
+    F: FnOnce(&mut crate::db::DbConn, &Ctx<'_>) -> Result<T, AppError> + Send + 'static,
 {
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     state
         .db
         .write(move |conn| {
-            let ctx = AgentContext {
+            let ctx = Ctx {
                 config: &config,
                 keys: &keys,
                 now,

@@ -27,6 +27,19 @@ impl Params {
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {
         let mut map = HashMap::with_capacity(pairs.len());
         for (k, v) in pairs {
+            // Form decoding replaces invalid UTF-8 with U+FFFD, which no OAuth parameter
+            // carries legitimately; a NUL would be refused by PostgreSQL and stored by SQLite.
+            let bad = |s: &str| s.contains(['\0', '\u{FFFD}']);
+            if bad(&k) || bad(&v) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "parameter {:?} contains a NUL character or invalid UTF-8",
+                        k.replace(['\0', '\u{FFFD}'], "?")
+                    ),
+                    Shape::OAuth,
+                ));
+            }
             if map.contains_key(&k) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRequest,
@@ -302,6 +315,9 @@ mod tests {
             ("a".to_owned(), "2".to_owned()),
         ];
         assert!(Params::from_pairs(dup).is_err());
+        for bad in ["a\0b", "a\u{FFFD}b"] {
+            assert!(Params::from_pairs(vec![("a".to_owned(), bad.to_owned())]).is_err());
+        }
         let ok = Params::from_pairs(vec![("a".to_owned(), "1".to_owned())]).unwrap();
         assert_eq!(ok.get("a"), Some("1"));
         assert!(ok.require("b").is_err());

@@ -6,10 +6,11 @@ use super::extract::{self, Params};
 use super::response::{no_store_json, ApiError, Shape};
 use crate::db::DbConn;
 use crate::domain::clients::{self, ClientAuth};
+use crate::domain::context::Ctx;
 use crate::domain::credentials::{self, Revoker};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::providers;
-use crate::domain::tokens::{self, Introspection, TokenContext, TokenRequest, TokenResponse};
+use crate::domain::tokens::{self, Introspection, TokenRequest, TokenResponse};
 use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
@@ -63,7 +64,7 @@ pub async fn token(
     let response: TokenResponse = state
         .db
         .write(move |conn| {
-            let ctx = TokenContext {
+            let ctx = Ctx {
                 config: &config,
                 keys: &keys,
                 now,
@@ -95,7 +96,7 @@ pub async fn revoke(
     state
         .db
         .run(move |conn| {
-            let ctx = TokenContext {
+            let ctx = Ctx {
                 config: &config,
                 keys: &keys,
                 now,

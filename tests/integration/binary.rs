@@ -514,7 +514,7 @@ async fn admin_revoke_agents_command() {
     authmd::domain::keys::ensure_signing_key(&mut conn, now).unwrap();
     let keys = authmd::domain::keys::load_ring(&mut conn, now, &config).unwrap();
     let audit = authmd::domain::audit::AuditContext::cli();
-    let ctx = authmd::domain::agents::AgentContext {
+    let ctx = authmd::domain::context::Ctx {
         config: &config,
         keys: &keys,
         now,
