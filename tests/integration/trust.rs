@@ -832,16 +832,49 @@ async fn provider_keys_cannot_be_fetched_by_strangers(backend: Backend) {
         after_first,
         "unknown kids fetched nothing within the refetch interval"
     );
-    // After the interval, one unknown kid may fetch once.
+    // After the interval, one unknown kid fetches once; the next waits for the interval again.
     app.clock.advance(61);
-    let stale = provider.id_jag(&app.base, app.now(), json!({}));
+    let stranger = |i: usize| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("oauth-id-jag+jwt".into());
+        header.kid = Some(format!("later-{i}"));
+        let now = app.now();
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+            URL_SAFE_NO_PAD.encode(
+                json!({"iss": provider.issuer, "sub": "s", "aud": app.base, "iat": now, "exp": now + 60, "jti": format!("l{i}")}).to_string()
+            ),
+            URL_SAFE_NO_PAD.encode(b"sig")
+        )
+    };
+    for i in 0..3 {
+        let resp = app
+            .post_json(
+                "/agent/auth",
+                &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": stranger(i)}),
+            )
+            .await;
+        assert_eq!(resp.status(), 400);
+    }
+    assert_eq!(
+        provider.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        after_first + 1,
+        "one fetch after the interval, not one per unknown kid"
+    );
+    // A known kid is served from the cache.
+    let known = provider.id_jag(&app.base, app.now(), json!({}));
     let resp = app
         .post_json(
             "/agent/auth",
-            &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": stale}),
+            &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": known}),
         )
         .await;
-    assert_eq!(resp.status(), 200, "a known kid never needs a fetch");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        provider.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        after_first + 1
+    );
 }
 
 /// A request from `ip` through a trusted proxy on loopback.
