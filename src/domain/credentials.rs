@@ -73,9 +73,10 @@ pub struct KindSpec {
     pub kind: Kind,
     /// Its `token_type` in introspection answers and audit rows.
     pub name: &'static str,
-    /// RFC 7009 `token_type_hint` values that name it.
-    pub hints: &'static [&'static str],
     pub parents: &'static [Parent],
+    /// The type prefix of a random secret (stored as its SHA-256). `None`: a JWT, recognised by
+    /// its signature, or the API key, whose prefix is configured (`agent.api_key_prefix`).
+    pub prefix: Option<&'static str>,
     /// Whether a resource server may accept it: only these ever introspect `active: true`.
     /// The others are one-step secrets of a ceremony, never bearer credentials for an API.
     pub bearer: bool,
@@ -85,7 +86,6 @@ pub const KINDS: [KindSpec; 10] = [
     KindSpec {
         kind: Kind::AccessToken,
         name: "access_token",
-        hints: &["access_token"],
         parents: &[
             Parent::Grant,
             Parent::Registration,
@@ -93,12 +93,12 @@ pub const KINDS: [KindSpec; 10] = [
             Parent::User,
             Parent::ProviderSubject,
         ],
+        prefix: Some(prefix::ACCESS_TOKEN),
         bearer: true,
     },
     KindSpec {
         kind: Kind::AccessJwt,
         name: "access_token",
-        hints: &["access_token"],
         parents: &[
             Parent::Grant,
             Parent::Registration,
@@ -106,67 +106,68 @@ pub const KINDS: [KindSpec; 10] = [
             Parent::User,
             Parent::ProviderSubject,
         ],
+        prefix: None,
         bearer: true,
     },
     KindSpec {
         kind: Kind::RefreshToken,
         name: "refresh_token",
-        hints: &["refresh_token"],
         parents: &[
             Parent::Grant,
             Parent::Registration,
             Parent::Client,
             Parent::User,
         ],
+        prefix: Some(prefix::REFRESH_TOKEN),
         bearer: true,
     },
     KindSpec {
         kind: Kind::ApiKey,
         name: "api_key",
-        hints: &["api_key"],
         parents: &[Parent::Registration, Parent::User, Parent::ProviderSubject],
+        prefix: None,
         bearer: true,
     },
     KindSpec {
         kind: Kind::IdentityAssertion,
         name: "identity_assertion",
-        hints: &["identity_assertion"],
         parents: &[Parent::Registration, Parent::User],
+        prefix: None,
         bearer: true,
     },
     KindSpec {
         kind: Kind::PersonalToken,
         name: "personal_token",
-        hints: &["personal_token"],
         parents: &[Parent::User, Parent::MakerToken],
+        prefix: Some(prefix::PERSONAL_TOKEN),
         bearer: true,
     },
     KindSpec {
         kind: Kind::ClaimToken,
         name: "claim_token",
-        hints: &["claim_token"],
         parents: &[Parent::Registration],
+        prefix: Some(prefix::CLAIM_TOKEN),
         bearer: false,
     },
     KindSpec {
         kind: Kind::ClaimAttempt,
         name: "claim_attempt_token",
-        hints: &["claim_attempt_token"],
         parents: &[Parent::Registration],
+        prefix: Some(prefix::CLAIM_ATTEMPT),
         bearer: false,
     },
     KindSpec {
         kind: Kind::RegistrationAccessToken,
         name: "registration_access_token",
-        hints: &["registration_access_token"],
         parents: &[Parent::Client],
+        prefix: Some(prefix::REGISTRATION_TOKEN),
         bearer: false,
     },
     KindSpec {
         kind: Kind::AuthorizationCode,
         name: "authorization_code",
-        hints: &["authorization_code"],
         parents: &[Parent::Client, Parent::User],
+        prefix: Some(prefix::AUTH_CODE),
         bearer: false,
     },
 ];
@@ -198,8 +199,9 @@ struct AssertionRef {
     registration_id: String,
 }
 
-/// The configurable prefixes (API keys) first, so an operator's prefix that happens to start
-/// like a built-in one still means what they configured.
+/// Which kind a presented secret is, from the table: its type prefix, or a JWT signature by one
+/// of authmd's keys. The configured API key prefix is tried first, so an operator's prefix that
+/// starts like a built-in one still means what they configured.
 pub fn recognise(config: &Config, keys: &KeyRing, token: &str) -> Option<Presented> {
     let hashed = |kind| {
         Some(Presented {
@@ -211,18 +213,11 @@ pub fn recognise(config: &Config, keys: &KeyRing, token: &str) -> Option<Present
     if token.starts_with(config.agent.api_key_prefix.as_str()) {
         return hashed(Kind::ApiKey);
     }
-    for (p, kind) in [
-        (prefix::PERSONAL_TOKEN, Kind::PersonalToken),
-        (prefix::ACCESS_TOKEN, Kind::AccessToken),
-        (prefix::REFRESH_TOKEN, Kind::RefreshToken),
-        (prefix::CLAIM_TOKEN, Kind::ClaimToken),
-        (prefix::CLAIM_ATTEMPT, Kind::ClaimAttempt),
-        (prefix::REGISTRATION_TOKEN, Kind::RegistrationAccessToken),
-        (prefix::AUTH_CODE, Kind::AuthorizationCode),
-    ] {
-        if token.starts_with(p) {
-            return hashed(kind);
-        }
+    if let Some(spec) = KINDS
+        .iter()
+        .find(|s| s.prefix.is_some_and(|p| token.starts_with(p)))
+    {
+        return hashed(spec.kind);
     }
     if token.matches('.').count() == 2 {
         return recognise_jwt(config, keys, token);
