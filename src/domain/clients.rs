@@ -10,10 +10,12 @@ use url::Url;
 use crate::clock::UnixTime;
 use crate::db::{self, clients::ClientRow, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::context::Ctx;
 use crate::domain::credentials;
 use crate::domain::discovery::{
     GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
 };
+use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{prefix, random_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -332,6 +334,25 @@ pub fn authenticate(conn: &mut DbConn, auth: &ClientAuth) -> AppResult<Client> {
             .map(|c| (c.is_public, c.secret_hash.as_deref())),
     )?;
     client.ok_or_else(|| invalid_client("client authentication failed"))
+}
+
+/// Client authentication at the token and revocation endpoints, limited: after
+/// `rate_limit.client_auth_failures` failures for one client from one IP in a window, the
+/// secret is not even checked (`429 temporarily_unavailable`), so it cannot be guessed online.
+/// The failure count is written outside any transaction, so it stays when the request fails.
+pub fn authenticate_limited(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    auth: &ClientAuth,
+) -> AppResult<Client> {
+    let limits = &ctx.config.rate_limit;
+    let ip = ctx.audit.ip.as_deref();
+    ratelimit::client_auth_allowed(conn, limits, ctx.now, auth.client_id(), ip)?;
+    let result = authenticate(conn, auth);
+    if matches!(&result, Err(e) if e.code() == Some(ErrorCode::InvalidClient)) {
+        ratelimit::client_auth_failed(conn, limits, ctx.now, auth.client_id(), ip)?;
+    }
+    result
 }
 
 /// [`authenticate`] against a client row already read (`None`: no such client). The row stays

@@ -22,7 +22,7 @@ use crate::db::tokens::AccessTokenRow;
 use crate::db::{self, DbConn};
 use crate::domain::agents;
 use crate::domain::audit::{self, AuditEntry, AuditEvent};
-use crate::domain::clients::{self, Client};
+use crate::domain::clients::{self, Client, ClientAuth};
 use crate::domain::context::Ctx;
 use crate::domain::keys::KeyRing;
 use crate::domain::secrets::{prefix, HashedToken};
@@ -474,7 +474,7 @@ pub fn answer(config: &Config, kind: Kind, live: Live) -> Introspection {
 }
 
 /// Who is asking to revoke.
-pub enum Revoker<'a> {
+enum Revoker<'a> {
     /// An authenticated confidential client, or a public client naming itself.
     Client(&'a Client),
     /// No client authentication: possession of the token is the only proof.
@@ -487,9 +487,13 @@ pub enum Revoker<'a> {
 pub fn revoke(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
-    revoker: Revoker<'_>,
+    auth: Option<&ClientAuth>,
     token: &str,
 ) -> AppResult<()> {
+    let client = auth
+        .map(|a| clients::authenticate_limited(conn, ctx, a))
+        .transpose()?;
+    let revoker = client.as_ref().map_or(Revoker::Holder, Revoker::Client);
     let Some(p) = recognise(ctx.config, ctx.keys, token) else {
         return Ok(());
     };

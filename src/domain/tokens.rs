@@ -28,7 +28,6 @@ use crate::domain::discovery::{
 };
 use crate::domain::keys::KeyRing;
 use crate::domain::providers::VerifiedIdJag;
-use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{self, constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -583,21 +582,6 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str>
         .ok_or_else(|| AppError::protocol(ErrorCode::InvalidRequest, format!("{name} is required")))
 }
 
-/// Client authentication at the token endpoint, limited: after
-/// `rate_limit.client_auth_failures` failures for one client from one IP in a window, the
-/// secret is not even checked (`429 temporarily_unavailable`), so it cannot be guessed online.
-/// The failure count is written outside any transaction, so it stays when the request fails.
-fn authenticate_limited(conn: &mut DbConn, ctx: &Ctx<'_>, auth: &ClientAuth) -> AppResult<Client> {
-    let limits = &ctx.config.rate_limit;
-    let ip = ctx.audit.ip.as_deref();
-    ratelimit::client_auth_allowed(conn, limits, ctx.now, auth.client_id(), ip)?;
-    let result = clients::authenticate(conn, auth);
-    if matches!(&result, Err(e) if e.code() == Some(ErrorCode::InvalidClient)) {
-        ratelimit::client_auth_failed(conn, limits, ctx.now, auth.client_id(), ip)?;
-    }
-    result
-}
-
 /// `POST /oauth2/token`: authenticates the client (when one is presented), then runs the
 /// requested grant. Only agent grants (identity assertions and their refresh tokens) may come
 /// without a client.
@@ -608,7 +592,7 @@ pub fn token_request(
     req: &TokenRequest,
 ) -> AppResult<TokenResponse> {
     let client = auth
-        .map(|a| authenticate_limited(conn, ctx, a))
+        .map(|a| clients::authenticate_limited(conn, ctx, a))
         .transpose()?;
     let need_client = || {
         client.as_ref().ok_or_else(|| {

@@ -5,13 +5,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::extract::{self, Params};
 use super::response::{no_store_json, ApiError, Shape};
 use crate::db::DbConn;
-use crate::domain::clients::{self, ClientAuth};
 use crate::domain::context::Ctx;
-use crate::domain::credentials::{self, Revoker};
+use crate::domain::credentials;
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::providers;
 use crate::domain::tokens::{self, Introspection, TokenRequest, TokenResponse};
-use crate::error::{AppError, ErrorCode};
+use crate::error::ErrorCode;
 use crate::state::AppState;
 
 type Form = web::Form<Vec<(String, String)>>;
@@ -102,21 +101,7 @@ pub async fn revoke(
                 now,
                 audit: &audit,
             };
-            let client = match &auth {
-                Some(auth @ ClientAuth::Secret { .. }) => Some(clients::authenticate(conn, auth)?),
-                Some(ClientAuth::Public { client_id }) => match clients::find(conn, client_id)? {
-                    Some(c) if c.is_public => Some(c),
-                    _ => {
-                        return Err(AppError::protocol(
-                            ErrorCode::InvalidClient,
-                            "client authentication failed",
-                        ))
-                    }
-                },
-                None => None,
-            };
-            let revoker = client.as_ref().map_or(Revoker::Holder, Revoker::Client);
-            credentials::revoke(conn, &ctx, revoker, &token)
+            credentials::revoke(conn, &ctx, auth.as_ref(), &token)
         })
         .await?;
     Ok(HttpResponse::Ok()

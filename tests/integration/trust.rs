@@ -1051,6 +1051,17 @@ async fn mail_and_client_authentication_are_limited(backend: Backend) {
     let (status, body) = flows::token(&app, &client, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"], "temporarily_unavailable");
+    // The revocation endpoint authenticates clients too: same window, no online guessing there.
+    let resp = app
+        .client
+        .post(app.url("/oauth2/revoke"))
+        .basic_auth(&client.id, client.secret.as_ref())
+        .form(&[("token", "at_whatever")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
 }
 
 async fn pages_do_not_remember_loopback_consent_or_leak_errors(backend: Backend) {
