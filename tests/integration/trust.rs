@@ -691,11 +691,6 @@ async fn assertions_are_bounded(backend: Backend) {
     let provider = TestProvider::start().await;
     let app = TestApp::with_config(backend, &provider.config()).await;
     let now = app.now();
-    let register = |jag: String| {
-        let body = json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": jag});
-        let app = &app;
-        async move { app.post_json("/agent/auth", &body).await }
-    };
     // nbf in the future, a 100-year lifetime, the wrong typ: each refused.
     for (what, jag) in [
         ("nbf", provider.id_jag(&app.base, now, json!({"nbf": now + 3600}))),
@@ -708,7 +703,7 @@ async fn assertions_are_bounded(backend: Backend) {
             ),
         ),
     ] {
-        let resp = register(jag).await;
+        let resp = register_jag(&app, &jag).await;
         assert_eq!(resp.status(), 400, "{what}");
     }
     // A logout token must be typed as one.
@@ -741,7 +736,7 @@ async fn assertions_are_bounded(backend: Backend) {
         now,
         json!({"client_id": client.id, "scope": "api.read"}),
     );
-    let resp = register(bound).await;
+    let resp = register_jag(&app, &bound).await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_request");
@@ -751,12 +746,12 @@ async fn assertions_are_bounded(backend: Backend) {
         now,
         json!({"client_id": "provider-agent-7", "scope": "api.read"}),
     );
-    let resp = register(own).await;
+    let resp = register_jag(&app, &own).await;
     assert_eq!(resp.status(), 200);
     let reg: Value = resp.json().await.unwrap();
     assert_eq!(reg["scopes"], json!(["api.read"]));
     let nothing = provider.id_jag(&app.base, now, json!({"scope": "admin.everything"}));
-    let resp = register(nothing).await;
+    let resp = register_jag(&app, &nothing).await;
     assert_eq!(resp.status(), 400);
     // The JWT-bearer grant needs a client registered for it.
     let plain = flows::confidential(&app).await;
@@ -796,85 +791,60 @@ async fn assertions_are_bounded(backend: Backend) {
 async fn provider_keys_cannot_be_fetched_by_strangers(backend: Backend) {
     let provider = TestProvider::start().await;
     let app = TestApp::with_config(backend, &provider.config()).await;
-    let now = app.now();
-    let good = provider.id_jag(&app.base, now, json!({}));
-    let resp = app
-        .post_json(
-            "/agent/auth",
-            &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": good}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let after_first = provider.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let fetches = || provider.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let good = provider.id_jag(&app.base, app.now(), json!({}));
+    assert_eq!(register_jag(&app, &good).await.status(), 200);
+    let after_first = fetches();
     // Strangers send tokens with made-up kids: no fetch for jwks_min_refetch_s.
     for i in 0..20 {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.typ = Some("oauth-id-jag+jwt".into());
-        header.kid = Some(format!("unknown-{i}"));
-        let body = format!(
-            "{}.{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
-            URL_SAFE_NO_PAD.encode(
-                json!({"iss": provider.issuer, "sub": "s", "aud": app.base, "iat": now, "exp": now + 60, "jti": format!("u{i}")}).to_string()
-            ),
-            URL_SAFE_NO_PAD.encode(b"sig")
-        );
-        let resp = app
-            .post_json(
-                "/agent/auth",
-                &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": body}),
-            )
-            .await;
-        assert_eq!(resp.status(), 400);
+        let jag = with_unknown_kid(&app, &provider, format!("unknown-{i}"));
+        assert_eq!(register_jag(&app, &jag).await.status(), 400);
     }
     assert_eq!(
-        provider.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        fetches(),
         after_first,
         "unknown kids fetched nothing within the refetch interval"
     );
     // After the interval, one unknown kid fetches once; the next waits for the interval again.
     app.clock.advance(61);
-    let stranger = |i: usize| {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.typ = Some("oauth-id-jag+jwt".into());
-        header.kid = Some(format!("later-{i}"));
-        let now = app.now();
-        format!(
-            "{}.{}.{}",
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
-            URL_SAFE_NO_PAD.encode(
-                json!({"iss": provider.issuer, "sub": "s", "aud": app.base, "iat": now, "exp": now + 60, "jti": format!("l{i}")}).to_string()
-            ),
-            URL_SAFE_NO_PAD.encode(b"sig")
-        )
-    };
     for i in 0..3 {
-        let resp = app
-            .post_json(
-                "/agent/auth",
-                &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": stranger(i)}),
-            )
-            .await;
-        assert_eq!(resp.status(), 400);
+        let jag = with_unknown_kid(&app, &provider, format!("later-{i}"));
+        assert_eq!(register_jag(&app, &jag).await.status(), 400);
     }
     assert_eq!(
-        provider.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        fetches(),
         after_first + 1,
         "one fetch after the interval, not one per unknown kid"
     );
     // A known kid is served from the cache.
     let known = provider.id_jag(&app.base, app.now(), json!({}));
-    let resp = app
-        .post_json(
-            "/agent/auth",
-            &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": known}),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(
-        provider.fetches.load(std::sync::atomic::Ordering::SeqCst),
-        after_first + 1
-    );
+    assert_eq!(register_jag(&app, &known).await.status(), 200);
+    assert_eq!(fetches(), after_first + 1);
+}
+
+/// `POST /agent/auth` with an ID-JAG.
+async fn register_jag(app: &TestApp, jag: &str) -> reqwest::Response {
+    app.post_json(
+        "/agent/auth",
+        &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": jag}),
+    )
+    .await
+}
+
+/// An ID-JAG from `provider`'s issuer with a `kid` it never published (and no valid signature).
+fn with_unknown_kid(app: &TestApp, provider: &TestProvider, kid: String) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("oauth-id-jag+jwt".into());
+    header.kid = Some(kid.clone());
+    let now = app.now();
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+        URL_SAFE_NO_PAD.encode(
+            json!({"iss": provider.issuer, "sub": "s", "aud": app.base, "iat": now, "exp": now + 60, "jti": kid}).to_string()
+        ),
+        URL_SAFE_NO_PAD.encode(b"sig")
+    )
 }
 
 /// A request from `ip` through a trusted proxy on loopback.
