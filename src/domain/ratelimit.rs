@@ -171,14 +171,28 @@ pub fn login_allowed(
         return Ok(());
     }
     for bucket in login_buckets(config, account, ip) {
-        let usage = measure(conn, now, &bucket, false)?;
-        if usage.remaining == 0 {
-            return Err(refused(
-                ErrorCode::RateLimited,
-                "too many failed sign-ins; retry later",
-                &usage,
-            ));
-        }
+        refuse_if_spent(
+            conn,
+            now,
+            &bucket,
+            ErrorCode::RateLimited,
+            "too many failed sign-ins; retry later",
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuses when a failure window has no attempt left; counts nothing.
+fn refuse_if_spent(
+    conn: &mut DbConn,
+    now: UnixTime,
+    bucket: &Bucket,
+    code: ErrorCode,
+    message: &'static str,
+) -> AppResult<()> {
+    let usage = measure(conn, now, bucket, false)?;
+    if usage.remaining == 0 {
+        return Err(refused(code, message, &usage));
     }
     Ok(())
 }
@@ -249,15 +263,13 @@ pub fn client_auth_allowed(
     if !config.enabled {
         return Ok(());
     }
-    let usage = measure(conn, now, &client_auth_bucket(config, client_id, ip), false)?;
-    if usage.remaining == 0 {
-        return Err(refused(
-            ErrorCode::TemporarilyUnavailable,
-            "too many failed client authentications; retry later",
-            &usage,
-        ));
-    }
-    Ok(())
+    refuse_if_spent(
+        conn,
+        now,
+        &client_auth_bucket(config, client_id, ip),
+        ErrorCode::TemporarilyUnavailable,
+        "too many failed client authentications; retry later",
+    )
 }
 
 pub fn client_auth_failed(
