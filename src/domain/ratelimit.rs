@@ -159,27 +159,31 @@ fn login_buckets(config: &RateLimitConfig, account: &str, ip: Option<&str>) -> V
 }
 
 /// Before checking a password: refused while the account, or the IP, has used up its failures.
-/// Reads only.
+/// Reads only; answers the tighter window (for the `RateLimit` headers).
 pub fn login_allowed(
     conn: &mut DbConn,
     config: &RateLimitConfig,
     now: UnixTime,
     account: &str,
     ip: Option<&str>,
-) -> AppResult<()> {
+) -> AppResult<Option<Usage>> {
     if !config.enabled {
-        return Ok(());
+        return Ok(None);
     }
+    let mut tightest: Option<Usage> = None;
     for bucket in login_buckets(config, account, ip) {
-        refuse_if_spent(
+        let usage = refuse_if_spent(
             conn,
             now,
             &bucket,
             ErrorCode::RateLimited,
             "too many failed sign-ins; retry later",
         )?;
+        if tightest.is_none_or(|t| usage.remaining < t.remaining) {
+            tightest = Some(usage);
+        }
     }
-    Ok(())
+    Ok(tightest)
 }
 
 /// Refuses when a failure window has no attempt left; counts nothing.
@@ -189,12 +193,12 @@ fn refuse_if_spent(
     bucket: &Bucket,
     code: ErrorCode,
     message: &'static str,
-) -> AppResult<()> {
+) -> AppResult<Usage> {
     let usage = measure(conn, now, bucket, false)?;
     if usage.remaining == 0 {
         return Err(refused(code, message, &usage));
     }
-    Ok(())
+    Ok(usage)
 }
 
 /// A wrong password (or unknown account, disabled account): counted for the account and the IP.
@@ -269,7 +273,8 @@ pub fn client_auth_allowed(
         &client_auth_bucket(config, client_id, ip),
         ErrorCode::TemporarilyUnavailable,
         "too many failed client authentications; retry later",
-    )
+    )?;
+    Ok(())
 }
 
 pub fn client_auth_failed(

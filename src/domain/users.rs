@@ -169,6 +169,8 @@ pub fn verify_login(conn: &mut DbConn, email: &str, password: &str) -> AppResult
 /// The login form: refused while the account or the IP has used up its failed sign-ins;
 /// otherwise checks the password (same cost for unknown accounts) and starts a session.
 /// Failures (wrong password, unknown or disabled account) are counted; a success never is.
+/// Answers the session (`None`: wrong credentials) and the failure window's state after this
+/// attempt, for the `RateLimit` headers.
 pub fn login(
     conn: &mut DbConn,
     limits: &RateLimitConfig,
@@ -176,14 +178,19 @@ pub fn login(
     email: &str,
     password: &str,
     ip: Option<&str>,
-) -> AppResult<Option<PlainToken>> {
+) -> AppResult<(Option<PlainToken>, Option<ratelimit::Usage>)> {
     let account = normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
-    ratelimit::login_allowed(conn, limits, now, &account, ip)?;
+    let mut usage = ratelimit::login_allowed(conn, limits, now, &account, ip)?;
     match verify_login(conn, email, password)? {
-        Some(user) if user.disabled_at.is_none() => Ok(Some(start_session(conn, now, &user.id)?)),
+        Some(user) if user.disabled_at.is_none() => {
+            Ok((Some(start_session(conn, now, &user.id)?), usage))
+        }
         _ => {
             ratelimit::login_failed(conn, limits, now, &account, ip)?;
-            Ok(None)
+            if let Some(u) = usage.as_mut() {
+                u.remaining = u.remaining.saturating_sub(1);
+            }
+            Ok((None, usage))
         }
     }
 }

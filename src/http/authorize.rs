@@ -1,7 +1,7 @@
 //! The authorization endpoint and its pages: login, consent, logout.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::extract::{self, Params, SESSION_COOKIE};
 use super::pages::{self, ConsentPage, LoginPage};
@@ -262,7 +262,11 @@ pub async fn login(
             })
             .await
     };
-    match outcome {
+    if let Ok((_, Some(usage))) = &outcome {
+        // The middleware turns it into the RateLimit headers of the answer.
+        req.extensions_mut().insert(*usage);
+    }
+    match outcome.map(|(session, _)| session) {
         Ok(Some(session)) => {
             let mut resp = HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, return_to))

@@ -196,6 +196,24 @@ pub fn rate_limit_headers(headers: &mut actix_web::http::header::HeaderMap, usag
     }
 }
 
+/// The `RateLimit` headers of a refusal by a limit: nothing remains until `Retry-After`.
+pub fn refusal_headers(
+    headers: &mut actix_web::http::header::HeaderMap,
+    p: &crate::error::ProtocolError,
+    retry_after: Option<u64>,
+) {
+    if let (Some((limit, window_s)), Some(reset_s)) = (p.rate_limit, retry_after) {
+        let usage = Usage {
+            limit,
+            remaining: 0,
+            reset_s: reset_s as i64,
+            window_s,
+            over: true,
+        };
+        rate_limit_headers(headers, &usage);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::json_is_clean;

@@ -74,6 +74,7 @@ pub fn failure_page(error: &AppError) -> HttpResponse {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
+            super::middleware::refusal_headers(resp.headers_mut(), p, retry_after);
             resp
         }
         other => {

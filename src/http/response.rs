@@ -201,21 +201,10 @@ fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
     if let Some(seconds) = retry_after {
         builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
     }
-    if let (Some((limit, window_s)), Some(reset_s)) = (p.rate_limit, p.retry_after) {
-        let mut headers = actix_web::http::header::HeaderMap::new();
-        super::middleware::rate_limit_headers(
-            &mut headers,
-            &crate::domain::ratelimit::Usage {
-                limit,
-                remaining: 0,
-                reset_s: reset_s as i64,
-                window_s,
-                over: true,
-            },
-        );
-        for (name, value) in headers {
-            builder.insert_header((name, value));
-        }
+    let mut refusal = actix_web::http::header::HeaderMap::new();
+    super::middleware::refusal_headers(&mut refusal, p, retry_after);
+    for (name, value) in refusal {
+        builder.insert_header((name, value));
     }
     if p.code == ErrorCode::InvalidClient {
         // RFC 6749 §5.2: a 401 for client authentication carries a challenge.

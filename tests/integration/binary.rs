@@ -468,7 +468,7 @@ async fn client_and_user_commands() {
     let disabled: Value = serde_json::from_str(&stdout).unwrap();
     assert!(disabled["disabled_at"].is_i64(), "{stdout}");
     let mut conn = db.get().unwrap();
-    let session = authmd::domain::users::login(
+    let (session, _) = authmd::domain::users::login(
         &mut conn,
         &config.rate_limit,
         0,

@@ -943,6 +943,7 @@ async fn login_counts_failures_only(backend: Backend) {
         )
         .await;
         assert_eq!(resp.status(), 401);
+        assert!(resp.headers().contains_key("ratelimit-policy"));
     }
     let locked = login(
         &flows::browser(),
@@ -953,6 +954,10 @@ async fn login_counts_failures_only(backend: Backend) {
     .await;
     assert_eq!(locked.status(), 429);
     assert!(locked.headers().contains_key("retry-after"));
+    assert!(
+        locked.headers().contains_key("ratelimit"),
+        "the login form says its window"
+    );
     assert!(
         locked.text().await.unwrap().contains("<html"),
         "an HTML page"
