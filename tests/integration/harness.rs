@@ -115,9 +115,12 @@ impl TestApp {
         let server = authmd::http::serve(state.clone(), listener).unwrap();
         let handle = server.handle();
         tokio::spawn(server);
+        // Idle connections are dropped before the server's keep-alive (5 s) closes them, so a
+        // request after a long pause never races the server's close on a pooled connection.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap();
         Self {
