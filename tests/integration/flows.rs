@@ -367,10 +367,13 @@ pub async fn claimed_agent(app: &TestApp, email: &str, mail_index: usize) -> Val
     reg
 }
 
-/// A browser signed in at /account as a new user; returns it and the user id.
-pub async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
-    let user_id = user(app, email).await;
-    let browser = browser();
+/// Submits the sign-in form of /account with `browser`; returns the answer.
+pub async fn login(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
     let html = browser
         .get(app.url("/account"))
         .send()
@@ -380,17 +383,24 @@ pub async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) 
         .await
         .unwrap();
     let csrf = form_value(&html, "csrf_token").unwrap();
-    let resp = browser
+    browser
         .post(app.url("/login"))
         .form(&[
             ("email", email),
-            ("password", PASSWORD),
+            ("password", password),
             ("csrf_token", &csrf),
             ("return_to", "/account"),
         ])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A browser signed in at /account as a new user; returns it and the user id.
+pub async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
+    let user_id = user(app, email).await;
+    let browser = browser();
+    let resp = login(app, &browser, email, PASSWORD).await;
     assert_eq!(resp.status(), 303, "sign-in");
     assert_eq!(resp.headers()["location"], "/account");
     (browser, user_id)

@@ -889,36 +889,6 @@ async fn rate_limits_cannot_be_turned_against_others(backend: Backend) {
     assert!(refused.headers().contains_key("ratelimit"));
 }
 
-async fn login(
-    browser: &reqwest::Client,
-    app: &TestApp,
-    email: &str,
-    password: &str,
-) -> reqwest::Response {
-    let html = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    browser
-        .post(app.url("/login"))
-        .form(&[
-            ("email", email),
-            ("password", password),
-            (
-                "csrf_token",
-                &flows::form_value(&html, "csrf_token").unwrap(),
-            ),
-            ("return_to", "/account"),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn login_counts_failures_only(backend: Backend) {
     let app = TestApp::with_config(
         backend,
@@ -929,15 +899,15 @@ async fn login_counts_failures_only(backend: Backend) {
     for i in 0..12 {
         let email = format!("office{i}@example.com");
         flows::user(&app, &email).await;
-        let resp = login(&flows::browser(), &app, &email, flows::PASSWORD).await;
+        let resp = flows::login(&app, &flows::browser(), &email, flows::PASSWORD).await;
         assert_eq!(resp.status(), 303, "{email}");
     }
     // Failures for one account lock that account, from every address, with Retry-After.
     flows::user(&app, "target@example.com").await;
     for _ in 0..3 {
-        let resp = login(
-            &flows::browser(),
+        let resp = flows::login(
             &app,
+            &flows::browser(),
             "target@example.com",
             "wrong password",
         )
@@ -945,9 +915,9 @@ async fn login_counts_failures_only(backend: Backend) {
         assert_eq!(resp.status(), 401);
         assert!(resp.headers().contains_key("ratelimit-policy"));
     }
-    let locked = login(
-        &flows::browser(),
+    let locked = flows::login(
         &app,
+        &flows::browser(),
         "target@example.com",
         flows::PASSWORD,
     )
@@ -963,18 +933,18 @@ async fn login_counts_failures_only(backend: Backend) {
         "an HTML page"
     );
     // Other accounts are unaffected.
-    let resp = login(
-        &flows::browser(),
+    let resp = flows::login(
         &app,
+        &flows::browser(),
         "office1@example.com",
         flows::PASSWORD,
     )
     .await;
     assert_eq!(resp.status(), 303);
     app.clock.advance(901);
-    let resp = login(
-        &flows::browser(),
+    let resp = flows::login(
         &app,
+        &flows::browser(),
         "target@example.com",
         flows::PASSWORD,
     )
