@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod point_reads;
 pub mod ratelimit;
 pub mod schema;
+pub mod status;
 pub mod tokens;
 pub mod users;
 

@@ -20,4 +20,5 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod service;
 pub mod state;

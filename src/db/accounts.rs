@@ -145,7 +145,7 @@ pub fn touch_api_key(conn: &mut DbConn, hash: &str, now: i64) -> QueryResult<()>
 pub fn user_registrations(conn: &mut DbConn, user_id: &str) -> QueryResult<Vec<RegistrationRow>> {
     agent_registrations::table
         .filter(agent_registrations::user_id.eq(user_id))
-        .filter(agent_registrations::status.eq("claimed"))
+        .filter(agent_registrations::status.eq(super::status::RegistrationStatus::Claimed))
         .order(agent_registrations::created_at.desc())
         .select(RegistrationRow::as_select())
         .load(conn)

@@ -90,7 +90,7 @@ pub fn users(conn: &mut DbConn, after_id: Option<&str>, limit: i64) -> QueryResu
 /// Registration ids to revoke in bulk: all live ones, or one user's.
 pub fn live_registration_ids(conn: &mut DbConn, user_id: Option<&str>) -> QueryResult<Vec<String>> {
     let mut q = agent_registrations::table
-        .filter(agent_registrations::status.ne("revoked"))
+        .filter(agent_registrations::status.ne(super::status::RegistrationStatus::Revoked))
         .select(agent_registrations::id)
         .into_boxed();
     if let Some(v) = user_id {

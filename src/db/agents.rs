@@ -6,15 +6,16 @@ use super::schema::{
     access_tokens, agent_registrations, api_keys, claim_attempts, delegations, grants,
     refresh_tokens, seen_jtis,
 };
+use super::status::{AttemptStatus, CredentialType, RegistrationStatus, RegistrationType};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = agent_registrations)]
 pub struct RegistrationRow {
     pub id: String,
-    pub registration_type: String,
-    pub status: String,
-    pub requested_credential_type: String,
+    pub registration_type: RegistrationType,
+    pub status: RegistrationStatus,
+    pub requested_credential_type: CredentialType,
     pub principal_id: String,
     pub scopes: String,
     pub claim_token_hash: Option<String>,
@@ -48,7 +49,7 @@ pub struct AttemptRow {
     pub email: String,
     pub link: bool,
     pub view_token_hash: String,
-    pub status: String,
+    pub status: AttemptStatus,
     pub otp_hash: Option<String>,
     pub otp_expires_at: Option<i64>,
     pub failed_attempts: i32,
@@ -90,7 +91,7 @@ pub fn set_claimed(
 ) -> QueryResult<()> {
     diesel::update(agent_registrations::table.find(id))
         .set((
-            agent_registrations::status.eq("claimed"),
+            agent_registrations::status.eq(RegistrationStatus::Claimed),
             agent_registrations::user_id.eq(user_id),
             agent_registrations::link.eq(link),
             agent_registrations::scopes.eq(scopes),
@@ -100,7 +101,7 @@ pub fn set_claimed(
         .map(drop)
 }
 
-pub fn set_status(conn: &mut DbConn, id: &str, status: &str) -> QueryResult<()> {
+pub fn set_status(conn: &mut DbConn, id: &str, status: RegistrationStatus) -> QueryResult<()> {
     diesel::update(agent_registrations::table.find(id))
         .set(agent_registrations::status.eq(status))
         .execute(conn)
@@ -110,7 +111,10 @@ pub fn set_status(conn: &mut DbConn, id: &str, status: &str) -> QueryResult<()> 
 /// Unclaimed registrations whose claim window has closed.
 pub fn expired_unclaimed(conn: &mut DbConn, now: i64) -> QueryResult<Vec<RegistrationRow>> {
     agent_registrations::table
-        .filter(agent_registrations::status.eq_any(["active", "pending"]))
+        .filter(
+            agent_registrations::status
+                .eq_any([RegistrationStatus::Active, RegistrationStatus::Pending]),
+        )
         .filter(agent_registrations::claimed_at.is_null())
         .filter(agent_registrations::claim_token_expires.le(now))
         .select(RegistrationRow::as_select())
@@ -134,10 +138,10 @@ pub fn revoke_registration(conn: &mut DbConn, id: &str, now: i64) -> QueryResult
     let n = diesel::update(
         agent_registrations::table
             .find(id)
-            .filter(agent_registrations::status.ne("revoked")),
+            .filter(agent_registrations::status.ne(RegistrationStatus::Revoked)),
     )
     .set((
-        agent_registrations::status.eq("revoked"),
+        agent_registrations::status.eq(RegistrationStatus::Revoked),
         agent_registrations::revoked_at.eq(now),
     ))
     .execute(conn)?;
@@ -250,7 +254,7 @@ pub fn find_attempt_by_view_token(
 pub fn latest_attempt(conn: &mut DbConn, registration_id: &str) -> QueryResult<Option<AttemptRow>> {
     claim_attempts::table
         .filter(claim_attempts::registration_id.eq(registration_id))
-        .filter(claim_attempts::status.ne("superseded"))
+        .filter(claim_attempts::status.ne(AttemptStatus::Superseded))
         .order(claim_attempts::created_at.desc())
         .then_order_by(claim_attempts::id.desc())
         .select(AttemptRow::as_select())
@@ -262,9 +266,9 @@ pub fn supersede_open_attempts(conn: &mut DbConn, registration_id: &str) -> Quer
     diesel::update(
         claim_attempts::table
             .filter(claim_attempts::registration_id.eq(registration_id))
-            .filter(claim_attempts::status.ne("completed")),
+            .filter(claim_attempts::status.ne(AttemptStatus::Completed)),
     )
-    .set(claim_attempts::status.eq("superseded"))
+    .set(claim_attempts::status.eq(AttemptStatus::Superseded))
     .execute(conn)
     .map(drop)
 }
@@ -285,7 +289,7 @@ pub fn set_attempt_otp(
         .map(drop)
 }
 
-pub fn set_attempt_status(conn: &mut DbConn, id: &str, status: &str) -> QueryResult<()> {
+pub fn set_attempt_status(conn: &mut DbConn, id: &str, status: AttemptStatus) -> QueryResult<()> {
     diesel::update(claim_attempts::table.find(id))
         .set(claim_attempts::status.eq(status))
         .execute(conn)
@@ -349,10 +353,10 @@ pub fn cancel_attempt_by_view_token(conn: &mut DbConn, hash: &str) -> QueryResul
     let n = diesel::update(
         claim_attempts::table
             .filter(claim_attempts::view_token_hash.eq(hash))
-            .filter(claim_attempts::status.ne("completed"))
-            .filter(claim_attempts::status.ne("cancelled")),
+            .filter(claim_attempts::status.ne(AttemptStatus::Completed))
+            .filter(claim_attempts::status.ne(AttemptStatus::Cancelled)),
     )
-    .set(claim_attempts::status.eq("cancelled"))
+    .set(claim_attempts::status.eq(AttemptStatus::Cancelled))
     .execute(conn)?;
     Ok(n == 1)
 }

@@ -360,7 +360,7 @@ mod tests {
             scope: "read".to_owned(),
             audience: "https://api.example".to_owned(),
             prefix: id.chars().take(8).collect(),
-            format: "opaque".to_owned(),
+            format: crate::db::status::TokenFormat::Opaque,
             issued_at: 1,
             expires_at: 2,
             revoked_at: None,

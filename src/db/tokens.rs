@@ -4,6 +4,7 @@ use super::native;
 use diesel::prelude::*;
 
 use super::schema::{access_tokens, grants, refresh_tokens};
+use super::status::{GrantKind, TokenFormat};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -16,7 +17,7 @@ pub struct GrantRow {
     pub subject: String,
     pub scope: String,
     pub resource: String,
-    pub kind: String,
+    pub kind: GrantKind,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     /// The provider identity `(iss, sub)` of an ID-JAG exchange: its logout revokes the grant.
@@ -36,7 +37,7 @@ pub struct AccessTokenRow {
     pub scope: String,
     pub audience: String,
     pub prefix: String,
-    pub format: String,
+    pub format: TokenFormat,
     pub issued_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,

@@ -19,13 +19,6 @@ use crate::domain::scope::Scopes;
 use crate::domain::secrets::{prefix, random_id, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
-/// Seconds between two `last_used_at` writes for one credential.
-pub const TOUCH_INTERVAL_S: i64 = 60;
-
-pub fn is_stale(last_used_at: Option<i64>, now: UnixTime) -> bool {
-    last_used_at.is_none_or(|t| now - t >= TOUCH_INTERVAL_S)
-}
-
 /// Who calls `/api/tokens`: a user, with the scopes their credential carries, the workspace it
 /// is bound to, and the expiry and id of the token it presented (a session has neither).
 #[derive(Debug, Clone)]
@@ -316,7 +309,7 @@ pub fn overview(conn: &mut DbConn, user_id: &str) -> AppResult<Overview> {
             .collect();
         agents.push(AgentView {
             registration_id: reg.id,
-            registration_type: reg.registration_type,
+            registration_type: reg.registration_type.as_str().to_owned(),
             scopes: reg.scopes,
             created_at: reg.created_at,
             linked: reg.link == Some(true),

@@ -4,17 +4,39 @@
 use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
-use crate::db::admin::AuditFilter;
+use crate::config::Config;
+pub use crate::db::admin::AuditFilter;
 use crate::db::agents::RegistrationRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::clients;
 use crate::domain::credentials;
+use crate::domain::registration::client_metadata;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 pub const MAX_PAGE: i64 = 200;
 
 fn page_size(limit: Option<i64>) -> i64 {
     limit.unwrap_or(50).clamp(1, MAX_PAGE)
+}
+
+/// Every client, as RFC 7591 metadata.
+pub fn clients(conn: &mut DbConn, config: &Config) -> AppResult<Value> {
+    let list: Vec<Value> = clients::list(conn)?
+        .iter()
+        .map(|c| client_metadata(config, c))
+        .collect();
+    Ok(json!({ "clients": list }))
+}
+
+/// One client's metadata, with what only the operator sees.
+pub fn client(conn: &mut DbConn, config: &Config, id: &str) -> AppResult<Value> {
+    let c = clients::find(conn, id)?
+        .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such client"))?;
+    let mut v = client_metadata(config, &c);
+    v["can_introspect"] = json!(c.can_introspect);
+    v["created_at"] = json!(c.created_at);
+    Ok(v)
 }
 
 pub fn registration_json(r: &RegistrationRow) -> Value {

@@ -3,8 +3,10 @@
 
 use crate::clock::UnixTime;
 use crate::config::Config;
-use crate::domain::audit::AuditContext;
+use crate::db::DbConn;
+use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::keys::KeyRing;
+use crate::error::AppResult;
 
 pub struct Ctx<'a> {
     pub config: &'a Config,
@@ -17,5 +19,15 @@ impl Ctx<'_> {
     /// An absolute URL on this server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.server.issuer)
+    }
+
+    /// Writes one audit row for this request (its actor, address and request id), now.
+    pub fn record(
+        &self,
+        conn: &mut DbConn,
+        event: AuditEvent,
+        entry: AuditEntry<'_>,
+    ) -> AppResult<()> {
+        audit::record(conn, self.now, self.audit, event, entry)
     }
 }

@@ -12,9 +12,9 @@ use crate::db::oauth::{CodeRow, ConsentRow};
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::clients::{self, Client};
 use crate::domain::discovery::GRANT_AUTHORIZATION_CODE;
+use crate::domain::grants::{narrow_scopes, resolve_resource};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{prefix, PlainToken};
-use crate::domain::tokens::{narrow_scopes, resolve_resource};
 use crate::domain::users::{self, User};
 use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
 

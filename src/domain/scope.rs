@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::config::is_scope_token;
+use crate::error::{AppError, AppResult, ErrorCode};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes(BTreeSet<String>);
@@ -66,6 +67,28 @@ impl fmt::Display for Scopes {
             .join(" ");
         f.write_str(&joined)
     }
+}
+
+/// The scopes a flow grants, cut down to an assertion's `scope` claim when it has one. An
+/// assertion that leaves nothing is `invalid_scope`: it asked for nothing this flow grants.
+pub fn assertion_scopes(flow: &Scopes, claim: Option<&str>) -> AppResult<Scopes> {
+    let Some(claim) = claim else {
+        return Ok(flow.clone());
+    };
+    let asked = Scopes::parse(claim).ok_or_else(|| {
+        AppError::protocol(
+            ErrorCode::InvalidScope,
+            "the assertion's scope is malformed",
+        )
+    })?;
+    let granted = flow.intersection(&asked);
+    if granted.is_empty() {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidScope,
+            "the assertion's scope names nothing this flow grants",
+        ));
+    }
+    Ok(granted)
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::extract::{self, SESSION_COOKIE};
 use super::pages::{self, LoginPage};
-use crate::domain::accounts::{self, Overview, Revocable};
-use crate::domain::users::{self, User};
+use crate::domain::accounts::{Overview, Revocable};
+use crate::domain::users::User;
+use crate::service;
 use crate::state::AppState;
 
 #[derive(askama::Template)]
@@ -25,13 +26,14 @@ impl AccountPage<'_> {
 
 async fn signed_in(state: &AppState, req: &HttpRequest) -> Option<User> {
     let cookie = req.cookie(SESSION_COOKIE)?.value().to_owned();
-    let now = state.now();
-    state
-        .db
-        .run(move |conn| users::session_user(conn, now, &cookie))
-        .await
-        .ok()
-        .flatten()
+    match service::accounts::session_user(state, cookie).await {
+        Ok(user) => user,
+        Err(e) => {
+            // Shown as signed out (the login page), but never silently: an outage is logged.
+            tracing::error!(error = %e, "reading the session failed");
+            None
+        }
+    }
 }
 
 pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -48,12 +50,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
             )
         });
     };
-    let user_id = user.id.clone();
-    match state
-        .db
-        .run(move |conn| accounts::overview(conn, &user_id))
-        .await
-    {
+    match service::accounts::overview(&state, user.id.clone()).await {
         Ok(overview) => pages::with_csrf(&req, &state, |csrf| {
             pages::render(
                 StatusCode::OK,
@@ -102,12 +99,7 @@ pub async fn revoke(
         }
     };
     let audit = extract::audit_context(&req, &state.config);
-    let now = state.now();
-    match state
-        .db
-        .run(move |conn| accounts::revoke_own(conn, now, &audit, &user.id, &what))
-        .await
-    {
+    match service::accounts::revoke_own(&state, audit, user.id, what).await {
         Ok(()) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/account"))
             .finish(),

@@ -6,11 +6,9 @@ use serde::Deserialize;
 
 use super::extract;
 use super::response::{no_store_json, ApiError, Shape};
-use crate::db::admin::AuditFilter;
-use crate::domain::admin::{self, RevokeTarget};
-use crate::domain::clients;
-use crate::domain::registration::client_metadata;
-use crate::error::{AppError, ErrorCode};
+use crate::domain::admin::{AuditFilter, RevokeTarget};
+use crate::error::ErrorCode;
+use crate::service;
 use crate::state::AppState;
 
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
@@ -48,23 +46,24 @@ pub struct Page {
     user_id: Option<String>,
 }
 
+impl From<Page> for service::admin::Page {
+    fn from(q: Page) -> Self {
+        Self {
+            limit: q.limit,
+            after: q.after,
+            status: q.status,
+            user_id: q.user_id,
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/admin/clients", tag = "admin", summary = "List clients", responses((status = 200, description = "clients", body = Object, content_type = "application/json"), (status = 401, description = "invalid_token", body = super::response::ErrorBody)))]
 pub async fn clients_list(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let config = state.config.clone();
-    let list = state
-        .db
-        .run(move |conn| {
-            Ok(clients::list(conn)?
-                .iter()
-                .map(|c| client_metadata(&config, c))
-                .collect::<Vec<_>>())
-        })
-        .await?;
-    Ok(no_store_json(&serde_json::json!({ "clients": list })))
+    Ok(no_store_json(&service::admin::clients(&state).await?))
 }
 
 #[utoipa::path(get, path = "/admin/clients/{id}", tag = "admin", summary = "Show a client", params(("id" = String, Path, description = "client_id")), responses((status = 200, description = "client", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
@@ -74,18 +73,7 @@ pub async fn client_show(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let (config, id) = (state.config.clone(), path.into_inner());
-    let client = state
-        .db
-        .run(move |conn| {
-            let c = clients::find(conn, &id)?
-                .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such client"))?;
-            let mut v = client_metadata(&config, &c);
-            v["can_introspect"] = serde_json::json!(c.can_introspect);
-            v["created_at"] = serde_json::json!(c.created_at);
-            Ok(v)
-        })
-        .await?;
+    let client = service::admin::client(&state, path.into_inner()).await?;
     Ok(no_store_json(&client))
 }
 
@@ -96,19 +84,7 @@ pub async fn registrations(
     q: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let q = q.into_inner();
-    let page = state
-        .db
-        .run(move |conn| {
-            admin::registrations(
-                conn,
-                q.status.as_deref(),
-                q.user_id.as_deref(),
-                q.after.as_deref(),
-                q.limit,
-            )
-        })
-        .await?;
+    let page = service::admin::registrations(&state, q.into_inner().into()).await?;
     Ok(no_store_json(&page))
 }
 
@@ -119,13 +95,8 @@ pub async fn registration(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let id = path.into_inner();
-    Ok(no_store_json(
-        &state
-            .db
-            .run(move |conn| admin::registration(conn, &id))
-            .await?,
-    ))
+    let registration = service::admin::registration(&state, path.into_inner()).await?;
+    Ok(no_store_json(&registration))
 }
 
 #[utoipa::path(get, path = "/admin/users", tag = "admin", summary = "List users", params(("after" = Option<String>, Query, description = "cursor"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "users and next", body = Object, content_type = "application/json")))]
@@ -135,13 +106,8 @@ pub async fn users(
     q: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let q = q.into_inner();
-    Ok(no_store_json(
-        &state
-            .db
-            .run(move |conn| admin::users(conn, q.after.as_deref(), q.limit))
-            .await?,
-    ))
+    let users = service::admin::users(&state, q.into_inner().into()).await?;
+    Ok(no_store_json(&users))
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", summary = "Show a user", params(("id" = String, Path, description = "user id")), responses((status = 200, description = "user", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
@@ -151,10 +117,8 @@ pub async fn user(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let id = path.into_inner();
-    Ok(no_store_json(
-        &state.db.run(move |conn| admin::user(conn, &id)).await?,
-    ))
+    let user = service::admin::user(&state, path.into_inner()).await?;
+    Ok(no_store_json(&user))
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,12 +150,8 @@ pub async fn audit(
         until: q.until,
         before_id: q.before_id,
     };
-    Ok(no_store_json(
-        &state
-            .db
-            .run(move |conn| admin::audit_log(conn, &filter, q.limit))
-            .await?,
-    ))
+    let events = service::admin::audit_log(&state, filter, q.limit).await?;
+    Ok(no_store_json(&events))
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,10 +195,6 @@ pub async fn revoke_agents(
     };
     let mut audit = extract::audit_context(&req, &state.config);
     audit.actor = Some("admin".to_owned());
-    let now = state.now();
-    let n = state
-        .db
-        .run(move |conn| admin::revoke_agents(conn, now, &audit, &target))
-        .await?;
+    let n = service::admin::revoke_agents(&state, audit, target).await?;
     Ok(no_store_json(&serde_json::json!({ "revoked": n })))
 }

@@ -9,70 +9,36 @@ use serde_json::Value;
 use super::extract::{self, Params};
 use super::pages;
 use super::response::{no_store_json, ApiError, Shape};
-use crate::domain::agents::{self, AttemptState, CredentialType};
-use crate::domain::audit::AuditContext;
-use crate::domain::context::Ctx;
-use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
-use crate::domain::ratelimit::{self, Action};
+use crate::domain::agents::Registered;
+use crate::domain::claims::{AttemptState, ClaimStarted, Claimed};
+use crate::domain::ratelimit::Action;
 use crate::error::{AppError, ErrorCode};
+use crate::service;
+use crate::service::agents::RegisterRequest;
 use crate::state::AppState;
 
 fn bad(msg: &'static str) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, msg, Shape::Agent)
 }
 
-/// Counts the request against its limits. A failing limiter store lets the request through
-/// (and says so in the log): an outage of the counter must not become an outage of sign-up.
+/// Counts the request against its limits; the usage goes into the request's extensions, where
+/// the middleware turns it into the RateLimit headers of the answer.
 pub async fn limit(
     state: &AppState,
     req: &HttpRequest,
     action: Action,
     shape: Shape,
 ) -> Result<(), ApiError> {
-    let config = state.config.clone();
-    let ip = extract::client_ip(req, &config);
-    let now = state.now();
-    match state
-        .db
-        .run(move |conn| ratelimit::check(conn, &config.rate_limit, now, action, ip.as_deref()))
-        .await
-    {
+    let ip = extract::client_ip(req, &state.config);
+    match service::ops::rate_limit(state, action, ip).await {
         Ok(usage) => {
-            // The middleware turns it into the RateLimit headers of the answer.
             if let Some(usage) = usage {
                 req.extensions_mut().insert(usage);
             }
             Ok(())
         }
-        Err(e @ AppError::Protocol(_)) => Err(ApiError { error: e, shape }),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
-            Ok(())
-        }
+        Err(error) => Err(ApiError { error, shape }),
     }
-}
-
-/// Runs an agent domain function with a fresh context. These are short writes (no password
-/// hashing, no network), so they take the batched write path.
-async fn run_agents<T, F>(state: &AppState, audit: AuditContext, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut crate::db::DbConn, &Ctx<'_>) -> Result<T, AppError> + Send + 'static,
-{
-    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
-    state
-        .db
-        .write(move |conn| {
-            let ctx = Ctx {
-                config: &config,
-                keys: &keys,
-                now,
-                audit: &audit,
-            };
-            f(conn, &ctx)
-        })
-        .await
-        .map_err(ApiError::agent)
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +73,7 @@ impl RegisterBody {
     summary = "Register an agent: anonymous, verified email, or ID-JAG (alias /agent/identity)",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "Registration (and credential where the flow gives one at once)", body = Object, content_type = "application/json"),
+        (status = 200, description = "Registration (and credential where the flow gives one at once)", body = Registered, content_type = "application/json"),
         (status = 400, description = "auth.md error", body = super::response::ErrorBody),
         (status = 429, description = "rate_limited", body = super::response::ErrorBody),
     ))]
@@ -118,49 +84,16 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     limit(&state, &req, Action::AgentAuth, Shape::Agent).await?;
     let body = body.into_inner();
-    let kind = CredentialType::parse(body.requested_credential_type.as_deref())
-        .map_err(ApiError::agent)?;
+    let request = RegisterRequest {
+        assertion: body.assertion(),
+        kind: body.kind,
+        requested_credential_type: body.requested_credential_type,
+    };
     let audit = extract::audit_context(&req, &state.config);
-    match body.kind.as_deref() {
-        Some("anonymous") => {
-            let answer = run_agents(&state, audit, move |conn, ctx| {
-                agents::register_anonymous(conn, ctx, kind)
-            })
-            .await?;
-            Ok(no_store_json(&answer))
-        }
-        Some("identity_assertion") => {
-            let (assertion_type, assertion) = body
-                .assertion()
-                .ok_or_else(|| bad("assertion_type and assertion are required"))?;
-            match assertion_type.as_str() {
-                "verified_email" => {
-                    let (answer, mail) =
-                        run_agents(&state, audit, move |conn, ctx| agents::register_verified_email(conn, ctx, &assertion, kind)).await?;
-                    if let Err(e) = state.mailer.send(&mail).await {
-                        tracing::warn!(error = %e, "claim email could not be sent; withdrawing the registration");
-                        let id = answer["registration_id"].as_str().unwrap_or_default().to_owned();
-                        let now = state.now();
-                        state.db.run(move |conn| agents::withdraw(conn, now, &id)).await.map_err(ApiError::agent)?;
-                        return Err(ApiError::new(ErrorCode::ServiceUnavailable, "the verification email could not be sent; retry later", Shape::Agent));
-                    }
-                    Ok(no_store_json(&answer))
-                }
-                ID_JAG_TOKEN_TYPE => {
-                    let verified = state
-                        .providers
-                        .verify_id_jag(&state.config, state.now(), &assertion)
-                        .await
-                        .map_err(ApiError::agent)?;
-                    let answer = run_agents(&state, audit, move |conn, ctx| agents::register_id_jag(conn, ctx, &verified, kind)).await?;
-                    Ok(no_store_json(&answer))
-                }
-                _ => Err(bad("assertion_type must be verified_email or urn:ietf:params:oauth:token-type:id-jag")),
-            }
-        }
-        Some(_) => Err(bad("type must be anonymous or identity_assertion")),
-        None => Err(bad("type is required")),
-    }
+    let answer = service::agents::register(&state, audit, request)
+        .await
+        .map_err(ApiError::agent)?;
+    Ok(no_store_json(&answer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,7 +108,7 @@ pub struct ClaimBody {
     summary = "Start the claim of an anonymous registration: emails the person a one-time link",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "registration_id, claim_attempt_id, status, expires_at", body = Object, content_type = "application/json"),
+        (status = 200, description = "registration_id, claim_attempt_id, status, expires_at", body = ClaimStarted, content_type = "application/json"),
         (status = 401, description = "invalid_claim_token", body = super::response::ErrorBody),
         (status = 409, description = "previously_claimed", body = super::response::ErrorBody),
         (status = 410, description = "claim_expired", body = super::response::ErrorBody),
@@ -192,29 +125,9 @@ pub async fn claim(
         .ok_or_else(|| bad("claim_token is required"))?;
     let email = body.email.ok_or_else(|| bad("email is required"))?;
     let audit = extract::audit_context(&req, &state.config);
-    let (answer, mail) = run_agents(&state, audit, move |conn, ctx| {
-        agents::request_claim(conn, ctx, &claim_token, &email, body.link)
-    })
-    .await?;
-    if let Some(mail) = mail {
-        if let Err(e) = state.mailer.send(&mail).await {
-            tracing::warn!(error = %e, "claim email could not be sent; abandoning the attempt");
-            let attempt = answer["claim_attempt_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            state
-                .db
-                .run(move |conn| agents::abandon_attempt(conn, &attempt))
-                .await
-                .map_err(ApiError::agent)?;
-            return Err(ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "the claim email could not be sent; retry later",
-                Shape::Agent,
-            ));
-        }
-    }
+    let answer = service::agents::claim(&state, audit, claim_token, email, body.link)
+        .await
+        .map_err(ApiError::agent)?;
     Ok(no_store_json(&answer))
 }
 
@@ -228,7 +141,7 @@ pub struct CompleteBody {
     summary = "Complete a claim with the one-time code the person read on the claim page",
     request_body(content = Object, content_type = "application/json"),
     responses(
-        (status = 200, description = "registration_id and status claimed (plus a credential for verified-email registrations)", body = Object, content_type = "application/json"),
+        (status = 200, description = "registration_id and status claimed (plus a credential for verified-email registrations)", body = Claimed, content_type = "application/json"),
         (status = 401, description = "otp_invalid or invalid_claim_token", body = super::response::ErrorBody),
         (status = 410, description = "otp_expired, claim_expired or claim_superseded", body = super::response::ErrorBody),
         (status = 429, description = "otp_locked or rate_limited", body = super::response::ErrorBody),
@@ -245,10 +158,9 @@ pub async fn complete(
         .ok_or_else(|| bad("claim_token is required"))?;
     let otp = body.otp.ok_or_else(|| bad("otp is required"))?;
     let audit = extract::audit_context(&req, &state.config);
-    let answer = run_agents(&state, audit, move |conn, ctx| {
-        agents::complete(conn, ctx, &claim_token, &otp)
-    })
-    .await?;
+    let answer = service::agents::complete(&state, audit, claim_token, otp)
+        .await
+        .map_err(ApiError::agent)?;
     Ok(no_store_json(&answer))
 }
 
@@ -256,7 +168,7 @@ pub async fn complete(
     summary = "Provider-initiated revocation: an application/logout+jwt body revokes every credential for (iss, sub)",
     request_body(content = String, content_type = "application/logout+jwt"),
     responses(
-        (status = 200, description = "How many registrations were revoked", body = Object, content_type = "application/json"),
+        (status = 200, description = "How many registrations were revoked", body = crate::domain::agents::Revoked, content_type = "application/json"),
         (status = 400, description = "auth.md error", body = super::response::ErrorBody),
     ))]
 pub async fn provider_revoke(
@@ -276,17 +188,11 @@ pub async fn provider_revoke(
         .map_err(|_| bad("the body must be a JWT"))?
         .trim()
         .to_owned();
-    let verified = state
-        .providers
-        .verify_logout(&state.config, state.now(), &token)
+    let audit = extract::audit_context(&req, &state.config);
+    let revoked = service::agents::provider_logout(&state, audit, token)
         .await
         .map_err(ApiError::agent)?;
-    let audit = extract::audit_context(&req, &state.config);
-    let revoked = run_agents(&state, audit, move |conn, ctx| {
-        agents::revoke_for_provider(conn, ctx, &verified)
-    })
-    .await?;
-    Ok(no_store_json(&serde_json::json!({ "revoked": revoked })))
+    Ok(no_store_json(&revoked))
 }
 
 /// What the claim page renders.
@@ -338,13 +244,7 @@ pub async fn claim_view(
         .ok()
         .and_then(|p| p.owned("token"))
         .unwrap_or_default();
-    let now = state.now();
-    let lookup = token.clone();
-    match state
-        .db
-        .run(move |conn| agents::view(conn, now, &lookup))
-        .await
-    {
+    match service::agents::claim_view(&state, token.clone()).await {
         Ok(AttemptState::Open { email, link }) => claim_page(
             &req,
             &state,
@@ -394,24 +294,17 @@ async fn page_action(
     let token = params.owned("token").unwrap_or_default();
     let audit = extract::audit_context(req, &state.config);
     let result = if mint {
-        run_agents(state, audit, move |conn, ctx| {
-            agents::challenge(conn, ctx, &token)
-        })
-        .await
-        .map(|otp| ClaimView::Code { otp })
+        service::agents::claim_challenge(state, audit, token)
+            .await
+            .map(|otp| ClaimView::Code { otp })
     } else {
-        run_agents(state, audit, move |conn, ctx| {
-            agents::cancel(conn, ctx, &token)
-        })
-        .await
-        .map(|()| ClaimView::Cancelled)
+        service::agents::claim_cancel(state, audit, token)
+            .await
+            .map(|()| ClaimView::Cancelled)
     };
     match result {
         Ok(view) => claim_page(req, state, StatusCode::OK, view, ""),
-        Err(ApiError {
-            error: AppError::Protocol(p),
-            ..
-        }) => {
+        Err(AppError::Protocol(p)) => {
             let status = super::response::status_of(p.code);
             claim_page(req, state, status, closed(p.description.into_owned()), "")
         }

@@ -6,9 +6,9 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use super::extract::{self, Params, SESSION_COOKIE};
 use super::pages::{self, ConsentPage, LoginPage};
 use super::response::ApiError;
-use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
-use crate::domain::users;
+use crate::domain::oauth::{AuthorizeError, AuthorizeParams, AuthorizeStep};
 use crate::error::ErrorCode;
+use crate::service;
 use crate::state::AppState;
 
 /// Where a successful login may send the browser: a path on authmd's own origin (not
@@ -107,27 +107,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         }
     };
     let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    let (config, now) = (state.config.clone(), state.now());
-    let step = {
-        let params = params.clone();
-        state
-            .db
-            .run(move |conn| {
-                Ok(oauth::begin(
-                    conn,
-                    &config,
-                    now,
-                    &params,
-                    session.as_deref(),
-                ))
-            })
-            .await
-    };
-    let step = match step {
-        Ok(step) => step,
-        Err(e) => return error_response(AuthorizeError::from(e)),
-    };
-    match step {
+    match service::authorize::begin(&state, params.clone(), session).await {
         Ok(AuthorizeStep::Redirect(url)) => found(&url),
         Ok(AuthorizeStep::Login) => {
             let return_to = format!("/oauth2/authorize?{}", req.query_string());
@@ -203,24 +183,9 @@ pub async fn decide(
     };
     let auth_params = params_of(&params);
     let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
-    let (config, now) = (state.config.clone(), state.now());
-    let result = state
-        .db
-        .run(move |conn| {
-            Ok(oauth::decide(
-                conn,
-                &config,
-                now,
-                &auth_params,
-                session.as_deref(),
-                allow,
-            ))
-        })
-        .await;
-    match result {
-        Ok(Ok(url)) => found(&url),
-        Ok(Err(e)) => error_response(e),
-        Err(e) => error_response(AuthorizeError::from(e)),
+    match service::authorize::decide(&state, auth_params, session, allow).await {
+        Ok(url) => found(&url),
+        Err(e) => error_response(e),
     }
 }
 
@@ -244,24 +209,8 @@ pub async fn login(
     let return_to = return_to.to_owned();
     let email = params.owned("email").unwrap_or_default();
     let password = params.owned("password").unwrap_or_default();
-    let (config, now) = (state.config.clone(), state.now());
-    let ip = extract::client_ip(&req, &config);
-    let outcome = {
-        let email = email.clone();
-        state
-            .db
-            .run(move |conn| {
-                users::login(
-                    conn,
-                    &config.rate_limit,
-                    now,
-                    &email,
-                    &password,
-                    ip.as_deref(),
-                )
-            })
-            .await
-    };
+    let ip = extract::client_ip(&req, &state.config);
+    let outcome = service::authorize::login(&state, email.clone(), password, ip).await;
     if let Ok((_, Some(usage))) = &outcome {
         // The middleware turns it into the RateLimit headers of the answer.
         req.extensions_mut().insert(*usage);
@@ -304,11 +253,7 @@ pub async fn logout(
         return Ok(*page);
     }
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        let value = cookie.value().to_owned();
-        state
-            .db
-            .run(move |conn| users::end_session(conn, &value))
-            .await?;
+        service::authorize::logout(&state, cookie.value().to_owned()).await?;
     }
     let mut resp = HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/account"))

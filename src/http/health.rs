@@ -28,10 +28,7 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let backend = state.db.backend();
-    state.db.run(crate::db::ping).await.map_err(|e| {
-        // Any failure to reach the database is "not ready", never a 500.
-        ApiError::from(crate::error::AppError::Unavailable(e.to_string()))
-    })?;
+    // Any failure to reach the database is "not ready" (503), never a 500.
+    let backend = crate::service::ops::ready(&state).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": backend })))
 }

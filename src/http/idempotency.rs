@@ -10,8 +10,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 use super::response::{ApiError, Shape};
-use crate::domain::idempotency::{self, Begin, Fingerprint, Stored};
+use crate::domain::idempotency::{self, Begin, Stored};
 use crate::error::ErrorCode;
+use crate::service;
 use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
@@ -66,18 +67,9 @@ pub async fn guard(
         session: super::extract::session_cookie(req.request()),
     };
     let scope = format!("{} {}", req.method(), req.path());
-    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
-    let started = state
-        .db
-        .run(move |conn| {
-            let principal = idempotency::principal(conn, &config, &keys, now, &presented)?;
-            idempotency::check_key(&key, principal.as_deref())?;
-            let f = Fingerprint::new(&scope, principal.as_deref(), &key, &body);
-            let begin = idempotency::begin(conn, now, &f)?;
-            Ok((std::sync::Arc::new(f), begin, body))
-        })
-        .await;
-    let (fingerprint, begin, body) = match started {
+    let started =
+        service::ops::begin_idempotent(&state, presented, key, scope, body.to_vec()).await;
+    let (fingerprint, begin) = match started {
         Ok(started) => started,
         Err(e) => return Ok(refuse(req, ApiError { error: e, shape })),
     };
@@ -112,18 +104,9 @@ pub async fn guard(
         content_type,
         body: bytes.to_vec(),
     };
-    let f = fingerprint.clone();
     let keep = !status.is_server_error() && status.as_u16() != 429;
-    let outcome = state
-        .db
-        .run(move |conn| {
-            if keep {
-                idempotency::finish(conn, &f, &stored)
-            } else {
-                idempotency::abandon(conn, &f)
-            }
-        })
-        .await;
+    let outcome =
+        service::ops::finish_idempotent(&state, fingerprint, keep.then_some(stored)).await;
     if let Err(e) = outcome {
         tracing::warn!(error = %e, "storing the idempotent answer failed");
     }

@@ -6,7 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::extract;
 use super::response::{ApiError, Shape};
 use crate::domain::ratelimit::Action;
-use crate::domain::registration::{self, RegistrationRequest};
+use crate::domain::registration::RegistrationRequest;
+use crate::service;
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/oauth2/register", tag = "oauth",
@@ -22,15 +23,10 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<RegistrationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    registration::check_gate(&state.config, extract::bearer(&req).as_deref())?;
+    service::clients::gate(&state, extract::bearer(&req).as_deref())?;
     super::agents::limit(&state, &req, Action::Register, Shape::OAuth).await?;
-    let (config, now) = (state.config.clone(), state.now());
-    let audit = extract::audit_context(&req, &config);
-    let body = body.into_inner();
-    let created = state
-        .db
-        .run(move |conn| registration::register(conn, &config, now, &audit, body))
-        .await?;
+    let audit = extract::audit_context(&req, &state.config);
+    let created = service::clients::register(&state, audit, body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))
         .json(created))
@@ -48,13 +44,7 @@ pub async fn read(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = extract::bearer(&req);
-    let config = state.config.clone();
-    let client_id = path.into_inner();
-    let metadata = state
-        .db
-        .run(move |conn| registration::read(conn, &config, &client_id, token.as_deref()))
-        .await?;
+    let metadata = service::clients::read(&state, path.into_inner(), extract::bearer(&req)).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(metadata))
@@ -72,12 +62,6 @@ pub async fn delete(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = extract::bearer(&req);
-    let now = state.now();
-    let client_id = path.into_inner();
-    state
-        .db
-        .run(move |conn| registration::delete(conn, now, &client_id, token.as_deref()))
-        .await?;
+    service::clients::delete(&state, path.into_inner(), extract::bearer(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::extract::{self, SESSION_COOKIE};
 use super::response::{no_store_json, ApiError, Shape};
 use crate::domain::accounts::{self, Caller};
-use crate::domain::users;
-use crate::error::{AppError, ErrorCode};
+use crate::error::ErrorCode;
+use crate::service;
 use crate::state::AppState;
 
 /// The user behind the request, or `401 invalid_token` with the bearer challenge.
@@ -21,25 +21,10 @@ pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiEr
             Shape::OAuth,
         )
     };
-    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
-    if let Some(token) = extract::bearer(req) {
-        return state
-            .db
-            .run(move |conn| accounts::caller_from_bearer(conn, &config, &keys, now, &token))
-            .await?
-            .ok_or_else(unauthenticated);
-    }
-    if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        let value = cookie.value().to_owned();
-        let user = state
-            .db
-            .run(move |conn| users::session_user(conn, now, &value))
-            .await?;
-        if let Some(user) = user {
-            return Ok(Caller::session(&state.config, user.id));
-        }
-    }
-    Err(unauthenticated())
+    let session = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    service::accounts::caller(state, extract::bearer(req), session)
+        .await?
+        .ok_or_else(unauthenticated)
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,11 +68,7 @@ pub async fn create(
         expires_in: body.expires_in,
     };
     let audit = extract::audit_context(&req, &state.config);
-    let now = state.now();
-    let created = state
-        .db
-        .run(move |conn| accounts::create_token(conn, now, &audit, &caller, &request))
-        .await?;
+    let created = service::accounts::create_token(&state, audit, caller, request).await?;
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))
         .json(created))
@@ -101,10 +82,7 @@ pub async fn create(
     ))]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &req).await?;
-    let tokens = state
-        .db
-        .run(move |conn| accounts::list_tokens(conn, &caller))
-        .await?;
+    let tokens = service::accounts::list_tokens(&state, caller).await?;
     Ok(no_store_json(
         &serde_json::json!({ "count": tokens.len(), "tokens": tokens }),
     ))
@@ -125,11 +103,6 @@ pub async fn delete(
     let caller = caller(&state, &req).await?;
     let id = path.into_inner();
     let audit = extract::audit_context(&req, &state.config);
-    let now = state.now();
-    state
-        .db
-        .run(move |conn| accounts::delete_token(conn, now, &audit, &caller, &id))
-        .await
-        .map_err(|e: AppError| ApiError::from(e))?;
+    service::accounts::delete_token(&state, audit, caller, id).await?;
     Ok(no_store_json(&serde_json::json!({ "status": "revoked" })))
 }

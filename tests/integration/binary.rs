@@ -520,7 +520,7 @@ async fn admin_revoke_agents_command() {
         now,
         audit: &audit,
     };
-    let kind = authmd::domain::agents::CredentialType::ApiKey;
+    let kind = authmd::db::status::CredentialType::ApiKey;
     let a = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
     let b = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
     drop(conn);
@@ -538,7 +538,8 @@ async fn admin_revoke_agents_command() {
 
     let (code, _, stderr) = run(&mut cli(&["admin", "revoke-agents"])).await;
     assert_eq!(code, 2, "one target is required: {stderr}");
-    let reg_a = a["registration_id"].as_str().unwrap();
+    let reg_a = a.registration_id.as_str();
+    let key = |r: &authmd::domain::agents::Registered| r.credential.clone().unwrap().credential;
     let (code, stdout, _) = run(&mut cli(&[
         "admin",
         "revoke-agents",
@@ -548,10 +549,10 @@ async fn admin_revoke_agents_command() {
     .await;
     assert_eq!(code, 0);
     assert!(stdout.contains("revoked 1"), "{stdout}");
-    assert!(!active(a["credential"].as_str().unwrap()));
-    assert!(active(b["credential"].as_str().unwrap()));
+    assert!(!active(&key(&a)));
+    assert!(active(&key(&b)));
     let (code, stdout, _) = run(&mut cli(&["admin", "revoke-agents", "--all"])).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("revoked 1"), "{stdout}");
-    assert!(!active(b["credential"].as_str().unwrap()));
+    assert!(!active(&key(&b)));
 }

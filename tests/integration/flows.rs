@@ -3,8 +3,8 @@
 
 use authmd::domain::audit::AuditContext;
 use authmd::domain::clients::{self, NewClient};
+use authmd::domain::grants::code::s256;
 use authmd::domain::scope::Scopes;
-use authmd::domain::tokens::s256;
 use authmd::domain::users;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -1,0 +1,100 @@
+//! The grants of the token endpoint, one module each, and the rules they share: which
+//! audience a token is for (RFC 8707) and which scopes it may carry.
+//!
+//! Every token belongs to a grant (what one authorization produced). Replaying a code or
+//! reusing a rotated refresh token after the grace window revokes the grant, and with it every
+//! access and refresh token issued under it. Access tokens carry their own `revoked_at`, so
+//! introspection is one primary-key read.
+
+pub mod client_credentials;
+pub mod code;
+pub mod jwt_bearer;
+pub mod refresh;
+
+use crate::config::Config;
+use crate::domain::scope::Scopes;
+use crate::error::{AppError, AppResult, ErrorCode};
+
+pub(crate) fn invalid_grant(msg: &'static str) -> AppError {
+    AppError::protocol(ErrorCode::InvalidGrant, msg)
+}
+
+/// The audience for a request's `resource` (RFC 8707): one of the configured resources, or
+/// the default one when none is named.
+pub fn resolve_resource(config: &Config, requested: Option<&str>) -> AppResult<String> {
+    match requested {
+        None | Some("") => Ok(config.default_resource().to_owned()),
+        Some(r) => {
+            let known = if config.server.resources.is_empty() {
+                r == config.server.issuer
+            } else {
+                config.server.resources.iter().any(|k| k == r)
+            };
+            if known {
+                Ok(r.to_owned())
+            } else {
+                Err(AppError::protocol(
+                    ErrorCode::InvalidTarget,
+                    format!("unknown resource {r:?}"),
+                ))
+            }
+        }
+    }
+}
+
+/// A token request's `resource` against the one its grant was made for: absent or equal, else
+/// `invalid_target`.
+pub(crate) fn resource_of_grant(granted: &str, requested: Option<&str>) -> AppResult<()> {
+    match requested {
+        None | Some("") => Ok(()),
+        Some(r) if r == granted => Ok(()),
+        Some(r) => Err(AppError::protocol(
+            ErrorCode::InvalidTarget,
+            format!("resource {r:?} is not the one this grant was made for"),
+        )),
+    }
+}
+
+/// The scopes a request may have: the requested subset of what is allowed, or all of it.
+pub fn narrow_scopes(requested: Option<&str>, allowed: &Scopes) -> AppResult<Scopes> {
+    match requested {
+        None => Ok(allowed.clone()),
+        Some(s) => {
+            let scopes = Scopes::parse(s)
+                .ok_or_else(|| AppError::protocol(ErrorCode::InvalidScope, "scope is malformed"))?;
+            if scopes.is_subset(allowed) {
+                Ok(if scopes.is_empty() {
+                    allowed.clone()
+                } else {
+                    scopes
+                })
+            } else {
+                Err(AppError::protocol(
+                    ErrorCode::InvalidScope,
+                    format!("scope not allowed: {}", scopes.missing_from(allowed)),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_resolve() {
+        let config =
+            Config::from_toml_overlay("[server]\nresources = [\"https://api.example\"]").unwrap();
+        assert_eq!(
+            resolve_resource(&config, None).unwrap(),
+            "https://api.example"
+        );
+        assert_eq!(
+            resolve_resource(&config, Some("https://api.example")).unwrap(),
+            "https://api.example"
+        );
+        let err = resolve_resource(&config, Some("https://evil.example")).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidTarget));
+    }
+}

@@ -1,0 +1,91 @@
+//! The entry points request handlers call: one async function per operation.
+//!
+//! Each decides how its storage work runs, so no handler has to know:
+//!
+//! - [`write`]: a short write transaction (no password hashing, no network). On SQLite it is
+//!   group-committed with other writes by one writer thread (see `Db::write`).
+//! - [`transaction`]: work that may be slow (argon2) or that writes while reading much; it runs
+//!   on the blocking pool.
+//! - [`read`]: reads only; on SQLite it may run inline on the worker (see `Db::read`).
+//! - Introspection's first reads are batched across requests ([`oauth::introspect`]).
+//!
+//! Network work (a provider's JWKS, sending mail) happens here too, before or after the
+//! database call, never inside it. `http/` calls these functions and never touches `db`.
+
+pub mod accounts;
+pub mod admin;
+pub mod agents;
+pub mod authorize;
+pub mod clients;
+pub mod oauth;
+pub mod ops;
+
+use crate::db::DbConn;
+use crate::domain::audit::AuditContext;
+use crate::domain::context::Ctx;
+use crate::error::AppResult;
+use crate::state::AppState;
+
+/// A group-committed short write with a fresh context.
+async fn write<T, F>(state: &AppState, audit: AuditContext, f: F) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
+{
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    state
+        .db
+        .write(move |conn| {
+            let ctx = Ctx {
+                config: &config,
+                keys: &keys,
+                now,
+                audit: &audit,
+            };
+            f(conn, &ctx)
+        })
+        .await
+}
+
+/// Work on the blocking pool with a fresh context.
+async fn transaction<T, F>(state: &AppState, audit: AuditContext, f: F) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
+{
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    state
+        .db
+        .run(move |conn| {
+            let ctx = Ctx {
+                config: &config,
+                keys: &keys,
+                now,
+                audit: &audit,
+            };
+            f(conn, &ctx)
+        })
+        .await
+}
+
+/// Read-only work with a fresh context (its audit context is empty: reads record nothing).
+async fn read<T, F>(state: &AppState, f: F) -> AppResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
+{
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    state
+        .db
+        .read(move |conn| {
+            let audit = AuditContext::default();
+            let ctx = Ctx {
+                config: &config,
+                keys: &keys,
+                now,
+                audit: &audit,
+            };
+            f(conn, &ctx)
+        })
+        .await
+}

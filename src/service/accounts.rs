@@ -1,0 +1,90 @@
+//! The signed-in person's side: sessions, the account page, and `/api/tokens`.
+
+use super::{read, transaction};
+use crate::domain::accounts::{self, Caller, Overview, Revocable, TokenInfo, TokenRequest};
+use crate::domain::audit::AuditContext;
+use crate::domain::users::{self, User};
+use crate::error::AppResult;
+use crate::state::AppState;
+
+/// The user a session cookie belongs to, if it is live.
+pub async fn session_user(state: &AppState, cookie: String) -> AppResult<Option<User>> {
+    read(state, move |conn, ctx| {
+        users::session_user(conn, ctx.now, &cookie)
+    })
+    .await
+}
+
+/// Who calls `/api/tokens`: a bearer credential that speaks for a user, else the session.
+/// `None`: neither.
+pub async fn caller(
+    state: &AppState,
+    bearer: Option<String>,
+    session: Option<String>,
+) -> AppResult<Option<Caller>> {
+    if let Some(token) = bearer {
+        // Personal tokens record when they were last used: this may write.
+        return transaction(state, AuditContext::default(), move |conn, ctx| {
+            accounts::caller_from_bearer(conn, ctx.config, ctx.keys, ctx.now, &token)
+        })
+        .await;
+    }
+    let Some(cookie) = session else {
+        return Ok(None);
+    };
+    Ok(session_user(state, cookie)
+        .await?
+        .map(|user| Caller::session(&state.config, user.id)))
+}
+
+pub async fn create_token(
+    state: &AppState,
+    audit: AuditContext,
+    caller: Caller,
+    request: TokenRequest,
+) -> AppResult<serde_json::Value> {
+    transaction(state, audit, move |conn, ctx| {
+        accounts::create_token(conn, ctx.now, ctx.audit, &caller, &request)
+    })
+    .await
+}
+
+pub async fn list_tokens(state: &AppState, caller: Caller) -> AppResult<Vec<TokenInfo>> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        accounts::list_tokens(conn, &caller)
+    })
+    .await
+}
+
+pub async fn delete_token(
+    state: &AppState,
+    audit: AuditContext,
+    caller: Caller,
+    id: String,
+) -> AppResult<()> {
+    transaction(state, audit, move |conn, ctx| {
+        accounts::delete_token(conn, ctx.now, ctx.audit, &caller, &id)
+    })
+    .await
+}
+
+/// What acts in the person's name, for the account page.
+pub async fn overview(state: &AppState, user_id: String) -> AppResult<Overview> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        accounts::overview(conn, &user_id)
+    })
+    .await
+}
+
+/// A revoke button on the account page.
+pub async fn revoke_own(
+    state: &AppState,
+    audit: AuditContext,
+    user_id: String,
+    what: Revocable,
+) -> AppResult<()> {
+    transaction(state, audit, move |conn, ctx| {
+        accounts::revoke_own(conn, ctx.now, ctx.audit, &user_id, &what)
+    })
+    .await
+}

@@ -1,0 +1,89 @@
+//! The operator API. Every call is an ordinary transaction on the blocking pool: listings read
+//! many rows, and bulk revocation writes many.
+
+use serde_json::Value;
+
+use super::transaction;
+use crate::domain::admin::{self, AuditFilter, RevokeTarget};
+use crate::domain::audit::AuditContext;
+use crate::error::AppResult;
+use crate::state::AppState;
+
+/// A page of the registrations listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub limit: Option<i64>,
+    pub after: Option<String>,
+    pub status: Option<String>,
+    pub user_id: Option<String>,
+}
+
+pub async fn clients(state: &AppState) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), |conn, ctx| {
+        admin::clients(conn, ctx.config)
+    })
+    .await
+}
+
+pub async fn client(state: &AppState, id: String) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), move |conn, ctx| {
+        admin::client(conn, ctx.config, &id)
+    })
+    .await
+}
+
+pub async fn registrations(state: &AppState, page: Page) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        admin::registrations(
+            conn,
+            page.status.as_deref(),
+            page.user_id.as_deref(),
+            page.after.as_deref(),
+            page.limit,
+        )
+    })
+    .await
+}
+
+pub async fn registration(state: &AppState, id: String) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        admin::registration(conn, &id)
+    })
+    .await
+}
+
+pub async fn users(state: &AppState, page: Page) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        admin::users(conn, page.after.as_deref(), page.limit)
+    })
+    .await
+}
+
+pub async fn user(state: &AppState, id: String) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        admin::user(conn, &id)
+    })
+    .await
+}
+
+pub async fn audit_log(
+    state: &AppState,
+    filter: AuditFilter,
+    limit: Option<i64>,
+) -> AppResult<Value> {
+    transaction(state, AuditContext::default(), move |conn, _| {
+        admin::audit_log(conn, &filter, limit)
+    })
+    .await
+}
+
+pub async fn revoke_agents(
+    state: &AppState,
+    audit: AuditContext,
+    target: RevokeTarget,
+) -> AppResult<usize> {
+    transaction(state, audit, move |conn, ctx| {
+        admin::revoke_agents(conn, ctx.now, ctx.audit, &target)
+    })
+    .await
+}

@@ -1,0 +1,81 @@
+//! `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`.
+
+use super::{read, transaction, write};
+use crate::db::DbConn;
+use crate::domain::audit::AuditContext;
+use crate::domain::clients::ClientAuth;
+use crate::domain::credentials::{Introspection, TokenResponse};
+use crate::domain::discovery::GRANT_JWT_BEARER;
+use crate::domain::endpoints::{self, TokenRequest};
+use crate::domain::providers;
+use crate::error::{AppError, AppResult, ErrorCode};
+use crate::state::AppState;
+
+/// A token request. A provider's ID-JAG is verified against its JWKS first (network); authmd's
+/// own identity assertions are checked with its keys inside the grant. Every grant is a short
+/// write.
+pub async fn token(
+    state: &AppState,
+    audit: AuditContext,
+    auth: Option<ClientAuth>,
+    mut request: TokenRequest,
+) -> AppResult<TokenResponse> {
+    if request.grant_type == GRANT_JWT_BEARER {
+        if let Some(assertion) = &request.assertion {
+            let issuer = providers::unverified_issuer(assertion);
+            if issuer.as_deref() != Some(state.config.server.issuer.as_str()) {
+                let verified = state
+                    .providers
+                    .verify_id_jag(&state.config, state.now(), assertion)
+                    .await
+                    .map_err(|p| AppError::protocol(ErrorCode::InvalidGrant, p.description))?;
+                request.id_jag = Some(verified);
+            }
+        }
+    }
+    write(state, audit, move |conn, ctx| {
+        endpoints::token(conn, ctx, auth.as_ref(), &request)
+    })
+    .await
+}
+
+/// RFC 7009 revocation.
+pub async fn revoke(
+    state: &AppState,
+    audit: AuditContext,
+    auth: Option<ClientAuth>,
+    token: String,
+) -> AppResult<()> {
+    transaction(state, audit, move |conn, ctx| {
+        endpoints::revoke(conn, ctx, auth.as_ref(), &token)
+    })
+    .await
+}
+
+/// RFC 7662 introspection for a client allowed to introspect (`caller`), or for the admin token
+/// (`None`, checked by the caller). Resource servers call this on every request: most answers
+/// need only two primary-key reads, which are batched across requests.
+pub async fn introspect(
+    state: &AppState,
+    caller: Option<ClientAuth>,
+    token: String,
+) -> AppResult<Introspection> {
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    if let Some(reads) = endpoints::introspection_reads(&config, &keys, caller.as_ref(), &token) {
+        let rows = state.db.point_reads(reads).await?;
+        if let Some(answer) = endpoints::introspect_prefetched(&config, now, caller.as_ref(), rows)?
+        {
+            return Ok(answer);
+        }
+    }
+    // API keys and personal tokens record when they were last used: those may write.
+    let writes = endpoints::introspection_writes(&config, &keys, &token);
+    let work = move |conn: &mut DbConn, ctx: &crate::domain::context::Ctx<'_>| {
+        endpoints::introspect_for(conn, ctx.config, ctx.keys, ctx.now, caller.as_ref(), &token)
+    };
+    if writes {
+        transaction(state, AuditContext::default(), work).await
+    } else {
+        read(state, work).await
+    }
+}

@@ -1,0 +1,79 @@
+//! Cross-cutting operations: rate limits, readiness, and `Idempotency-Key` records.
+
+use std::sync::Arc;
+
+use super::{transaction, write};
+use crate::domain::audit::AuditContext;
+use crate::domain::idempotency::{self, Begin, Fingerprint, Presented, Stored};
+use crate::domain::ratelimit::{self, Action, Usage};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+/// Counts a request against its limits. `Err` only for a refusal (429): a failing limiter
+/// store lets the request through (and says so in the log), because an outage of the counter
+/// must not become an outage of sign-up.
+pub async fn rate_limit(
+    state: &AppState,
+    action: Action,
+    ip: Option<String>,
+) -> AppResult<Option<Usage>> {
+    let checked = write(state, AuditContext::default(), move |conn, ctx| {
+        ratelimit::check(conn, &ctx.config.rate_limit, ctx.now, action, ip.as_deref())
+    })
+    .await;
+    match checked {
+        Err(e @ AppError::Protocol(_)) => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
+            Ok(None)
+        }
+        ok => ok,
+    }
+}
+
+/// Readiness: one round trip to the database. Returns the backend's name.
+pub async fn ready(state: &AppState) -> AppResult<&'static str> {
+    transaction(state, AuditContext::default(), |conn, _| {
+        crate::db::ping(conn)
+    })
+    .await
+    .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(state.db.backend())
+}
+
+/// The start of an idempotent request: who the principal is, whether the key is acceptable,
+/// and whether this is a retry of a stored answer.
+pub async fn begin_idempotent(
+    state: &AppState,
+    presented: Presented,
+    key: String,
+    scope: String,
+    body: Vec<u8>,
+) -> AppResult<(Arc<Fingerprint>, Begin)> {
+    transaction(state, AuditContext::default(), move |conn, ctx| {
+        let principal = idempotency::principal(conn, ctx.config, ctx.keys, ctx.now, &presented)?;
+        idempotency::check_key(&key, principal.as_deref())?;
+        let f = Fingerprint::new(&scope, principal.as_deref(), &key, &body);
+        let begin = idempotency::begin(conn, ctx.now, &f)?;
+        Ok((Arc::new(f), begin))
+    })
+    .await
+}
+
+/// Stores the answer of an idempotent request (`Some`), or forgets the key so a retry runs
+/// again (`None`: 5xx and 429 answers).
+pub async fn finish_idempotent(
+    state: &AppState,
+    fingerprint: Arc<Fingerprint>,
+    stored: Option<Stored>,
+) -> AppResult<()> {
+    transaction(
+        state,
+        AuditContext::default(),
+        move |conn, _| match stored {
+            Some(stored) => idempotency::finish(conn, &fingerprint, &stored),
+            None => idempotency::abandon(conn, &fingerprint),
+        },
+    )
+    .await
+}
