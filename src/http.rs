@@ -127,7 +127,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let blocking_threads = (state.db.max_size() as usize / workers).max(2);
+    let blocking_threads = (state.storage_connections() as usize / workers).max(2);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()

@@ -22,3 +22,73 @@ pub mod error;
 pub mod http;
 pub mod service;
 pub mod state;
+
+/// The layer rules above, checked by import.
+#[cfg(test)]
+mod layers {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file of a module: `src/<name>.rs` and everything under `src/<name>/`.
+    fn sources(module: &str) -> Vec<(PathBuf, String)> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.join(format!("{module}.rs"))];
+        walk(&src.join(module), &mut files);
+        files
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                (p, text)
+            })
+            .collect()
+    }
+
+    fn offending(module: &str, forbidden: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        for (path, text) in sources(module) {
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") || code.starts_with("#[actix_web::test]") {
+                    continue;
+                }
+                if forbidden.iter().any(|f| code.contains(f)) {
+                    found.push(format!("{}:{}: {code}", path.display(), n + 1));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn handlers_never_touch_storage() {
+        let found = offending("http", &["crate::db", "state.db", ".db."]);
+        assert!(
+            found.is_empty(),
+            "http/ must go through service/: {found:#?}"
+        );
+    }
+
+    #[test]
+    fn the_domain_knows_no_web_and_no_service() {
+        let found = offending(
+            "domain",
+            &["actix_web", "crate::http", "crate::service", "crate::state"],
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn storage_knows_no_feature() {
+        let found = offending("db", &["crate::domain", "crate::http", "crate::service"]);
+        assert!(found.is_empty(), "{found:#?}");
+    }
+}

@@ -61,6 +61,11 @@ impl AppState {
         !configured.is_empty() && constant_time_eq(configured.as_bytes(), presented.as_bytes())
     }
 
+    /// Connections the storage pool may open (sizes the server's blocking threads).
+    pub fn storage_connections(&self) -> u32 {
+        self.db.max_size()
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
@@ -88,7 +93,7 @@ impl AppState {
             .run(move |conn| {
                 let audit = crate::domain::audit::AuditContext {
                     actor: Some("sweep".to_owned()),
-                    ip: None,
+                    ..Default::default()
                 };
                 let ctx = crate::domain::context::Ctx {
                     config: &config,

@@ -17,6 +17,7 @@ pub struct NewAuditRow<'a> {
     pub client_id: Option<&'a str>,
     pub user_id: Option<&'a str>,
     pub detail: String,
+    pub request_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -31,6 +32,7 @@ pub struct AuditRow {
     pub client_id: Option<String>,
     pub user_id: Option<String>,
     pub detail: String,
+    pub request_id: Option<String>,
 }
 
 pub fn insert(conn: &mut DbConn, row: &NewAuditRow<'_>) -> QueryResult<()> {

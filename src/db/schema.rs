@@ -52,6 +52,7 @@ diesel::table! {
         client_id -> Nullable<Text>,
         user_id -> Nullable<Text>,
         detail -> Text,
+        request_id -> Nullable<Text>,
     }
 }
 

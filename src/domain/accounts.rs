@@ -5,7 +5,7 @@
 //! the credential is checked, and only a stale timestamp costs a write.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::config::Config;
@@ -81,7 +81,7 @@ pub fn caller_from_bearer(
 }
 
 /// Token metadata: never the plaintext or the hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,
@@ -91,6 +91,22 @@ pub struct TokenInfo {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
+}
+
+/// A token just made: its metadata and, this once, its plaintext.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// Shown in this answer only; authmd keeps its hash.
+    pub token: String,
+}
+
+/// A caller's tokens.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub count: usize,
+    pub tokens: Vec<TokenInfo>,
 }
 
 impl From<PersonalTokenRow> for TokenInfo {
@@ -131,7 +147,7 @@ pub fn create_token(
     ctx: &AuditContext,
     caller: &Caller,
     req: &TokenRequest,
-) -> AppResult<Value> {
+) -> AppResult<CreatedToken> {
     let (name, workspace, expires_in) = (
         req.name.as_deref(),
         req.workspace.as_deref(),
@@ -232,9 +248,10 @@ pub fn create_token(
             },
         )
     })?;
-    let mut answer = serde_json::to_value(TokenInfo::from(row)).map_err(AppError::internal)?;
-    answer["token"] = json!(token.into_string());
-    Ok(answer)
+    Ok(CreatedToken {
+        info: TokenInfo::from(row),
+        token: token.into_string(),
+    })
 }
 
 pub fn list_tokens(conn: &mut DbConn, caller: &Caller) -> AppResult<Vec<TokenInfo>> {

@@ -1,6 +1,7 @@
 //! The operator's view: clients, registrations, users and the audit log, and bulk revocation
 //! of agent credentials for incident response.
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::clock::UnixTime;
@@ -39,23 +40,104 @@ pub fn client(conn: &mut DbConn, config: &Config, id: &str) -> AppResult<Value> 
     Ok(v)
 }
 
-pub fn registration_json(r: &RegistrationRow) -> Value {
-    json!({
-        "registration_id": r.id,
-        "registration_type": r.registration_type,
-        "status": r.status,
-        "principal_id": r.principal_id,
-        "scopes": r.scopes,
-        "user_id": r.user_id,
-        "link": r.link,
-        "email": r.email,
-        "provider_iss": r.provider_iss,
-        "provider_sub": r.provider_sub,
-        "claim_token_expires": r.claim_token_expires,
-        "created_at": r.created_at,
-        "claimed_at": r.claimed_at,
-        "revoked_at": r.revoked_at,
-    })
+/// An agent registration as the operator sees it (never a secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RegistrationInfo {
+    pub registration_id: String,
+    /// `anonymous`, `email-verification` or `agent-provider`.
+    pub registration_type: String,
+    /// `pending`, `active`, `claimed`, `revoked` or `expired`.
+    pub status: String,
+    pub principal_id: String,
+    pub scopes: String,
+    pub user_id: Option<String>,
+    pub link: Option<bool>,
+    pub email: Option<String>,
+    pub provider_iss: Option<String>,
+    pub provider_sub: Option<String>,
+    pub claim_token_expires: i64,
+    pub created_at: i64,
+    pub claimed_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    /// Its API keys (one registration's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<Vec<ApiKeyInfo>>,
+}
+
+impl From<&RegistrationRow> for RegistrationInfo {
+    fn from(r: &RegistrationRow) -> Self {
+        Self {
+            registration_id: r.id.clone(),
+            registration_type: r.registration_type.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
+            principal_id: r.principal_id.clone(),
+            scopes: r.scopes.clone(),
+            user_id: r.user_id.clone(),
+            link: r.link,
+            email: r.email.clone(),
+            provider_iss: r.provider_iss.clone(),
+            provider_sub: r.provider_sub.clone(),
+            claim_token_expires: r.claim_token_expires,
+            created_at: r.created_at,
+            claimed_at: r.claimed_at,
+            revoked_at: r.revoked_at,
+            api_keys: None,
+        }
+    }
+}
+
+/// An API key's public part.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RegistrationPage {
+    pub registrations: Vec<RegistrationInfo>,
+    /// The `after` cursor of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserInfo {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UserPage {
+    pub users: Vec<UserInfo>,
+    /// The `after` cursor of the next page; `null` on the last.
+    pub next: Option<String>,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub event: String,
+    pub created_at: i64,
+    pub actor: Option<String>,
+    pub ip: Option<String>,
+    /// The `X-Request-Id` of the request that made the row.
+    pub request_id: Option<String>,
+    pub registration_id: Option<String>,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Event-specific facts (never a secret); its members depend on the event.
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub events: Vec<AuditRecord>,
+    /// The `before_id` cursor of the next page; `null` on the last.
+    pub next: Option<i64>,
 }
 
 pub fn registrations(
@@ -64,68 +146,88 @@ pub fn registrations(
     user_id: Option<&str>,
     after: Option<&str>,
     limit: Option<i64>,
-) -> AppResult<Value> {
+) -> AppResult<RegistrationPage> {
     let limit = page_size(limit);
     let rows = db::admin::registrations(conn, status, user_id, after, limit)?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    Ok(
-        json!({ "registrations": rows.iter().map(registration_json).collect::<Vec<_>>(), "next": next }),
-    )
+    Ok(RegistrationPage {
+        registrations: rows.iter().map(RegistrationInfo::from).collect(),
+        next,
+    })
 }
 
-pub fn registration(conn: &mut DbConn, id: &str) -> AppResult<Value> {
+pub fn registration(conn: &mut DbConn, id: &str) -> AppResult<RegistrationInfo> {
     let reg = db::agents::find_registration(conn, id)?
         .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such registration"))?;
-    let keys: Vec<Value> = db::accounts::registration_keys(conn, id)?
+    let keys = db::accounts::registration_keys(conn, id)?
         .into_iter()
-        .map(|k| json!({ "prefix": k.prefix, "created_at": k.created_at, "last_used_at": k.last_used_at }))
+        .map(|k| ApiKeyInfo {
+            prefix: k.prefix,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        })
         .collect();
-    let mut v = registration_json(&reg);
-    v["api_keys"] = json!(keys);
-    Ok(v)
+    let mut info = RegistrationInfo::from(&reg);
+    info.api_keys = Some(keys);
+    Ok(info)
 }
 
-pub fn users(conn: &mut DbConn, after: Option<&str>, limit: Option<i64>) -> AppResult<Value> {
+fn user_info(u: crate::db::users::UserRow) -> UserInfo {
+    UserInfo {
+        id: u.id,
+        email: u.email,
+        email_verified: u.email_verified,
+        created_at: u.created_at,
+    }
+}
+
+pub fn users(conn: &mut DbConn, after: Option<&str>, limit: Option<i64>) -> AppResult<UserPage> {
     let limit = page_size(limit);
     let rows = db::admin::users(conn, after, limit)?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id.clone()))
         .flatten();
-    let users: Vec<Value> = rows
-        .into_iter()
-        .map(|u| json!({ "id": u.id, "email": u.email, "email_verified": u.email_verified, "created_at": u.created_at }))
-        .collect();
-    Ok(json!({ "users": users, "next": next }))
+    Ok(UserPage {
+        users: rows.into_iter().map(user_info).collect(),
+        next,
+    })
 }
 
-pub fn user(conn: &mut DbConn, id: &str) -> AppResult<Value> {
+pub fn user(conn: &mut DbConn, id: &str) -> AppResult<UserInfo> {
     let u = db::users::find(conn, id)?
         .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such user"))?;
-    Ok(
-        json!({ "id": u.id, "email": u.email, "email_verified": u.email_verified, "created_at": u.created_at }),
-    )
+    Ok(user_info(u))
 }
 
 /// The audit log, newest first; `next` is the cursor (`before_id`) of the following page.
-pub fn audit_log(conn: &mut DbConn, filter: &AuditFilter, limit: Option<i64>) -> AppResult<Value> {
+pub fn audit_log(
+    conn: &mut DbConn,
+    filter: &AuditFilter,
+    limit: Option<i64>,
+) -> AppResult<AuditPage> {
     let limit = page_size(limit);
     let rows = db::admin::audit(conn, filter, limit)?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    let events: Vec<Value> = rows
+    let events = rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "event": r.event, "created_at": r.created_at, "actor": r.actor, "ip": r.ip,
-                "registration_id": r.registration_id, "client_id": r.client_id, "user_id": r.user_id,
-                "detail": serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null),
-            })
+        .map(|r| AuditRecord {
+            detail: serde_json::from_str::<Value>(&r.detail).unwrap_or(Value::Null),
+            id: r.id,
+            event: r.event,
+            created_at: r.created_at,
+            actor: r.actor,
+            ip: r.ip,
+            request_id: r.request_id,
+            registration_id: r.registration_id,
+            client_id: r.client_id,
+            user_id: r.user_id,
         })
         .collect();
-    Ok(json!({ "events": events, "next": next }))
+    Ok(AuditPage { events, next })
 }
 
 /// Which agent credentials a bulk revocation hits.

@@ -4,7 +4,7 @@
 //! exchange of identity assertions is [`crate::domain::grants::jwt_bearer`].
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::db::agents::RegistrationRow;
@@ -14,6 +14,7 @@ use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::claims;
 use crate::domain::context::Ctx;
 use crate::domain::credentials;
+pub use crate::domain::credentials::mint::Issued;
 use crate::domain::discovery::paths;
 use crate::domain::mail::Email;
 use crate::domain::providers::{VerifiedIdJag, VerifiedLogout};
@@ -52,17 +53,6 @@ pub struct Registered {
     pub claim: Option<ClaimOffer>,
 }
 
-/// A credential issued to an agent (shown once).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Issued {
-    /// `api_key`, `access_token` or `identity_assertion`.
-    pub credential_type: String,
-    pub credential: String,
-    /// Unix time; `null` for API keys, which live as long as their registration.
-    pub credential_expires: Option<i64>,
-    pub scopes: Vec<String>,
-}
-
 /// How a person can claim the agent, and what it gets when they do.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClaimOffer {
@@ -88,33 +78,6 @@ impl ClaimOffer {
 pub struct Revoked {
     /// Registrations and grants that were live.
     pub revoked: usize,
-}
-
-pub(crate) fn scope_list(s: &str) -> Vec<String> {
-    s.split(' ')
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// One audit row about a registration (its id and user), in the caller's transaction.
-pub(crate) fn record(
-    conn: &mut DbConn,
-    ctx: &Ctx<'_>,
-    event: AuditEvent,
-    reg: &RegistrationRow,
-    detail: Value,
-) -> AppResult<()> {
-    ctx.record(
-        conn,
-        event,
-        AuditEntry {
-            registration_id: Some(&reg.id),
-            user_id: reg.user_id.as_deref(),
-            detail: Some(detail),
-            ..Default::default()
-        },
-    )
 }
 
 fn new_registration(
@@ -169,9 +132,8 @@ pub fn register_anonymous(
     let (credential, expires) = write_tx(conn, |conn| {
         db::agents::insert_registration(conn, &reg)?;
         let issued = credentials::mint::for_registration(conn, ctx, &reg, kind)?;
-        record(
+        ctx.record_registration(
             conn,
-            ctx,
             AuditEvent::RegistrationCreated,
             &reg,
             json!({ "type": reg.registration_type, "credential_type": kind }),
@@ -185,7 +147,7 @@ pub fn register_anonymous(
             credential_type: kind.as_str().to_owned(),
             credential,
             credential_expires: expires,
-            scopes: scope_list(&reg.scopes),
+            scopes: scope::list(&reg.scopes),
         }),
         claim: Some(ClaimOffer::new(ctx, &reg, claim_token)),
     })
@@ -220,9 +182,8 @@ pub fn register_verified_email(
     reg.email = Some(email.clone());
     let mail = write_tx(conn, |conn| {
         db::agents::insert_registration(conn, &reg)?;
-        record(
+        ctx.record_registration(
             conn,
-            ctx,
             AuditEvent::RegistrationCreated,
             &reg,
             json!({ "type": reg.registration_type, "credential_type": kind }),
@@ -316,9 +277,8 @@ pub fn register_id_jag(
         reg.claimed_at = Some(ctx.now);
         db::agents::insert_registration(conn, &reg)?;
         let (credential, expires) = credentials::mint::for_registration(conn, ctx, &reg, kind)?;
-        record(
+        ctx.record_registration(
             conn,
-            ctx,
             AuditEvent::RegistrationCreated,
             &reg,
             json!({ "type": reg.registration_type, "issuer": v.iss, "credential_type": kind }),
@@ -332,7 +292,7 @@ pub fn register_id_jag(
             credential_type: kind.as_str().to_owned(),
             credential,
             credential_expires: expires,
-            scopes: scope_list(&reg.scopes),
+            scopes: scope::list(&reg.scopes),
         }),
         claim: None,
     })
@@ -344,9 +304,8 @@ pub fn expire_unclaimed(conn: &mut DbConn, ctx: &Ctx<'_>) -> AppResult<usize> {
         let expired = db::agents::expired_unclaimed(conn, ctx.now)?;
         for reg in &expired {
             db::agents::set_status(conn, &reg.id, RegistrationStatus::Expired)?;
-            record(
+            ctx.record_registration(
                 conn,
-                ctx,
                 AuditEvent::RegistrationExpired,
                 reg,
                 json!({ "type": reg.registration_type }),
@@ -369,9 +328,8 @@ pub fn revoke_for_provider(
         let (registrations, grants) =
             credentials::revoke_provider_subject(conn, ctx.now, &v.iss, &v.sub)?;
         for reg in &registrations {
-            record(
+            ctx.record_registration(
                 conn,
-                ctx,
                 AuditEvent::RegistrationRevoked,
                 reg,
                 json!({ "reason": "provider logout", "issuer": v.iss }),

@@ -52,13 +52,15 @@ impl AuditEvent {
 pub struct AuditContext {
     pub actor: Option<String>,
     pub ip: Option<String>,
+    /// The request's id (its `X-Request-Id`), so a row leads to the request's log lines.
+    pub request_id: Option<String>,
 }
 
 impl AuditContext {
     pub fn cli() -> Self {
         Self {
             actor: Some("cli".to_owned()),
-            ip: None,
+            ..Default::default()
         }
     }
 }
@@ -84,6 +86,7 @@ pub fn record(
         created_at: now,
         actor: ctx.actor.as_deref(),
         ip: ctx.ip.as_deref(),
+        request_id: ctx.request_id.as_deref(),
         registration_id: entry.registration_id,
         client_id: entry.client_id,
         user_id: entry.user_id,

@@ -11,13 +11,13 @@ use crate::clock::UnixTime;
 use crate::db::agents::{AttemptRow, RegistrationRow};
 use crate::db::status::{AttemptStatus, RegistrationStatus, RegistrationType};
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::agents::{self, Issued};
 use crate::domain::audit::AuditEvent;
 use crate::domain::context::Ctx;
 use crate::domain::credentials;
+use crate::domain::credentials::mint::Issued;
 use crate::domain::mail::Email;
 use crate::domain::ratelimit;
-use crate::domain::scope::Scopes;
+use crate::domain::scope::{self, Scopes};
 use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -126,9 +126,8 @@ pub(crate) fn open_attempt(
             .render(),
         )?,
     };
-    agents::record(
+    ctx.record_registration(
         conn,
-        ctx,
         AuditEvent::ClaimRequested,
         reg,
         json!({ "attempt_id": attempt.id, "link": link }),
@@ -316,9 +315,8 @@ pub fn challenge(conn: &mut DbConn, ctx: &Ctx<'_>, view_token: &str) -> AppResul
             &otp_hash(&attempt.id, &otp),
             ctx.now + OTP_TTL_S,
         )?;
-        agents::record(
+        ctx.record_registration(
             conn,
-            ctx,
             AuditEvent::OtpGenerated,
             &reg,
             json!({ "attempt_id": attempt.id }),
@@ -333,9 +331,8 @@ pub fn cancel(conn: &mut DbConn, ctx: &Ctx<'_>, view_token: &str) -> AppResult<(
         let attempt = attempt_by_view_token(conn, view_token)?;
         let reg = open_attempt_check(conn, ctx.now, &attempt)?;
         db::agents::set_attempt_status(conn, &attempt.id, AttemptStatus::Cancelled)?;
-        agents::record(
+        ctx.record_registration(
             conn,
-            ctx,
             AuditEvent::ClaimCancelled,
             &reg,
             json!({ "attempt_id": attempt.id }),
@@ -392,9 +389,8 @@ pub fn complete(
         db::agents::set_attempt_status(conn, &attempt.id, AttemptStatus::Completed)?;
         let claimed = db::agents::find_registration(conn, &reg.id)?
             .ok_or_else(|| AppError::internal("registration vanished"))?;
-        agents::record(
+        ctx.record_registration(
             conn,
-            ctx,
             AuditEvent::ClaimConfirmed,
             &claimed,
             json!({ "attempt_id": attempt.id, "link": link }),
@@ -416,7 +412,7 @@ pub fn complete(
                 credential_type: kind.as_str().to_owned(),
                 credential,
                 credential_expires: expires,
-                scopes: agents::scope_list(&scopes),
+                scopes: scope::list(&scopes),
             });
         }
         Ok(Ok(answer))

@@ -3,6 +3,7 @@
 
 use crate::clock::UnixTime;
 use crate::config::Config;
+use crate::db::agents::RegistrationRow;
 use crate::db::DbConn;
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::keys::KeyRing;
@@ -29,5 +30,25 @@ impl Ctx<'_> {
         entry: AuditEntry<'_>,
     ) -> AppResult<()> {
         audit::record(conn, self.now, self.audit, event, entry)
+    }
+
+    /// One audit row about an agent registration (its id and user).
+    pub fn record_registration(
+        &self,
+        conn: &mut DbConn,
+        event: AuditEvent,
+        reg: &RegistrationRow,
+        detail: serde_json::Value,
+    ) -> AppResult<()> {
+        self.record(
+            conn,
+            event,
+            AuditEntry {
+                registration_id: Some(&reg.id),
+                user_id: reg.user_id.as_deref(),
+                detail: Some(detail),
+                ..Default::default()
+            },
+        )
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 
 /// Metadata a client may send (RFC 7591 §2). Of the rest, only [`KEPT_METADATA`] is stored
 /// and echoed; anything else is ignored (RFC 7591 §2: metadata the server does not understand).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct RegistrationRequest {
     #[serde(default)]
     pub redirect_uris: Vec<String>,

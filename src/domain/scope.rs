@@ -69,6 +69,14 @@ impl fmt::Display for Scopes {
     }
 }
 
+/// A stored space-separated scope string as a list (for JSON answers).
+pub fn list(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The scopes a flow grants, cut down to an assertion's `scope` claim when it has one. An
 /// assertion that leaves nothing is `invalid_scope`: it asked for nothing this flow grants.
 pub fn assertion_scopes(flow: &Scopes, claim: Option<&str>) -> AppResult<Scopes> {

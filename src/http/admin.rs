@@ -77,7 +77,7 @@ pub async fn client_show(
     Ok(no_store_json(&client))
 }
 
-#[utoipa::path(get, path = "/admin/registrations", tag = "admin", summary = "List agent registrations (filter by status, user_id; page with limit and after)", params(("status" = Option<String>, Query, description = "pending, active, claimed, expired or revoked"), ("user_id" = Option<String>, Query, description = "owner"), ("after" = Option<String>, Query, description = "cursor: next of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "registrations and next", body = Object, content_type = "application/json")))]
+#[utoipa::path(get, path = "/admin/registrations", tag = "admin", summary = "List agent registrations (filter by status, user_id; page with limit and after)", params(("status" = Option<String>, Query, description = "pending, active, claimed, expired or revoked"), ("user_id" = Option<String>, Query, description = "owner"), ("after" = Option<String>, Query, description = "cursor: next of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "registrations and next", body = crate::domain::admin::RegistrationPage, content_type = "application/json")))]
 pub async fn registrations(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -88,7 +88,7 @@ pub async fn registrations(
     Ok(no_store_json(&page))
 }
 
-#[utoipa::path(get, path = "/admin/registrations/{id}", tag = "admin", summary = "Show a registration and its API key prefixes", params(("id" = String, Path, description = "registration_id")), responses((status = 200, description = "registration", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
+#[utoipa::path(get, path = "/admin/registrations/{id}", tag = "admin", summary = "Show a registration and its API key prefixes", params(("id" = String, Path, description = "registration_id")), responses((status = 200, description = "registration", body = crate::domain::admin::RegistrationInfo, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
 pub async fn registration(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -99,7 +99,7 @@ pub async fn registration(
     Ok(no_store_json(&registration))
 }
 
-#[utoipa::path(get, path = "/admin/users", tag = "admin", summary = "List users", params(("after" = Option<String>, Query, description = "cursor"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "users and next", body = Object, content_type = "application/json")))]
+#[utoipa::path(get, path = "/admin/users", tag = "admin", summary = "List users", params(("after" = Option<String>, Query, description = "cursor"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "users and next", body = crate::domain::admin::UserPage, content_type = "application/json")))]
 pub async fn users(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -110,7 +110,7 @@ pub async fn users(
     Ok(no_store_json(&users))
 }
 
-#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", summary = "Show a user", params(("id" = String, Path, description = "user id")), responses((status = 200, description = "user", body = Object, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", summary = "Show a user", params(("id" = String, Path, description = "user id")), responses((status = 200, description = "user", body = crate::domain::admin::UserInfo, content_type = "application/json"), (status = 404, description = "not_found", body = super::response::ErrorBody)))]
 pub async fn user(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -133,7 +133,7 @@ pub struct AuditQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/admin/audit", tag = "admin", summary = "The audit log, newest first, filtered and paged", params(("event" = Option<String>, Query, description = "event name"), ("registration_id" = Option<String>, Query, description = "registration"), ("user_id" = Option<String>, Query, description = "user"), ("client_id" = Option<String>, Query, description = "client"), ("since" = Option<i64>, Query, description = "Unix time, inclusive"), ("until" = Option<i64>, Query, description = "Unix time, exclusive"), ("before_id" = Option<i64>, Query, description = "cursor: next of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "events and next", body = Object, content_type = "application/json")))]
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", summary = "The audit log, newest first, filtered and paged", params(("event" = Option<String>, Query, description = "event name"), ("registration_id" = Option<String>, Query, description = "registration"), ("user_id" = Option<String>, Query, description = "user"), ("client_id" = Option<String>, Query, description = "client"), ("since" = Option<i64>, Query, description = "Unix time, inclusive"), ("until" = Option<i64>, Query, description = "Unix time, exclusive"), ("before_id" = Option<i64>, Query, description = "cursor: next of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200")), responses((status = 200, description = "events and next", body = crate::domain::admin::AuditPage, content_type = "application/json")))]
 pub async fn audit(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -154,7 +154,7 @@ pub async fn audit(
     Ok(no_store_json(&events))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RevokeBody {
     #[serde(default)]
     all: bool,
@@ -162,7 +162,7 @@ pub struct RevokeBody {
     user_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/admin/revoke-agents", tag = "admin", summary = "Bulk revocation of agent credentials: {all: true}, {registration_id} or {user_id}", request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "revoked count", body = Object, content_type = "application/json"), (status = 400, description = "invalid_request", body = super::response::ErrorBody)))]
+#[utoipa::path(post, path = "/admin/revoke-agents", tag = "admin", summary = "Bulk revocation of agent credentials: {all: true}, {registration_id} or {user_id}", request_body(content = RevokeBody, content_type = "application/json"), responses((status = 200, description = "revoked count", body = crate::domain::agents::Revoked, content_type = "application/json"), (status = 400, description = "invalid_request", body = super::response::ErrorBody)))]
 pub async fn revoke_agents(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -195,6 +195,6 @@ pub async fn revoke_agents(
     };
     let mut audit = extract::audit_context(&req, &state.config);
     audit.actor = Some("admin".to_owned());
-    let n = service::admin::revoke_agents(&state, audit, target).await?;
-    Ok(no_store_json(&serde_json::json!({ "revoked": n })))
+    let revoked = service::admin::revoke_agents(&state, audit, target).await?;
+    Ok(no_store_json(&crate::domain::agents::Revoked { revoked }))
 }

@@ -41,7 +41,7 @@ pub async fn limit(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -71,7 +71,7 @@ impl RegisterBody {
 
 #[utoipa::path(post, path = "/agent/auth", tag = "agents",
     summary = "Register an agent: anonymous, verified email, or ID-JAG (alias /agent/identity)",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = RegisterBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Registration (and credential where the flow gives one at once)", body = Registered, content_type = "application/json"),
         (status = 400, description = "auth.md error", body = super::response::ErrorBody),
@@ -96,7 +96,7 @@ pub async fn register(
     Ok(no_store_json(&answer))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ClaimBody {
     claim_token: Option<String>,
     email: Option<String>,
@@ -106,7 +106,7 @@ pub struct ClaimBody {
 
 #[utoipa::path(post, path = "/agent/auth/claim", tag = "agents",
     summary = "Start the claim of an anonymous registration: emails the person a one-time link",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = ClaimBody, content_type = "application/json"),
     responses(
         (status = 200, description = "registration_id, claim_attempt_id, status, expires_at", body = ClaimStarted, content_type = "application/json"),
         (status = 401, description = "invalid_claim_token", body = super::response::ErrorBody),
@@ -131,7 +131,7 @@ pub async fn claim(
     Ok(no_store_json(&answer))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CompleteBody {
     claim_token: Option<String>,
     otp: Option<String>,
@@ -139,7 +139,7 @@ pub struct CompleteBody {
 
 #[utoipa::path(post, path = "/agent/auth/claim/complete", tag = "agents",
     summary = "Complete a claim with the one-time code the person read on the claim page",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = CompleteBody, content_type = "application/json"),
     responses(
         (status = 200, description = "registration_id and status claimed (plus a credential for verified-email registrations)", body = Claimed, content_type = "application/json"),
         (status = 401, description = "otp_invalid or invalid_claim_token", body = super::response::ErrorBody),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
@@ -200,6 +200,10 @@ pub fn audit_context(req: &HttpRequest, config: &Config) -> AuditContext {
     AuditContext {
         actor: None,
         ip: client_ip(req, config),
+        request_id: req
+            .extensions()
+            .get::<super::middleware::RequestId>()
+            .map(|id| id.0.clone()),
     }
 }
 

@@ -1,7 +1,15 @@
 //! Liveness and readiness.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+
+/// Liveness (`ok`) or readiness (`ready`, with the backend reached).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<&'static str>,
+}
 
 use super::response::ApiError;
 use crate::state::AppState;
@@ -11,10 +19,13 @@ use crate::state::AppState;
     path = "/healthz",
     tag = "operations",
     summary = "Liveness: the process answers",
-    responses((status = 200, description = "Alive", body = Object, content_type = "application/json"))
+    responses((status = 200, description = "Alive", body = Health, content_type = "application/json"))
 )]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        database: None,
+    })
 }
 
 #[utoipa::path(
@@ -23,12 +34,15 @@ pub async fn healthz() -> HttpResponse {
     tag = "operations",
     summary = "Readiness: the database answers",
     responses(
-        (status = 200, description = "Ready", body = Object, content_type = "application/json"),
+        (status = 200, description = "Ready", body = Health, content_type = "application/json"),
         (status = 503, description = "Database unreachable", body = super::response::ErrorBody)
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Any failure to reach the database is "not ready" (503), never a 500.
     let backend = crate::service::ops::ready(&state).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": backend })))
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ready",
+        database: Some(backend),
+    }))
 }

@@ -7,6 +7,9 @@ use utoipa::OpenApi;
 use super::{admin, agents, authorize, health, register, response, token, tokens_api, well_known};
 use crate::state::AppState;
 
+/// Every JSON body is a typed schema except where the shape is open by its RFC: the
+/// discovery documents (RFC 8414, RFC 9728), the JWK Set, RFC 7591 client metadata (clients may
+/// register fields authmd echoes) and this document itself; those say `Object`.
 #[derive(OpenApi)]
 #[openapi(
     info(

@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 #[utoipa::path(post, path = "/oauth2/register", tag = "oauth",
     summary = "Register a client (RFC 7591)",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = RegistrationRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Client metadata with client_id, client_secret (confidential clients) and registration_access_token", body = Object, content_type = "application/json"),
         (status = 400, description = "invalid_redirect_uri or invalid_client_metadata", body = super::response::ErrorBody),

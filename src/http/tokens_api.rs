@@ -27,7 +27,14 @@ pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<Caller, ApiEr
         .ok_or_else(unauthenticated)
 }
 
-#[derive(Debug, Deserialize)]
+/// The answer to a deletion.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    /// `revoked`.
+    status: &'static str,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateBody {
     name: Option<String>,
     scopes: Option<Vec<String>>,
@@ -40,9 +47,9 @@ pub struct CreateBody {
 
 #[utoipa::path(post, path = "/api/tokens", tag = "account",
     summary = "Create a personal or workspace token with chosen scopes (never more than the caller has); the plaintext is in this answer only",
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = CreateBody, content_type = "application/json"),
     responses(
-        (status = 201, description = "id, token (shown once), prefix, scopes, workspace, created_at", body = Object, content_type = "application/json"),
+        (status = 201, description = "id, token (shown once), prefix, scopes, workspace, created_at", body = crate::domain::accounts::CreatedToken, content_type = "application/json"),
         (status = 400, description = "invalid_scope", body = super::response::ErrorBody),
         (status = 401, description = "invalid_token", body = super::response::ErrorBody),
         (status = 403, description = "insufficient_scope: the bearer is not a personal or workspace token; access_denied: another workspace", body = super::response::ErrorBody),
@@ -77,22 +84,20 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/tokens", tag = "account",
     summary = "List the caller's tokens: id, prefix, scopes, created_at, last_used_at — never plaintext or hash",
     responses(
-        (status = 200, description = "tokens", body = Object, content_type = "application/json"),
+        (status = 200, description = "tokens", body = crate::domain::accounts::TokenList, content_type = "application/json"),
         (status = 401, description = "invalid_token", body = super::response::ErrorBody),
     ))]
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &req).await?;
     let tokens = service::accounts::list_tokens(&state, caller).await?;
-    Ok(no_store_json(
-        &serde_json::json!({ "count": tokens.len(), "tokens": tokens }),
-    ))
+    Ok(no_store_json(&tokens))
 }
 
 #[utoipa::path(delete, path = "/api/tokens/{id}", tag = "account",
     summary = "Revoke one of the caller's tokens; another user's token is 404",
     params(("id" = String, Path, description = "Token id")),
     responses(
-        (status = 200, description = "revoked", body = Object, content_type = "application/json"),
+        (status = 200, description = "revoked", body = Deleted, content_type = "application/json"),
         (status = 404, description = "not_found", body = super::response::ErrorBody),
     ))]
 pub async fn delete(
@@ -104,5 +109,5 @@ pub async fn delete(
     let id = path.into_inner();
     let audit = extract::audit_context(&req, &state.config);
     service::accounts::delete_token(&state, audit, caller, id).await?;
-    Ok(no_store_json(&serde_json::json!({ "status": "revoked" })))
+    Ok(no_store_json(&Deleted { status: "revoked" }))
 }

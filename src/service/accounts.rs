@@ -1,7 +1,9 @@
 //! The signed-in person's side: sessions, the account page, and `/api/tokens`.
 
 use super::{read, transaction};
-use crate::domain::accounts::{self, Caller, Overview, Revocable, TokenInfo, TokenRequest};
+use crate::domain::accounts::{
+    self, Caller, Overview, Revocable, TokenInfo, TokenList, TokenRequest,
+};
 use crate::domain::audit::AuditContext;
 use crate::domain::users::{self, User};
 use crate::error::AppResult;
@@ -42,18 +44,22 @@ pub async fn create_token(
     audit: AuditContext,
     caller: Caller,
     request: TokenRequest,
-) -> AppResult<serde_json::Value> {
+) -> AppResult<accounts::CreatedToken> {
     transaction(state, audit, move |conn, ctx| {
         accounts::create_token(conn, ctx.now, ctx.audit, &caller, &request)
     })
     .await
 }
 
-pub async fn list_tokens(state: &AppState, caller: Caller) -> AppResult<Vec<TokenInfo>> {
-    transaction(state, AuditContext::default(), move |conn, _| {
+pub async fn list_tokens(state: &AppState, caller: Caller) -> AppResult<TokenList> {
+    let tokens: Vec<TokenInfo> = transaction(state, AuditContext::default(), move |conn, _| {
         accounts::list_tokens(conn, &caller)
     })
-    .await
+    .await?;
+    Ok(TokenList {
+        count: tokens.len(),
+        tokens,
+    })
 }
 
 pub async fn delete_token(

@@ -4,7 +4,10 @@
 use serde_json::Value;
 
 use super::transaction;
-use crate::domain::admin::{self, AuditFilter, RevokeTarget};
+use crate::domain::admin::{
+    self, AuditFilter, AuditPage, RegistrationInfo, RegistrationPage, RevokeTarget, UserInfo,
+    UserPage,
+};
 use crate::domain::audit::AuditContext;
 use crate::error::AppResult;
 use crate::state::AppState;
@@ -32,7 +35,7 @@ pub async fn client(state: &AppState, id: String) -> AppResult<Value> {
     .await
 }
 
-pub async fn registrations(state: &AppState, page: Page) -> AppResult<Value> {
+pub async fn registrations(state: &AppState, page: Page) -> AppResult<RegistrationPage> {
     transaction(state, AuditContext::default(), move |conn, _| {
         admin::registrations(
             conn,
@@ -45,21 +48,21 @@ pub async fn registrations(state: &AppState, page: Page) -> AppResult<Value> {
     .await
 }
 
-pub async fn registration(state: &AppState, id: String) -> AppResult<Value> {
+pub async fn registration(state: &AppState, id: String) -> AppResult<RegistrationInfo> {
     transaction(state, AuditContext::default(), move |conn, _| {
         admin::registration(conn, &id)
     })
     .await
 }
 
-pub async fn users(state: &AppState, page: Page) -> AppResult<Value> {
+pub async fn users(state: &AppState, page: Page) -> AppResult<UserPage> {
     transaction(state, AuditContext::default(), move |conn, _| {
         admin::users(conn, page.after.as_deref(), page.limit)
     })
     .await
 }
 
-pub async fn user(state: &AppState, id: String) -> AppResult<Value> {
+pub async fn user(state: &AppState, id: String) -> AppResult<UserInfo> {
     transaction(state, AuditContext::default(), move |conn, _| {
         admin::user(conn, &id)
     })
@@ -70,7 +73,7 @@ pub async fn audit_log(
     state: &AppState,
     filter: AuditFilter,
     limit: Option<i64>,
-) -> AppResult<Value> {
+) -> AppResult<AuditPage> {
     transaction(state, AuditContext::default(), move |conn, _| {
         admin::audit_log(conn, &filter, limit)
     })

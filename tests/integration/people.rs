@@ -401,15 +401,13 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         200
     );
 
-    let mut regs = Vec::new();
+    let (mut regs, mut request_ids) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let r: Value = app
+        let resp = app
             .post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .json()
-            .await
-            .unwrap();
-        regs.push(r);
+            .await;
+        request_ids.push(resp.headers()["x-request-id"].to_str().unwrap().to_owned());
+        regs.push(resp.json::<Value>().await.unwrap());
     }
     let page: Value = admin("/admin/registrations?limit=2")
         .await
@@ -466,6 +464,14 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         .json()
         .await
         .unwrap();
+    // Each row names the request that made it, as its answer's X-Request-Id did.
+    let created = by_reg["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "registration.created")
+        .unwrap();
+    assert_eq!(created["request_id"], json!(request_ids[0]));
     assert!(by_reg["events"]
         .as_array()
         .unwrap()

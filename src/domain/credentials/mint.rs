@@ -207,6 +207,17 @@ pub fn verify_identity_assertion(ctx: &Ctx<'_>, assertion: &str) -> AppResult<As
     Ok(claims)
 }
 
+/// A credential issued to an agent (shown once).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Issued {
+    /// `api_key`, `access_token` or `identity_assertion`.
+    pub credential_type: String,
+    pub credential: String,
+    /// Unix time; `null` for API keys, which live as long as their registration.
+    pub credential_expires: Option<i64>,
+    pub scopes: Vec<String>,
+}
+
 /// Mints a credential of `kind` for a registration; returns it and its expiry (None: none).
 pub fn for_registration(
     conn: &mut DbConn,
