@@ -33,8 +33,8 @@ use crate::error::{AppError, AppResult};
 
 /// Runs a diesel query on the concrete connection inside [`DbConn`]. Through
 /// `MultiConnection`, every execution renders its SQL again and walks each bind through an
-/// extra backend layer (`perf`: about a fifth of the SQLite writer thread's time on the token
-/// endpoint), even when the prepared statement is cached. The hot queries (token issuance and
+/// extra backend layer, even when the prepared statement is cached (a measurable share of the
+/// writer thread's time: `bench/README.md`). The hot queries (token issuance and
 /// introspection) use this; the body is written once and compiled for each backend.
 macro_rules! native {
     ($conn:expr, |$c:ident| $body:expr) => {
@@ -92,9 +92,8 @@ impl DbManager {
                     })?;
                 // busy_timeout first: switching to WAL itself needs the lock another
                 // connection may hold. Checkpoints every 10,000 WAL pages (~40 MiB) instead of
-                // 1,000: each checkpoint syncs the database file in the committing thread, and
-                // under token load that was 14 times a second (measured: 12k -> 15-16k tokens/s,
-                // p99 12 -> 6 ms).
+                // 1,000: each checkpoint syncs the database file in the committing thread
+                // (`bench/README.md` has what that cost under token load).
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 5000;
                      PRAGMA journal_mode = WAL;
@@ -176,7 +175,8 @@ pub struct Db {
     pool: r2d2::Pool<DbManager>,
     manager: DbManager,
     backend: &'static str,
-    /// SQLite's group-commit writer, started on first use (see [`Db::write`]).
+    /// SQLite's group-commit writer, started on first use: the process's one SQLite writer
+    /// (see [`write_tx`]).
     writer: Arc<OnceLock<mpsc::Sender<Job>>>,
     /// Batched point reads (see [`Db::point_reads`]); PostgreSQL's reader thread starts on
     /// first use.
@@ -268,8 +268,7 @@ impl Db {
     /// Runs a short read-only query set (point reads by key). On SQLite, when a pooled connection
     /// is idle, it runs right here on the calling worker: a primary-key read on a local WAL file
     /// takes microseconds and never waits for writers, while handing it to a blocking thread and
-    /// back cost more than the read itself (`perf`: context switches were the top cost of
-    /// introspection). Otherwise, and always on PostgreSQL (a network round trip), as [`run`].
+    /// back cost more than the read itself (`bench/README.md`). Otherwise, and always on PostgreSQL (a network round trip), as [`run`].
     ///
     /// `f` must not write: a write could wait for SQLite's lock on an async worker.
     ///
@@ -287,10 +286,10 @@ impl Db {
         self.run(f).await
     }
 
-    /// Runs a short write transaction (token issuance, registration). On SQLite, all such writes
-    /// go to one writer thread, which commits whatever is queued in one transaction: one WAL
-    /// commit and one lock hand-over for many tokens instead of one each (`perf`: WAL page writes
-    /// and thread hand-offs dominated the token endpoint). Each write keeps the meaning it has
+    /// Runs a write (token issuance, registration, revocation: every write the server makes). On
+    /// SQLite, all writes go to one writer thread, which commits whatever is queued in one
+    /// transaction: one WAL commit and one lock hand-over for many writes instead of one each
+    /// (`bench/README.md`). Each write keeps the meaning it has
     /// alone: its own `write_tx` becomes a savepoint, rolled back when it fails, and what it
     /// writes outside one stays even when it then returns an error (a replayed code revokes its
     /// grant and answers `invalid_grant`). A database error in any write, or a failed commit,
@@ -479,60 +478,21 @@ fn create_parent_dir(path: &Path) -> Result<(), DbSetupError> {
 /// write), so a read-then-write cannot fail with `SQLITE_BUSY_SNAPSHOT` under concurrency; on
 /// PostgreSQL it is a plain transaction and races are settled by conditional updates.
 ///
-/// On SQLite, writers of this process also queue on one in-process lock before they ask SQLite
-/// for its write lock: SQLite's busy handler waits by sleeping (1, 2, 5, 10 … 100 ms), so 32
-/// concurrent writers spent most of their time asleep while the lock was free (token issuance
-/// p99 63 ms). A queue hands the lock over the moment it is released. `busy_timeout` still
-/// covers other processes (the CLI) writing to the same file.
+/// How SQLite writers are coordinated, in one place: inside the server process every write
+/// runs on the one writer thread ([`Db::write`]), so writers never meet SQLite's lock; another
+/// process on the same file (the CLI, a test's setup connection) waits for it through
+/// `busy_timeout`. Inside a batch this is a savepoint of the batch's transaction.
 pub fn write_tx<T, F>(conn: &mut DbConn, f: F) -> AppResult<T>
 where
     F: FnOnce(&mut DbConn) -> AppResult<T>,
 {
-    // `None` on PostgreSQL, and inside an outer SQLite write transaction (a batch), which
-    // already holds both locks.
-    let writer = match conn {
-        DbConn::Sqlite(_) => SqliteWriter::enter(),
-        DbConn::Pg(_) => None,
-    };
+    let sqlite = matches!(conn, DbConn::Sqlite(_));
     conn.transaction(|conn| {
-        if writer.is_some() {
+        if sqlite {
             conn.batch_execute("UPDATE signing_keys SET alg = alg WHERE 0")?;
         }
         f(conn)
     })
-}
-
-/// The in-process queue of SQLite writers. One per process: a server serves one database; test
-/// processes that run several servers only serialise their (short) write transactions.
-static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-thread_local! {
-    /// Whether this thread holds [`SQLITE_WRITER`]: a nested `write_tx` (a savepoint) must not
-    /// wait for itself.
-    static HOLDS_SQLITE_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-struct SqliteWriter(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
-
-impl SqliteWriter {
-    fn enter() -> Option<Self> {
-        if HOLDS_SQLITE_WRITER.get() {
-            return None;
-        }
-        // A panic inside another writer's transaction poisons nothing we rely on: the lock
-        // guards no data, only the order of writers.
-        let guard = SQLITE_WRITER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        HOLDS_SQLITE_WRITER.set(true);
-        Some(Self(guard))
-    }
-}
-
-impl Drop for SqliteWriter {
-    fn drop(&mut self) {
-        HOLDS_SQLITE_WRITER.set(false);
-    }
 }
 
 #[cfg(test)]
@@ -745,46 +705,25 @@ mod tests {
         assert_eq!(checkpoint.wal_autocheckpoint, 10_000);
     }
 
-    #[test]
-    fn nested_write_transactions_do_not_wait_for_themselves() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_outside_the_writer_thread_waits_for_its_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sqlite_db(&dir);
-        let mut conn = db.get().unwrap();
-        let depth = write_tx(&mut conn, |conn| write_tx(conn, |_| Ok(2))).unwrap();
-        assert_eq!(depth, 2);
-        // The flag is cleared again: a later writer on this thread still queues.
-        assert!(!HOLDS_SQLITE_WRITER.get());
-    }
-
-    #[test]
-    fn sqlite_writers_queue_in_process_instead_of_failing_busy() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sqlite_db(&dir);
-        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
-        let holder = {
+        let db = scratch_db(&dir);
+        // The writer thread holds a batch (and SQLite's write lock) open...
+        let (release, holder) = hold_writer(&db).await;
+        let outside = std::thread::spawn({
             let db = db.clone();
-            std::thread::spawn(move || {
+            move || {
+                // ...while a connection of its own (as another process would have) writes: it
+                // waits through busy_timeout instead of failing "database is locked".
                 let mut conn = db.get().unwrap();
-                write_tx(&mut conn, |_| {
-                    entered_tx.send(()).unwrap();
-                    std::thread::sleep(Duration::from_millis(300));
-                    Ok(())
-                })
-                .unwrap();
-            })
-        };
-        entered_rx.recv().unwrap();
-        let mut conn = db.get().unwrap();
-        // Without the in-process queue this writer would reach SQLite while the lock is held
-        // and, with no busy timeout, fail at once with "database is locked".
-        conn.batch_execute("PRAGMA busy_timeout = 0").unwrap();
-        let waited = std::time::Instant::now();
-        write_tx(&mut conn, |conn| {
-            conn.batch_execute("UPDATE signing_keys SET alg = alg WHERE 0")?;
-            Ok(())
-        })
-        .unwrap();
-        assert!(waited.elapsed() >= Duration::from_millis(100));
-        holder.join().unwrap();
+                write_tx(&mut conn, |c| insert(c, "outside"))
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        drop(release);
+        holder.await.unwrap();
+        outside.join().unwrap().unwrap();
+        assert!(scratch_rows(&db).contains(&"outside".to_owned()));
     }
 }

@@ -150,7 +150,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
     })
     .workers(workers)
     // Database work runs on each worker's blocking pool; a handful of threads per worker keeps
-    // them hot instead of waking hundreds (measured: most CPU went to context switches).
+    // them hot instead of waking hundreds (bench/README.md has the measurements).
     .worker_max_blocking_threads(blocking_threads)
     .listen(listener)?
     .run();

@@ -2,11 +2,10 @@
 //!
 //! Each decides how its storage work runs, so no handler has to know:
 //!
-//! - [`write`]: a short write transaction (no password hashing, no network). On SQLite it is
-//!   group-committed with other writes by one writer thread (see `Db::write`).
-//! - [`transaction`]: work that may be slow (argon2) or that writes while reading much; it runs
-//!   on the blocking pool.
-//! - [`read`]: reads only; on SQLite it may run inline on the worker (see `Db::read`).
+//! - [`write`]: every write. It must be quick (no password hashing, no network): on SQLite all
+//!   writes of the process are group-committed by one writer thread (see `Db::write`).
+//! - [`read`]: a few point reads; on SQLite it may run inline on the worker (see `Db::read`).
+//! - [`query`]: reads that may take longer (listings, a password check), on the blocking pool.
 //! - Introspection's first reads are batched across requests ([`oauth::introspect`]).
 //!
 //! Network work (a provider's JWKS, sending mail) happens here too, before or after the
@@ -47,8 +46,9 @@ where
         .await
 }
 
-/// Work on the blocking pool with a fresh context.
-async fn transaction<T, F>(state: &AppState, audit: AuditContext, f: F) -> AppResult<T>
+/// Read-only work on the blocking pool with a fresh context. `f` must not write: on SQLite
+/// every write belongs to the writer thread.
+async fn query<T, F>(state: &AppState, f: F) -> AppResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
@@ -57,6 +57,7 @@ where
     state
         .db
         .run(move |conn| {
+            let audit = AuditContext::default();
             let ctx = Ctx {
                 config: &config,
                 keys: &keys,

@@ -90,7 +90,7 @@ impl AppState {
     pub async fn sweep(&self) -> AppResult<usize> {
         let (config, keys, now) = (self.config.clone(), self.keys.current(), self.now());
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 let audit = crate::domain::audit::AuditContext {
                     actor: Some("sweep".to_owned()),
                     ..Default::default()

@@ -6,8 +6,7 @@
 //! each HTTP worker for its own requests ([`WorkerBatches`]). A point read costs the database
 //! far more around the lookup than in it: on PostgreSQL a round trip (wake-up, `recv`, `send`, a
 //! snapshot), on SQLite a read transaction (the WAL-index mutex and `fcntl` locks, contended
-//! between workers). Measured at 32 concurrent callers: PostgreSQL 10k -> 28k introspections/s;
-//! SQLite 33k -> 45k with the reader thread, then 40k -> 50k on the workers.
+//! between workers). The measurements behind each choice are in `bench/README.md`.
 //!
 //! A request's reads start after it was queued, so they see every commit made before it
 //! arrived: a token revoked before the introspection request is seen as revoked.
@@ -88,8 +87,8 @@ pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<P
 
 /// SQLite's `column IN (SELECT value FROM json_each(?))`: one bind however many keys, so the
 /// statement is prepared once and then cached. diesel's `IN (?, ?, …)` has a bind per key and is
-/// prepared again for every batch (`perf`: SQLite's SQL parser and the allocator were the top
-/// user-space costs of batched introspection). PostgreSQL's `= ANY($1)` has one bind already.
+/// prepared again for every batch (see `bench/README.md`). PostgreSQL's `= ANY($1)` has one
+/// bind already.
 #[derive(Debug, Clone)]
 struct InJsonArray<C> {
     column: C,
@@ -146,8 +145,8 @@ fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 const MAX_BATCH: usize = 256;
 
 /// Threads that read batches. One: whatever arrives during a batch's reads waits for the next
-/// batch, so batches grow with the load. Two or three threads made smaller batches and more
-/// queries (PostgreSQL introspection 29k -> 23k -> 20k req/s).
+/// batch, so batches grow with the load. More threads made smaller batches and more queries, and
+/// measured slower (`bench/README.md`).
 const READERS: usize = 1;
 
 struct Job {
@@ -244,8 +243,7 @@ fn answer(conn: AppResult<&mut DbConn>, batch: Vec<Job>) {
 
 /// SQLite's batches are made on each HTTP worker thread instead of a reader thread. A read on a
 /// local WAL file takes microseconds, so handing it to another thread and back cost more than
-/// the read (`perf`: futex wake-ups and context switches were about 15 % of the server's CPU
-/// with the reader thread). The first request a worker queues starts a task that yields once,
+/// the read (`bench/README.md`). The first request a worker queues starts a task that yields once,
 /// so that the worker first runs every other request that is ready, and then reads for all of
 /// them at once on the worker, or on a blocking thread when no pooled connection is idle.
 pub struct WorkerBatches {

@@ -70,8 +70,7 @@ fn measure(conn: &mut DbConn, now: UnixTime, b: &Bucket, count: bool) -> AppResu
     let window = b.window;
     let start = now - now.rem_euclid(window);
     let elapsed = now - start;
-    // In a write transaction so that, on SQLite, it queues with the other writers of this
-    // process instead of sleeping in SQLite's busy handler.
+    // The increment and the read of both windows are one step.
     let (current, previous) = if count {
         db::write_tx(conn, |conn| {
             Ok(db::ratelimit::hit(conn, &b.name, start, start - window)?)

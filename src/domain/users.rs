@@ -166,27 +166,66 @@ pub fn verify_login(conn: &mut DbConn, email: &str, password: &str) -> AppResult
     }
 }
 
-/// The login form: refused while the account or the IP has used up its failed sign-ins;
-/// otherwise checks the password (same cost for unknown accounts) and starts a session.
-/// Failures (wrong password, unknown or disabled account) are counted; a success never is.
-/// Answers the session (`None`: wrong credentials) and the failure window's state after this
-/// attempt, for the `RateLimit` headers.
-pub fn login(
+/// One sign-in attempt: the account it names (normalised) and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    account: String,
+    email: String,
+    ip: Option<String>,
+}
+
+impl LoginAttempt {
+    pub fn new(email: &str, ip: Option<String>) -> Self {
+        Self {
+            account: normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase()),
+            email: email.to_owned(),
+            ip,
+        }
+    }
+}
+
+/// What the read-only half of a sign-in found: the user whose password matched (and who is not
+/// disabled), and the failure window before this attempt.
+#[derive(Debug, Clone)]
+pub struct CheckedLogin {
+    user_id: Option<String>,
+    usage: Option<ratelimit::Usage>,
+}
+
+/// The login form's first half, reads only: refused while the account or the IP has used up
+/// its failed sign-ins; otherwise checks the password (argon2, the same cost for unknown
+/// accounts).
+pub fn check_login(
     conn: &mut DbConn,
     limits: &RateLimitConfig,
     now: UnixTime,
-    email: &str,
+    attempt: &LoginAttempt,
     password: &str,
-    ip: Option<&str>,
+) -> AppResult<CheckedLogin> {
+    let usage =
+        ratelimit::login_allowed(conn, limits, now, &attempt.account, attempt.ip.as_deref())?;
+    let user_id = match verify_login(conn, &attempt.email, password)? {
+        Some(user) if user.disabled_at.is_none() => Some(user.id),
+        _ => None,
+    };
+    Ok(CheckedLogin { user_id, usage })
+}
+
+/// The second half, a quick write: a session for a match; otherwise the failure is counted (a
+/// success never is). Answers the session (`None`: wrong credentials) and the failure window's
+/// state after this attempt, for the `RateLimit` headers.
+pub fn finish_login(
+    conn: &mut DbConn,
+    limits: &RateLimitConfig,
+    now: UnixTime,
+    attempt: &LoginAttempt,
+    checked: CheckedLogin,
 ) -> AppResult<(Option<PlainToken>, Option<ratelimit::Usage>)> {
-    let account = normalize_email(email).unwrap_or_else(|| email.trim().to_lowercase());
-    let mut usage = ratelimit::login_allowed(conn, limits, now, &account, ip)?;
-    match verify_login(conn, email, password)? {
-        Some(user) if user.disabled_at.is_none() => {
-            Ok((Some(start_session(conn, now, &user.id)?), usage))
-        }
-        _ => {
-            ratelimit::login_failed(conn, limits, now, &account, ip)?;
+    let mut usage = checked.usage;
+    match checked.user_id {
+        Some(user_id) => Ok((Some(start_session(conn, now, &user_id)?), usage)),
+        None => {
+            ratelimit::login_failed(conn, limits, now, &attempt.account, attempt.ip.as_deref())?;
             if let Some(u) = usage.as_mut() {
                 u.remaining = u.remaining.saturating_sub(1);
             }

@@ -1,6 +1,6 @@
 //! The signed-in person's side: sessions, the account page, and `/api/tokens`.
 
-use super::{read, transaction};
+use super::{query, read, write};
 use crate::domain::accounts::{
     self, Caller, Overview, Revocable, TokenInfo, TokenList, TokenRequest,
 };
@@ -26,7 +26,7 @@ pub async fn caller(
 ) -> AppResult<Option<Caller>> {
     if let Some(token) = bearer {
         // Personal tokens record when they were last used: this may write.
-        return transaction(state, AuditContext::default(), move |conn, ctx| {
+        return write(state, AuditContext::default(), move |conn, ctx| {
             accounts::caller_from_bearer(conn, ctx.config, ctx.keys, ctx.now, &token)
         })
         .await;
@@ -45,17 +45,15 @@ pub async fn create_token(
     caller: Caller,
     request: TokenRequest,
 ) -> AppResult<accounts::CreatedToken> {
-    transaction(state, audit, move |conn, ctx| {
+    write(state, audit, move |conn, ctx| {
         accounts::create_token(conn, ctx.now, ctx.audit, &caller, &request)
     })
     .await
 }
 
 pub async fn list_tokens(state: &AppState, caller: Caller) -> AppResult<TokenList> {
-    let tokens: Vec<TokenInfo> = transaction(state, AuditContext::default(), move |conn, _| {
-        accounts::list_tokens(conn, &caller)
-    })
-    .await?;
+    let tokens: Vec<TokenInfo> =
+        query(state, move |conn, _| accounts::list_tokens(conn, &caller)).await?;
     Ok(TokenList {
         count: tokens.len(),
         tokens,
@@ -68,7 +66,7 @@ pub async fn delete_token(
     caller: Caller,
     id: String,
 ) -> AppResult<()> {
-    transaction(state, audit, move |conn, ctx| {
+    write(state, audit, move |conn, ctx| {
         accounts::delete_token(conn, ctx.now, ctx.audit, &caller, &id)
     })
     .await
@@ -76,10 +74,7 @@ pub async fn delete_token(
 
 /// What acts in the person's name, for the account page.
 pub async fn overview(state: &AppState, user_id: String) -> AppResult<Overview> {
-    transaction(state, AuditContext::default(), move |conn, _| {
-        accounts::overview(conn, &user_id)
-    })
-    .await
+    query(state, move |conn, _| accounts::overview(conn, &user_id)).await
 }
 
 /// A revoke button on the account page.
@@ -89,7 +84,7 @@ pub async fn revoke_own(
     user_id: String,
     what: Revocable,
 ) -> AppResult<()> {
-    transaction(state, audit, move |conn, ctx| {
+    write(state, audit, move |conn, ctx| {
         accounts::revoke_own(conn, ctx.now, ctx.audit, &user_id, &what)
     })
     .await

@@ -1,9 +1,8 @@
-//! The operator API. Every call is an ordinary transaction on the blocking pool: listings read
-//! many rows, and bulk revocation writes many.
+//! The operator API: listings read on the blocking pool; bulk revocation is a write.
 
 use serde_json::Value;
 
-use super::transaction;
+use super::{query, write};
 use crate::domain::admin::{
     self, AuditFilter, AuditPage, RegistrationInfo, RegistrationPage, RevokeTarget, UserInfo,
     UserPage,
@@ -22,21 +21,15 @@ pub struct Page {
 }
 
 pub async fn clients(state: &AppState) -> AppResult<Value> {
-    transaction(state, AuditContext::default(), |conn, ctx| {
-        admin::clients(conn, ctx.config)
-    })
-    .await
+    query(state, |conn, ctx| admin::clients(conn, ctx.config)).await
 }
 
 pub async fn client(state: &AppState, id: String) -> AppResult<Value> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
-        admin::client(conn, ctx.config, &id)
-    })
-    .await
+    query(state, move |conn, ctx| admin::client(conn, ctx.config, &id)).await
 }
 
 pub async fn registrations(state: &AppState, page: Page) -> AppResult<RegistrationPage> {
-    transaction(state, AuditContext::default(), move |conn, _| {
+    query(state, move |conn, _| {
         admin::registrations(
             conn,
             page.status.as_deref(),
@@ -49,24 +42,18 @@ pub async fn registrations(state: &AppState, page: Page) -> AppResult<Registrati
 }
 
 pub async fn registration(state: &AppState, id: String) -> AppResult<RegistrationInfo> {
-    transaction(state, AuditContext::default(), move |conn, _| {
-        admin::registration(conn, &id)
-    })
-    .await
+    query(state, move |conn, _| admin::registration(conn, &id)).await
 }
 
 pub async fn users(state: &AppState, page: Page) -> AppResult<UserPage> {
-    transaction(state, AuditContext::default(), move |conn, _| {
+    query(state, move |conn, _| {
         admin::users(conn, page.after.as_deref(), page.limit)
     })
     .await
 }
 
 pub async fn user(state: &AppState, id: String) -> AppResult<UserInfo> {
-    transaction(state, AuditContext::default(), move |conn, _| {
-        admin::user(conn, &id)
-    })
-    .await
+    query(state, move |conn, _| admin::user(conn, &id)).await
 }
 
 pub async fn audit_log(
@@ -74,10 +61,7 @@ pub async fn audit_log(
     filter: AuditFilter,
     limit: Option<i64>,
 ) -> AppResult<AuditPage> {
-    transaction(state, AuditContext::default(), move |conn, _| {
-        admin::audit_log(conn, &filter, limit)
-    })
-    .await
+    query(state, move |conn, _| admin::audit_log(conn, &filter, limit)).await
 }
 
 pub async fn revoke_agents(
@@ -85,7 +69,7 @@ pub async fn revoke_agents(
     audit: AuditContext,
     target: RevokeTarget,
 ) -> AppResult<usize> {
-    transaction(state, audit, move |conn, ctx| {
+    write(state, audit, move |conn, ctx| {
         admin::revoke_agents(conn, ctx.now, ctx.audit, &target)
     })
     .await

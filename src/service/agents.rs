@@ -1,6 +1,6 @@
 //! auth.md agent registration and the emailed claim ceremony.
 
-use super::{transaction, write};
+use super::{query, write};
 use crate::domain::agents::{self, Registered, Revoked};
 use crate::domain::audit::AuditContext;
 use crate::domain::claims::{self, AttemptState, ClaimStarted, Claimed};
@@ -117,7 +117,7 @@ where
         return Ok(());
     };
     tracing::warn!(error = %e, "{what} could not be sent; undoing what was waiting for it");
-    transaction(state, AuditContext::default(), compensate).await?;
+    write(state, AuditContext::default(), compensate).await?;
     Err(AppError::protocol(
         ErrorCode::ServiceUnavailable,
         format!("{what} could not be sent; retry later"),
@@ -155,7 +155,7 @@ pub async fn provider_logout(
 
 /// The claim page: what an attempt's link shows. Reads only.
 pub async fn claim_view(state: &AppState, view_token: String) -> AppResult<AttemptState> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
+    query(state, move |conn, ctx| {
         claims::view(conn, ctx.now, &view_token)
     })
     .await

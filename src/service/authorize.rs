@@ -1,6 +1,6 @@
 //! The authorization endpoint, its consent decision, and the login form.
 
-use super::transaction;
+use super::{query, write};
 use crate::domain::audit::AuditContext;
 use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
 use crate::domain::ratelimit::Usage;
@@ -9,13 +9,14 @@ use crate::domain::users;
 use crate::error::AppResult;
 use crate::state::AppState;
 
-/// Validates an authorization request and decides the next step (login, consent, redirect).
+/// Validates an authorization request and decides the next step (login, consent, redirect:
+/// remembered consent issues the code at once, so this may write).
 pub async fn begin(
     state: &AppState,
     params: AuthorizeParams,
     session: Option<String>,
 ) -> Result<AuthorizeStep, AuthorizeError> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
+    write(state, AuditContext::default(), move |conn, ctx| {
         Ok(oauth::begin(
             conn,
             ctx.config,
@@ -35,7 +36,7 @@ pub async fn decide(
     session: Option<String>,
     allow: bool,
 ) -> Result<String, AuthorizeError> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
+    write(state, AuditContext::default(), move |conn, ctx| {
         Ok(oauth::decide(
             conn,
             ctx.config,
@@ -50,28 +51,30 @@ pub async fn decide(
 }
 
 /// The login form: a session on success, and the failure window's usage for the RateLimit
-/// headers. The password check (argon2) runs on the blocking pool.
+/// headers. The password check (argon2, slow) reads on the blocking pool; only what follows
+/// from it (a session, or a counted failure) is a write.
 pub async fn login(
     state: &AppState,
     email: String,
     password: String,
     ip: Option<String>,
 ) -> AppResult<(Option<PlainToken>, Option<Usage>)> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
-        users::login(
-            conn,
-            &ctx.config.rate_limit,
-            ctx.now,
-            &email,
-            &password,
-            ip.as_deref(),
-        )
+    let attempt = users::LoginAttempt::new(&email, ip);
+    let checked = {
+        let attempt = attempt.clone();
+        query(state, move |conn, ctx| {
+            users::check_login(conn, &ctx.config.rate_limit, ctx.now, &attempt, &password)
+        })
+        .await?
+    };
+    write(state, AuditContext::default(), move |conn, ctx| {
+        users::finish_login(conn, &ctx.config.rate_limit, ctx.now, &attempt, checked)
     })
     .await
 }
 
 pub async fn logout(state: &AppState, cookie: String) -> AppResult<()> {
-    transaction(state, AuditContext::default(), move |conn, _| {
+    write(state, AuditContext::default(), move |conn, _| {
         users::end_session(conn, &cookie)
     })
     .await

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::transaction;
+use super::{query, write};
 use crate::domain::audit::AuditContext;
 use crate::domain::registration::{self, RegistrationRequest};
 use crate::error::AppResult;
@@ -18,21 +18,21 @@ pub async fn register(
     audit: AuditContext,
     request: RegistrationRequest,
 ) -> AppResult<Value> {
-    transaction(state, audit, move |conn, ctx| {
+    write(state, audit, move |conn, ctx| {
         registration::register(conn, ctx.config, ctx.now, ctx.audit, request)
     })
     .await
 }
 
 pub async fn read(state: &AppState, client_id: String, token: Option<String>) -> AppResult<Value> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
+    query(state, move |conn, ctx| {
         registration::read(conn, ctx.config, &client_id, token.as_deref())
     })
     .await
 }
 
 pub async fn delete(state: &AppState, client_id: String, token: Option<String>) -> AppResult<()> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
+    write(state, AuditContext::default(), move |conn, ctx| {
         registration::delete(conn, ctx.now, &client_id, token.as_deref())
     })
     .await

@@ -1,6 +1,6 @@
 //! `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`.
 
-use super::{read, transaction, write};
+use super::{read, write};
 use crate::db::DbConn;
 use crate::domain::audit::AuditContext;
 use crate::domain::clients::ClientAuth;
@@ -46,7 +46,7 @@ pub async fn revoke(
     auth: Option<ClientAuth>,
     token: String,
 ) -> AppResult<()> {
-    transaction(state, audit, move |conn, ctx| {
+    write(state, audit, move |conn, ctx| {
         endpoints::revoke(conn, ctx, auth.as_ref(), &token)
     })
     .await
@@ -74,7 +74,7 @@ pub async fn introspect(
         endpoints::introspect_for(conn, ctx.config, ctx.keys, ctx.now, caller.as_ref(), &token)
     };
     if writes {
-        transaction(state, AuditContext::default(), work).await
+        write(state, AuditContext::default(), work).await
     } else {
         read(state, work).await
     }

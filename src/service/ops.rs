@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{transaction, write};
+use super::{query, write};
 use crate::domain::audit::AuditContext;
 use crate::domain::idempotency::{self, Begin, Fingerprint, Presented, Stored};
 use crate::domain::ratelimit::{self, Action, Usage};
@@ -33,11 +33,9 @@ pub async fn rate_limit(
 
 /// Readiness: one round trip to the database. Returns the backend's name.
 pub async fn ready(state: &AppState) -> AppResult<&'static str> {
-    transaction(state, AuditContext::default(), |conn, _| {
-        crate::db::ping(conn)
-    })
-    .await
-    .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    query(state, |conn, _| crate::db::ping(conn))
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
     Ok(state.db.backend())
 }
 
@@ -50,7 +48,7 @@ pub async fn begin_idempotent(
     scope: String,
     body: Vec<u8>,
 ) -> AppResult<(Arc<Fingerprint>, Begin)> {
-    transaction(state, AuditContext::default(), move |conn, ctx| {
+    write(state, AuditContext::default(), move |conn, ctx| {
         let principal = idempotency::principal(conn, ctx.config, ctx.keys, ctx.now, &presented)?;
         idempotency::check_key(&key, principal.as_deref())?;
         let f = Fingerprint::new(&scope, principal.as_deref(), &key, &body);
@@ -67,7 +65,7 @@ pub async fn finish_idempotent(
     fingerprint: Arc<Fingerprint>,
     stored: Option<Stored>,
 ) -> AppResult<()> {
-    transaction(
+    write(
         state,
         AuditContext::default(),
         move |conn, _| match stored {

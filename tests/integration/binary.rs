@@ -468,15 +468,18 @@ async fn client_and_user_commands() {
     let disabled: Value = serde_json::from_str(&stdout).unwrap();
     assert!(disabled["disabled_at"].is_i64(), "{stdout}");
     let mut conn = db.get().unwrap();
-    let (session, _) = authmd::domain::users::login(
+    let attempt = authmd::domain::users::LoginAttempt::new("ops@example.com", None);
+    let checked = authmd::domain::users::check_login(
         &mut conn,
         &config.rate_limit,
         0,
-        "ops@example.com",
+        &attempt,
         "hunter2hunter2",
-        None,
     )
     .unwrap();
+    let (session, _) =
+        authmd::domain::users::finish_login(&mut conn, &config.rate_limit, 0, &attempt, checked)
+            .unwrap();
     assert!(session.is_none(), "a disabled user cannot sign in");
     drop(conn);
     let mut raw = std::fs::read(&db_path).unwrap();
