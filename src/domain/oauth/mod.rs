@@ -3,6 +3,13 @@
 //!
 //! Errors before the redirect URI is trusted are shown on a page and never redirected (an
 //! open-redirect would otherwise follow); errors after it go back to the client.
+//!
+//! Validation runs on oxide-auth's primitives ([`oxide`]); consent, the code, RFC 9207 `iss`,
+//! RFC 8707 `resource` and the pages are authmd's, around them.
+
+pub use oxide::validate;
+
+mod oxide;
 
 use url::Url;
 
@@ -10,9 +17,7 @@ use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::db::oauth::{CodeRow, ConsentRow};
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::clients::{self, Client};
-use crate::domain::discovery::GRANT_AUTHORIZATION_CODE;
-use crate::domain::grants::{narrow_scopes, resolve_resource};
+use crate::domain::clients::Client;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{prefix, PlainToken};
 use crate::domain::users::{self, User};
@@ -94,114 +99,6 @@ pub fn redirect_with(
         q.append_pair("iss", issuer);
     }
     url.to_string()
-}
-
-/// Validates an authorization request. Needs the database (the client) but changes nothing.
-pub fn validate(
-    conn: &mut DbConn,
-    config: &Config,
-    p: &AuthorizeParams,
-) -> Result<ValidAuthorize, AuthorizeError> {
-    let page = |code, msg: &str| AuthorizeError::Page(ProtocolError::new(code, msg.to_owned()));
-    let client_id = p
-        .client_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| page(ErrorCode::InvalidRequest, "client_id is missing"))?;
-    let client = clients::find(conn, client_id)?
-        .ok_or_else(|| page(ErrorCode::InvalidClient, "unknown client_id"))?;
-    let redirect_uri = match p.redirect_uri.as_deref() {
-        Some(requested) => match client.match_redirect(requested) {
-            Some(_) => requested.to_owned(),
-            None => {
-                return Err(page(
-                    ErrorCode::InvalidRequest,
-                    "redirect_uri is not registered for this client",
-                ))
-            }
-        },
-        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
-        None => return Err(page(ErrorCode::InvalidRequest, "redirect_uri is required")),
-    };
-
-    // From here on the redirect URI is trusted: errors go back to the client.
-    let state = p.state.clone();
-    let back = |code: ErrorCode, msg: &str| {
-        AuthorizeError::Redirect(redirect_with(
-            &redirect_uri,
-            &config.server.issuer,
-            &[("error", code.as_str()), ("error_description", msg)],
-            state.as_deref(),
-        ))
-    };
-    match p.response_type.as_deref() {
-        Some("code") => {}
-        Some(_) => {
-            return Err(back(
-                ErrorCode::UnsupportedResponseType,
-                "only response_type=code is supported",
-            ))
-        }
-        None => return Err(back(ErrorCode::InvalidRequest, "response_type is missing")),
-    }
-    if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
-        return Err(back(
-            ErrorCode::UnauthorizedClient,
-            "client may not use the authorization code grant",
-        ));
-    }
-    let challenge = match p.code_challenge.as_deref() {
-        Some(c) if !c.is_empty() => c.to_owned(),
-        _ => {
-            return Err(back(
-                ErrorCode::InvalidRequest,
-                "code_challenge is required (PKCE S256)",
-            ))
-        }
-    };
-    match p.code_challenge_method.as_deref() {
-        Some("S256") => {}
-        Some(_) => {
-            return Err(back(
-                ErrorCode::InvalidRequest,
-                "code_challenge_method must be S256",
-            ))
-        }
-        // RFC 7636 defaults a missing method to plain, which authmd refuses.
-        None => {
-            return Err(back(
-                ErrorCode::InvalidRequest,
-                "code_challenge_method must be S256",
-            ))
-        }
-    }
-    // S256 challenges are 43 base64url characters.
-    if challenge.len() != 43
-        || !challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(back(
-            ErrorCode::InvalidRequest,
-            "code_challenge is not a base64url SHA-256",
-        ));
-    }
-    let scopes = match narrow_scopes(p.scope.as_deref(), &client.scopes()) {
-        Ok(s) => s,
-        Err(e) => return Err(back(ErrorCode::InvalidScope, &e.to_string())),
-    };
-    let resource = match resolve_resource(config, p.resource.as_deref()) {
-        Ok(r) => r,
-        Err(_) => return Err(back(ErrorCode::InvalidTarget, "unknown resource")),
-    };
-    Ok(ValidAuthorize {
-        client,
-        redirect_uri,
-        scopes,
-        state,
-        code_challenge: challenge,
-        resource,
-    })
 }
 
 /// Whether the user already consented to at least these scopes for this client. Never for a
