@@ -25,68 +25,58 @@ use crate::domain::context::Ctx;
 use crate::error::AppResult;
 use crate::state::AppState;
 
-/// A group-committed short write with a fresh context.
+/// `f` with a context made now: the configuration, the current keys, the injected time.
+fn in_context<T, F>(
+    state: &AppState,
+    audit: AuditContext,
+    f: F,
+) -> impl FnOnce(&mut DbConn) -> AppResult<T> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
+{
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    move |conn| {
+        let ctx = Ctx {
+            config: &config,
+            keys: &keys,
+            now,
+            audit: &audit,
+        };
+        f(conn, &ctx)
+    }
+}
+
+/// A write, group-committed on SQLite; `audit` says who is asking.
 async fn write<T, F>(state: &AppState, audit: AuditContext, f: F) -> AppResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
 {
-    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
-    state
-        .db
-        .write(move |conn| {
-            let ctx = Ctx {
-                config: &config,
-                keys: &keys,
-                now,
-                audit: &audit,
-            };
-            f(conn, &ctx)
-        })
-        .await
+    state.db.write(in_context(state, audit, f)).await
 }
 
-/// Read-only work on the blocking pool with a fresh context. `f` must not write: on SQLite
-/// every write belongs to the writer thread.
+/// Read-only work on the blocking pool. `f` must not write: on SQLite every write belongs to
+/// the writer thread.
 async fn query<T, F>(state: &AppState, f: F) -> AppResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
 {
-    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     state
         .db
-        .run(move |conn| {
-            let audit = AuditContext::default();
-            let ctx = Ctx {
-                config: &config,
-                keys: &keys,
-                now,
-                audit: &audit,
-            };
-            f(conn, &ctx)
-        })
+        .run(in_context(state, AuditContext::default(), f))
         .await
 }
 
-/// Read-only work with a fresh context (its audit context is empty: reads record nothing).
+/// A few point reads, inline on the worker when SQLite has an idle connection.
 async fn read<T, F>(state: &AppState, f: F) -> AppResult<T>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
 {
-    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     state
         .db
-        .read(move |conn| {
-            let audit = AuditContext::default();
-            let ctx = Ctx {
-                config: &config,
-                keys: &keys,
-                now,
-                audit: &audit,
-            };
-            f(conn, &ctx)
-        })
+        .read(in_context(state, AuditContext::default(), f))
         .await
 }

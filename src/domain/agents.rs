@@ -143,12 +143,7 @@ pub fn register_anonymous(
     Ok(Registered {
         registration_id: reg.id.clone(),
         registration_type: reg.registration_type.as_str().to_owned(),
-        credential: Some(Issued {
-            credential_type: kind.as_str().to_owned(),
-            credential,
-            credential_expires: expires,
-            scopes: scope::list(&reg.scopes),
-        }),
+        credential: Some(Issued::new(kind, credential, expires, &reg.scopes)),
         claim: Some(ClaimOffer::new(ctx, &reg, claim_token)),
     })
 }
@@ -288,12 +283,7 @@ pub fn register_id_jag(
     Ok(Registered {
         registration_id: reg.id.clone(),
         registration_type: reg.registration_type.as_str().to_owned(),
-        credential: Some(Issued {
-            credential_type: kind.as_str().to_owned(),
-            credential,
-            credential_expires: expires,
-            scopes: scope::list(&reg.scopes),
-        }),
+        credential: Some(Issued::new(kind, credential, expires, &reg.scopes)),
         claim: None,
     })
 }

@@ -17,7 +17,7 @@ use crate::domain::credentials;
 use crate::domain::credentials::mint::Issued;
 use crate::domain::mail::Email;
 use crate::domain::ratelimit;
-use crate::domain::scope::{self, Scopes};
+use crate::domain::scope::Scopes;
 use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -408,12 +408,7 @@ pub fn complete(
             let kind = claimed.requested_credential_type;
             let (credential, expires) =
                 credentials::mint::for_registration(conn, ctx, &claimed, kind)?;
-            answer.credential = Some(Issued {
-                credential_type: kind.as_str().to_owned(),
-                credential,
-                credential_expires: expires,
-                scopes: scope::list(&scopes),
-            });
+            answer.credential = Some(Issued::new(kind, credential, expires, &scopes));
         }
         Ok(Ok(answer))
     })?;

@@ -24,20 +24,22 @@ impl AccountPage<'_> {
     }
 }
 
-async fn signed_in(state: &AppState, req: &HttpRequest) -> Option<User> {
-    let cookie = req.cookie(SESSION_COOKIE)?.value().to_owned();
-    match service::accounts::session_user(state, cookie).await {
-        Ok(user) => user,
-        Err(e) => {
-            // Shown as signed out (the login page), but never silently: an outage is logged.
-            tracing::error!(error = %e, "reading the session failed");
-            None
-        }
-    }
+/// The signed-in user; a failure to read the session is an error page, never "signed out".
+async fn signed_in(state: &AppState, req: &HttpRequest) -> Result<Option<User>, HttpResponse> {
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    service::accounts::session_user(state, cookie.value().to_owned())
+        .await
+        .map_err(|e| pages::failure_page(&e))
 }
 
 pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(user) = signed_in(&state, &req).await else {
+    let user = match signed_in(&state, &req).await {
+        Ok(user) => user,
+        Err(page) => return page,
+    };
+    let Some(user) = user else {
         return pages::with_csrf(&req, &state, |csrf| {
             pages::render(
                 StatusCode::OK,
@@ -61,14 +63,7 @@ pub async fn page(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
                 },
             )
         }),
-        Err(e) => {
-            tracing::error!(error = %e, "account page failed");
-            pages::error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Please try again shortly.",
-            )
-        }
+        Err(e) => pages::failure_page(&e),
     }
 }
 
@@ -82,7 +77,11 @@ pub async fn revoke(
     if let Err(page) = pages::checked_form(&state, &req, form.into_inner()) {
         return *page;
     }
-    let Some(user) = signed_in(&state, &req).await else {
+    let user = match signed_in(&state, &req).await {
+        Ok(user) => user,
+        Err(page) => return page,
+    };
+    let Some(user) = user else {
         return pages::error_page(StatusCode::UNAUTHORIZED, "access_denied", "sign in first");
     };
     let (kind, id) = path.into_inner();
@@ -103,16 +102,6 @@ pub async fn revoke(
         Ok(()) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, "/account"))
             .finish(),
-        Err(crate::error::AppError::Protocol(p)) => {
-            pages::error_page(StatusCode::NOT_FOUND, p.code.as_str(), &p.description)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "revoking from the account page failed");
-            pages::error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Please try again shortly.",
-            )
-        }
+        Err(e) => pages::failure_page(&e),
     }
 }

@@ -266,14 +266,7 @@ pub async fn claim_view(
             closed(p.description.into_owned()),
             "",
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "claim page failed");
-            pages::error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Please try again shortly.",
-            )
-        }
+        Err(e) => pages::failure_page(&e),
     }
 }
 
@@ -308,14 +301,7 @@ async fn page_action(
             let status = super::response::status_of(p.code);
             claim_page(req, state, status, closed(p.description.into_owned()), "")
         }
-        Err(e) => {
-            tracing::error!(error = %e, "claim page action failed");
-            pages::error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Please try again shortly.",
-            )
-        }
+        Err(e) => pages::failure_page(&e),
     }
 }
 

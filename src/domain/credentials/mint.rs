@@ -218,6 +218,22 @@ pub struct Issued {
     pub scopes: Vec<String>,
 }
 
+impl Issued {
+    pub fn new(
+        kind: CredentialType,
+        credential: String,
+        expires: Option<i64>,
+        scopes: &str,
+    ) -> Self {
+        Self {
+            credential_type: kind.as_str().to_owned(),
+            credential,
+            credential_expires: expires,
+            scopes: crate::domain::scope::list(scopes),
+        }
+    }
+}
+
 /// Mints a credential of `kind` for a registration; returns it and its expiry (None: none).
 pub fn for_registration(
     conn: &mut DbConn,
