@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod batch;
 pub mod clients;
 pub mod keys;
 pub mod oauth;
@@ -178,17 +179,6 @@ pub struct Db {
     /// SQLite's group-commit writer, started on first use: the process's one SQLite writer
     /// (see [`write_tx`]).
     writer: Arc<OnceLock<mpsc::Sender<Job>>>,
-    /// Batched point reads (see [`Db::point_reads`]); PostgreSQL's reader thread starts on
-    /// first use.
-    point_reads: Arc<PointReaders>,
-}
-
-/// Where a backend's batched point reads are made: SQLite's on each HTTP worker, PostgreSQL's
-/// on one reader thread (a round trip is best waited for off the workers, and one thread makes
-/// the biggest batches).
-enum PointReaders {
-    Workers(point_reads::WorkerBatches),
-    Thread(OnceLock<point_reads::Batcher>),
 }
 
 /// A write handed to the SQLite writer thread: runs inside the batch's transaction and returns
@@ -235,10 +225,6 @@ impl Db {
             manager: writer_manager,
             backend,
             writer: Arc::default(),
-            point_reads: Arc::new(match backend {
-                "sqlite" => PointReaders::Workers(point_reads::WorkerBatches::new(&pool)),
-                _ => PointReaders::Thread(OnceLock::new()),
-            }),
             pool,
         })
     }
@@ -333,24 +319,6 @@ impl Db {
         answer_rx
             .await
             .map_err(|_| AppError::internal("a batched write was abandoned"))?
-    }
-
-    /// Introspection's first reads (the caller's client, the access token), queued and read
-    /// together with those of other requests: one query per table for the whole batch (see
-    /// [`point_reads`]).
-    pub async fn point_reads(
-        &self,
-        reads: point_reads::PointReads,
-    ) -> AppResult<point_reads::PointRows> {
-        match &*self.point_reads {
-            PointReaders::Workers(batches) => batches.read(reads).await,
-            PointReaders::Thread(batcher) => {
-                batcher
-                    .get_or_init(|| point_reads::Batcher::start(&self.pool))
-                    .read(reads)
-                    .await
-            }
-        }
     }
 
     fn writer(&self) -> &mpsc::Sender<Job> {

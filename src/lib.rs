@@ -87,6 +87,26 @@ mod layers {
     }
 
     #[test]
+    fn the_batch_executor_knows_no_feature_rows() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/db/batch.rs");
+        let text = std::fs::read_to_string(path).unwrap();
+        for feature in [
+            "schema::",
+            "ClientRow",
+            "TokenRow",
+            "PointReads",
+            "clients::",
+            "tokens::",
+        ] {
+            let code = text.lines().filter(|l| !l.trim_start().starts_with("//"));
+            assert!(
+                !code.clone().any(|l| l.contains(feature)),
+                "db/batch.rs names {feature}"
+            );
+        }
+    }
+
+    #[test]
     fn storage_knows_no_feature() {
         let found = offending("db", &["crate::domain", "crate::http", "crate::service"]);
         assert!(found.is_empty(), "{found:#?}");

@@ -4,6 +4,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::db::batch::Batched;
+use crate::db::point_reads::IntrospectionReads;
 use crate::db::Db;
 use crate::domain::discovery::Discovery;
 use crate::domain::keys::{self, KeyRing};
@@ -23,6 +25,8 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     /// Keys CSRF tokens (a database secret, so every instance accepts every instance's forms).
     pub csrf_key: Arc<ring::hmac::Key>,
+    /// Introspection's first reads, batched across requests.
+    pub introspection_reads: Arc<Batched<IntrospectionReads>>,
 }
 
 impl AppState {
@@ -41,6 +45,7 @@ impl AppState {
         let mailer = Arc::new(Mailer::new(&config.mail));
         Ok(Self {
             csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
+            introspection_reads: Arc::new(Batched::new(&db)),
             providers: Arc::new(ProviderKeys::new()),
             mailer,
             config: Arc::new(config),

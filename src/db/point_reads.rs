@@ -1,31 +1,20 @@
-//! Introspection's first reads: the caller's client and the access token, each by primary key.
-//!
-//! Resource servers introspect on every API request, so the reads of many concurrent requests
-//! are answered together, with one query per table (`WHERE id IN …`), the pattern GraphQL
-//! servers call a data loader: on PostgreSQL by one reader thread ([`Batcher`]), on SQLite by
-//! each HTTP worker for its own requests ([`WorkerBatches`]). A point read costs the database
-//! far more around the lookup than in it: on PostgreSQL a round trip (wake-up, `recv`, `send`, a
-//! snapshot), on SQLite a read transaction (the WAL-index mutex and `fcntl` locks, contended
-//! between workers). The measurements behind each choice are in `bench/README.md`.
-//!
-//! A request's reads start after it was queued, so they see every commit made before it
-//! arrived: a token revoked before the introspection request is seen as revoked.
+//! Introspection's first reads: the caller's client and the access token, each by primary key,
+//! for many requests at once with one query per table (`WHERE id IN …`), through the batch
+//! executor (`db::batch`). A point read costs the database far more around the lookup than in
+//! it: on PostgreSQL a round trip, on SQLite a read transaction (`bench/README.md`).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use diesel::expression::{AppearsOnTable, Expression, ValidGrouping};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 
+use super::batch::BatchRead;
 use super::clients::ClientRow;
 use super::schema::{access_tokens, clients};
 use super::tokens::AccessTokenRow;
-use super::{DbConn, DbManager};
-use crate::error::{AppError, AppResult};
+use super::DbConn;
 
 /// The keys one request reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +28,18 @@ pub struct PointReads {
 pub struct PointRows {
     pub client: Option<ClientRow>,
     pub access_token: Option<AccessTokenRow>,
+}
+
+/// Introspection's reads as a [`BatchRead`].
+pub struct IntrospectionReads;
+
+impl BatchRead for IntrospectionReads {
+    type Key = PointReads;
+    type Rows = PointRows;
+
+    fn fetch(conn: &mut DbConn, keys: &[&PointReads]) -> QueryResult<Vec<PointRows>> {
+        fetch_many(conn, keys)
+    }
 }
 
 /// Many requests' reads: at most one query per table, whatever their number.
@@ -141,192 +142,14 @@ fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     ids
 }
 
-/// Most requests one batch reads for.
-const MAX_BATCH: usize = 256;
-
-/// Threads that read batches. One: whatever arrives during a batch's reads waits for the next
-/// batch, so batches grow with the load. More threads made smaller batches and more queries, and
-/// measured slower (`bench/README.md`).
-const READERS: usize = 1;
-
-struct Job {
-    reads: PointReads,
-    reply: tokio::sync::oneshot::Sender<AppResult<PointRows>>,
-}
-
-/// Reader threads that answer queued [`PointReads`] in batches, with connections from the pool.
-/// They end when the last [`Batcher`] clone is dropped.
-#[derive(Clone)]
-pub struct Batcher {
-    jobs: mpsc::Sender<Job>,
-}
-
-impl Batcher {
-    /// Starts the threads. One that cannot start is logged; if none can, every read answers
-    /// an internal error (the queue has no receiver left).
-    pub fn start(pool: &r2d2::Pool<DbManager>) -> Self {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for n in 0..READERS {
-            let (pool, queue) = (pool.clone(), Arc::clone(&queue));
-            let spawned = std::thread::Builder::new()
-                .name(format!("authmd-point-reads-{n}"))
-                .spawn(move || serve(&pool, &queue));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a point-read thread");
-            }
-        }
-        Self { jobs }
-    }
-
-    /// Queues one request's reads and waits for its rows.
-    pub async fn read(&self, reads: PointReads) -> AppResult<PointRows> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Job { reads, reply })
-            .map_err(|_| AppError::internal("the point-read threads have stopped"))?;
-        answer
-            .await
-            .map_err(|_| AppError::internal("a point read was abandoned"))?
-    }
-}
-
-/// One reader thread: takes everything queued (the queue's lock is held only while taking),
-/// reads it with one query per table, and answers each request.
-fn serve(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receiver<Job>>) {
-    loop {
-        let batch = {
-            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let Ok(first) = queue.recv() else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
-        match pool.get() {
-            Ok(mut conn) => answer(Ok(&mut conn), batch),
-            Err(e) => answer(Err(e.into()), batch),
-        }
-    }
-}
-
-/// Reads a batch with one query per table and answers each of its requests; a connection that
-/// could not be had, or a failed or panicking read, fails every request of the batch.
-fn answer(conn: AppResult<&mut DbConn>, batch: Vec<Job>) {
-    let reads: Vec<&PointReads> = batch.iter().map(|job| &job.reads).collect();
-    let rows = match conn {
-        // A panic fails this batch's requests, not the thread or worker it ran on.
-        Ok(conn) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Ok(fetch_many(conn, &reads)?)
-        }))
-        .unwrap_or_else(|_| Err(AppError::internal("a batched read panicked"))),
-        Err(e) => Err(e),
-    };
-    match rows {
-        Ok(rows) => {
-            for (job, rows) in batch.into_iter().zip(rows) {
-                let _ = job.reply.send(Ok(rows));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, reads = batch.len(), "batched read failed");
-            for job in batch {
-                let _ = job.reply.send(Err(super::batch_failed(&e)));
-            }
-        }
-    }
-}
-
-/// SQLite's batches are made on each HTTP worker thread instead of a reader thread. A read on a
-/// local WAL file takes microseconds, so handing it to another thread and back cost more than
-/// the read (`bench/README.md`). The first request a worker queues starts a task that yields once,
-/// so that the worker first runs every other request that is ready, and then reads for all of
-/// them at once on the worker, or on a blocking thread when no pooled connection is idle.
-pub struct WorkerBatches {
-    /// Tells this database's queue from another's on the same thread (tests run several
-    /// servers in one process).
-    id: u64,
-    pool: r2d2::Pool<DbManager>,
-}
-
-thread_local! {
-    /// Each database's jobs queued on this thread, waiting for its batch task.
-    static QUEUED: RefCell<Vec<(u64, Vec<Job>)>> = const { RefCell::new(Vec::new()) };
-}
-
-impl WorkerBatches {
-    pub fn new(pool: &r2d2::Pool<DbManager>) -> Self {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            pool: pool.clone(),
-        }
-    }
-
-    /// Queues one request's reads on this worker and waits for its rows. Must be called on an
-    /// actix (or tokio `LocalSet`) thread: the batch runs as a local task.
-    pub async fn read(&self, reads: PointReads) -> AppResult<PointRows> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job { reads, reply };
-        let first = QUEUED.with(|queued| {
-            let mut queued = queued.borrow_mut();
-            match queued.iter_mut().find(|(id, _)| *id == self.id) {
-                Some((_, jobs)) => {
-                    jobs.push(job);
-                    false
-                }
-                None => {
-                    queued.push((self.id, vec![job]));
-                    true
-                }
-            }
-        });
-        if first {
-            // A spawned task, not this request's future: the batch must be read even if the
-            // request that started it is dropped (its client went away).
-            actix_web::rt::spawn(read_queued(self.id, self.pool.clone()));
-        }
-        answer
-            .await
-            .map_err(|_| AppError::internal("a point read was abandoned"))?
-    }
-}
-
-/// The batch task of one database on one worker thread.
-async fn read_queued(id: u64, pool: r2d2::Pool<DbManager>) {
-    // Tokio runs a yielding task again only after the tasks that are ready now, including the
-    // requests whose sockets the last poll found readable: they queue their reads first.
-    tokio::task::yield_now().await;
-    let batch = QUEUED.with(|queued| {
-        let mut queued = queued.borrow_mut();
-        let at = queued.iter().position(|(queue, _)| *queue == id);
-        at.map(|at| queued.swap_remove(at).1).unwrap_or_default()
-    });
-    if let Some(mut conn) = pool.try_get() {
-        return answer(Ok(&mut conn), batch);
-    }
-    // Every pooled connection is busy: wait for one off the worker.
-    let waited = actix_web::rt::task::spawn_blocking(move || match pool.get() {
-        Ok(mut conn) => answer(Ok(&mut conn), batch),
-        Err(e) => answer(Err(e.into()), batch),
-    })
-    .await;
-    if let Err(e) = waited {
-        // The batch's replies were dropped with it; each request answers an internal error.
-        tracing::error!(error = %e, "a batched read's blocking task failed");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::db::batch::{Batcher, WorkerBatches};
     use crate::db::clients::ClientRow;
     use crate::db::Db;
+    use std::sync::Arc;
 
     fn client(id: &str) -> ClientRow {
         ClientRow {
@@ -480,7 +303,7 @@ mod tests {
     async fn batcher_answers_concurrent_requests_and_sees_earlier_commits() {
         let dir = tempfile::tempdir().unwrap();
         let db = seeded_db(&dir);
-        let batcher = Batcher::start(&db.pool);
+        let batcher = Batcher::<IntrospectionReads>::start(&db.pool);
         let asks = (0..200).map(|i| {
             let (c, t) = if i % 2 == 0 {
                 ("c1", "t1")
@@ -507,8 +330,8 @@ mod tests {
         crate::db::tokens::insert_access_token(&mut db_b.get().unwrap(), &token("t3", "c1"))
             .unwrap();
         let (a, b) = (
-            WorkerBatches::new(&db_a.pool),
-            WorkerBatches::new(&db_b.pool),
+            WorkerBatches::<IntrospectionReads>::new(&db_a.pool),
+            WorkerBatches::<IntrospectionReads>::new(&db_b.pool),
         );
         let asks = (0..200).map(|i| {
             let (batches, t, found) = match i % 3 {
@@ -533,7 +356,7 @@ mod tests {
     async fn worker_batches_wait_off_the_worker_when_every_connection_is_busy() {
         let dir = tempfile::tempdir().unwrap();
         let db = seeded_db(&dir);
-        let batches = WorkerBatches::new(&db.pool);
+        let batches = WorkerBatches::<IntrospectionReads>::new(&db.pool);
         let held: Vec<_> = (0..db.pool.max_size()).map(|_| db.get().unwrap()).collect();
         assert!(db.pool.try_get().is_none());
         // Given back later by another thread; the read must wait for it without blocking

@@ -62,7 +62,7 @@ pub async fn introspect(
 ) -> AppResult<Introspection> {
     let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
     if let Some(reads) = endpoints::introspection_reads(&config, &keys, caller.as_ref(), &token) {
-        let rows = state.db.point_reads(reads).await?;
+        let rows = state.introspection_reads.read(reads).await?;
         if let Some(answer) = endpoints::introspect_prefetched(&config, now, caller.as_ref(), rows)?
         {
             return Ok(answer);
