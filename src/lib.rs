@@ -3,15 +3,25 @@
 //!
 //! # Map
 //!
-//! - [`http`]: extracts inputs, calls one domain function, maps the result (the route table is
-//!   [`http::configure`]). Never holds protocol logic.
-//! - [`domain`]: the protocol — clients, users, tokens, agents, keys, discovery, audit. Never
-//!   imports `actix_web`; takes `now` from the caller; decides transactions.
+//! `ARCHITECTURE.md` has the whole map; the layers, top to bottom:
+//!
+//! - [`http`]: extracts inputs, makes one [`service`] call, maps the result (the route table is
+//!   [`http::configure`]). Never holds protocol logic and never touches storage.
+//! - [`service`]: one async entry point per operation; decides how its storage work runs
+//!   (group-committed write, point read, blocking-pool query, batched read) and does the network
+//!   work (a provider's JWKS, mail) around the database call.
+//! - [`domain`]: the protocol. Synchronous functions on a `&mut DbConn` and a context with the
+//!   injected `now`; they decide transactions. Never imports `actix_web`, [`http`], [`service`]
+//!   or [`state`].
 //! - [`db`]: rows, forms and queries on a `&mut DbConn` (SQLite or PostgreSQL through one
-//!   `MultiConnection`). Never builds a response.
+//!   `MultiConnection`), and the executors (the SQLite writer thread, batched reads), which know
+//!   no feature's rows. Never imports [`domain`].
 //! - [`config`], [`state`], [`clock`], [`error`]: the typed configuration, the explicitly built
 //!   application state, the only reader of the system clock, and the error types.
 //! - [`cli`]: one file per subcommand.
+//!
+//! The rules "http never touches storage", "domain knows no web" and "db knows no feature"
+//! are checked by the tests at the end of this file.
 
 pub mod cli;
 pub mod clock;
