@@ -352,9 +352,15 @@ impl Config {
                     None => ConfigError::new(key, message),
                 }
             })?;
-        config.server.trusted_proxy_nets = parse_proxies(&config.server.trusted_proxies)?;
-        config.validate()?;
+        config.prepare()?;
         Ok(config)
+    }
+
+    /// Derives what is computed from other keys (the parsed `server.trusted_proxies`) and
+    /// validates; for a configuration built or changed in code rather than read from TOML.
+    pub fn prepare(&mut self) -> Result<(), ConfigError> {
+        self.server.trusted_proxy_nets = parse_proxies(&self.server.trusted_proxies)?;
+        self.validate()
     }
 
     /// Checks what types alone cannot: URLs, ranges, combinations.

@@ -506,7 +506,10 @@ async fn verified_email_registration_gets_a_fresh_credential(backend: Backend) {
 }
 
 async fn unclaimed_registrations_expire(backend: Backend) {
-    let app = TestApp::with_config(backend, "[agent]\nclaim_ttl_s = 600").await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.agent.claim_ttl_s = 600)
+        .start()
+        .await;
     let rs = flows::resource_server(&app).await;
     let reg = anon(&app, json!({"type": "anonymous"})).await;
     let key = reg["credential"].as_str().unwrap();
@@ -532,7 +535,10 @@ async fn unclaimed_registrations_expire(backend: Backend) {
 
 async fn id_jag_registration_and_every_check(backend: Backend) {
     let provider = TestProvider::start().await;
-    let app = TestApp::with_config(backend, &provider.config()).await;
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
+        .start()
+        .await;
     let rs = flows::resource_server(&app).await;
     let now = app.now();
     let register = |jag: String| {
@@ -603,7 +609,10 @@ async fn id_jag_registration_and_every_check(backend: Backend) {
 
 async fn id_jag_at_the_token_endpoint(backend: Backend) {
     let provider = TestProvider::start().await;
-    let app = TestApp::with_config(backend, &provider.config()).await;
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
+        .start()
+        .await;
     let jwt_bearer = || flows::ClientSpec {
         grant_types: vec!["urn:ietf:params:oauth:grant-type:jwt-bearer"],
         redirect_uris: vec![],
@@ -666,7 +675,10 @@ async fn id_jag_at_the_token_endpoint(backend: Backend) {
 
 async fn provider_logout_revokes_and_refuses_replay(backend: Backend) {
     let provider = TestProvider::start().await;
-    let app = TestApp::with_config(backend, &provider.config()).await;
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
+        .start()
+        .await;
     let rs = flows::resource_server(&app).await;
     let now = app.now();
     let reg: Value = app
@@ -710,11 +722,13 @@ async fn provider_logout_revokes_and_refuses_replay(backend: Backend) {
 
 async fn flows_can_be_turned_off(backend: Backend) {
     // tokens&: no anonymous registration, no verified-email flow.
-    let app = TestApp::with_config(
-        backend,
-        "[agent]\nanonymous_enabled = false\nverified_email_enabled = false",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.agent.anonymous_enabled = false;
+            c.agent.verified_email_enabled = false;
+        })
+        .start()
+        .await;
     assert_eq!(
         err(app
             .post_json("/agent/auth", &json!({"type": "anonymous"}))
@@ -744,11 +758,13 @@ async fn flows_can_be_turned_off(backend: Backend) {
 }
 
 async fn registration_is_rate_limited(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[rate_limit]\nagent_auth_per_ip = 2\nwindow_s = 60",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.rate_limit.agent_auth_per_ip = 2;
+            c.rate_limit.window_s = 60;
+        })
+        .start()
+        .await;
     for _ in 0..2 {
         assert_eq!(anon_status(&app).await, 200);
     }
@@ -769,7 +785,10 @@ async fn registration_is_rate_limited(backend: Backend) {
 }
 
 async fn a_broken_limiter_store_fails_open(backend: Backend) {
-    let app = TestApp::with_config(backend, "[rate_limit]\nagent_auth_per_ip = 1").await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.rate_limit.agent_auth_per_ip = 1)
+        .start()
+        .await;
     assert_eq!(anon_status(&app).await, 200);
     assert_eq!(anon_status(&app).await, 429);
     // The counters' table disappears: registration keeps working (and the cause is logged).
@@ -788,7 +807,10 @@ async fn a_broken_limiter_store_fails_open(backend: Backend) {
 }
 
 async fn api_key_prefix_is_configurable(backend: Backend) {
-    let app = TestApp::with_config(backend, "[agent]\napi_key_prefix = \"dai_\"").await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.agent.api_key_prefix = "dai_".to_owned())
+        .start()
+        .await;
     let rs = flows::resource_server(&app).await;
     let reg = anon(&app, json!({"type": "anonymous"})).await;
     let key = reg["credential"].as_str().unwrap();

@@ -80,11 +80,13 @@ async fn bench_requests_match_the_api() {
     assert!(s.contains("--grant-type client_credentials --scope api.read --introspect --json"));
 
     // Configured as the script configures authmd.
-    let app = TestApp::with_config(
-        Backend::Sqlite,
-        "[server]\nresources = [\"https://api.bench.example\"]\n[rate_limit]\nenabled = false",
-    )
-    .await;
+    let app = TestApp::builder(Backend::Sqlite)
+        .with_config(|c| {
+            c.server.resources = vec!["https://api.bench.example".to_owned()];
+            c.rate_limit.enabled = false;
+        })
+        .start()
+        .await;
     let client = flows::client(
         &app,
         ClientSpec {

@@ -93,11 +93,13 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
     assert!(m.get("authorization_grant_profiles_supported").is_none());
 
     // tokens&: nothing agent-initiated; Vectoken-like: a trusted provider and no anonymous.
-    let closed = TestApp::with_config(
-        backend,
-        "[agent]\nanonymous_enabled = false\nverified_email_enabled = false",
-    )
-    .await;
+    let closed = TestApp::builder(backend)
+        .with_config(|c| {
+            c.agent.anonymous_enabled = false;
+            c.agent.verified_email_enabled = false;
+        })
+        .start()
+        .await;
     let m = closed
         .get_json("/.well-known/oauth-authorization-server")
         .await;
@@ -105,11 +107,16 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
     assert!(m["agent_auth"].get("anonymous").is_none());
     assert!(m["agent_auth"].get("identity_assertion").is_none());
 
-    let provider = TestApp::with_config(
-        backend,
-        "[agent]\nanonymous_enabled = false\ntrusted_providers = [{ issuer = \"https://agents.example\", jwks_uri = \"https://agents.example/jwks\" }]",
-    )
-    .await;
+    let provider = TestApp::builder(backend)
+        .with_config(|c| {
+            c.agent.anonymous_enabled = false;
+            c.agent.trusted_providers = vec![authmd::config::TrustedProvider {
+                issuer: "https://agents.example".to_owned(),
+                jwks_uri: "https://agents.example/jwks".to_owned(),
+            }];
+        })
+        .start()
+        .await;
     let m = provider
         .get_json("/.well-known/oauth-authorization-server")
         .await;
@@ -143,11 +150,15 @@ async fn protected_resource_metadata(backend: Backend) {
     assert_eq!(m["bearer_methods_supported"], json!(["header"]));
     assert_eq!(m["scopes_supported"], json!(["api.read", "api.write"]));
 
-    let app = TestApp::with_config(
-        backend,
-        "[server]\nresources = [\"https://api.example.com/v1\", \"https://mcp.example.com/mcp\"]",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.server.resources = vec![
+                "https://api.example.com/v1".to_owned(),
+                "https://mcp.example.com/mcp".to_owned(),
+            ];
+        })
+        .start()
+        .await;
     let m = app.get_json("/.well-known/oauth-protected-resource").await;
     assert_eq!(m["resource"], "https://api.example.com/v1");
     let m = app
@@ -181,11 +192,14 @@ async fn auth_md_lists_only_enabled_flows(backend: Backend) {
     );
     assert!(md.contains("api.read api.write"));
 
-    let app = TestApp::with_config(
-        backend,
-        "[agent]\nanonymous_enabled = false\nverified_email_enabled = false\n[oauth]\nregistration = \"off\"",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.agent.anonymous_enabled = false;
+            c.agent.verified_email_enabled = false;
+            c.oauth.registration = authmd::config::RegistrationMode::Off;
+        })
+        .start()
+        .await;
     let md = app.get("/auth.md").await.text().await.unwrap();
     assert!(!md.contains("\"type\": \"anonymous\""), "{md}");
     assert!(!md.contains("verified_email"));
@@ -196,11 +210,10 @@ async fn auth_md_lists_only_enabled_flows(backend: Backend) {
 
 async fn openapi_describes_every_json_endpoint(backend: Backend) {
     // With the admin API on, so its endpoints answer (401) instead of "not enabled" (404).
-    let app = TestApp::with_config(
-        backend,
-        "[admin]\ntoken = \"t-0123456789abcdefghijklmnopqrstuvwxyz\"",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_admin_token("t-0123456789abcdefghijklmnopqrstuvwxyz")
+        .start()
+        .await;
     let doc = app.get_json("/openapi.json").await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),

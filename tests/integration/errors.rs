@@ -85,7 +85,10 @@ async fn malformed_json_is_invalid_request(backend: Backend) {
 }
 
 async fn oversized_body_is_413(backend: Backend) {
-    let app = TestApp::with_config(backend, "[server]\nmax_body_bytes = 2048").await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.server.max_body_bytes = 2048)
+        .start()
+        .await;
     let big = json!({ "type": "anonymous", "padding": "x".repeat(4096) });
     let resp = app.post_json("/agent/auth", &big).await;
     assert_eq!(resp.status(), 413);

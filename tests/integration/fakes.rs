@@ -175,14 +175,6 @@ impl TestProvider {
         }
     }
 
-    /// The `[agent]` configuration that trusts this provider.
-    pub fn config(&self) -> String {
-        format!(
-            "[agent]\ntrusted_providers = [{{ issuer = \"{}\", jwks_uri = \"{}\" }}]\n",
-            self.issuer, self.jwks_uri
-        )
-    }
-
     pub fn sign(&self, typ: &str, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(typ.to_owned());

@@ -56,14 +56,55 @@ impl Drop for TestApp {
     }
 }
 
-impl TestApp {
-    pub async fn start(backend: Backend) -> Self {
-        Self::with_config(backend, "").await
+/// How a test's server is configured before it starts: closures over the typed `Config`, run
+/// in order over the defaults. The harness then sets what it owns (issuer, database, mail).
+pub struct TestAppBuilder {
+    backend: Backend,
+    configure: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
+}
+
+impl TestAppBuilder {
+    /// Changes the configuration, e.g. `.with_config(|c| c.agent.claim_ttl_s = 600)`.
+    pub fn with_config(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
+        self.configure.push(Box::new(f));
+        self
     }
 
-    /// Starts with `overlay` (TOML) laid over the defaults. `server.issuer` and `database.url`
-    /// are set by the harness.
-    pub async fn with_config(backend: Backend, overlay: &str) -> Self {
+    /// Turns the admin API on with `token`.
+    pub fn with_admin_token(self, token: &'static str) -> Self {
+        self.with_config(move |c| c.admin.token = token.to_owned())
+    }
+
+    /// Trusts a test agent provider (its issuer and JWKS URL).
+    pub fn with_provider(self, provider: &crate::fakes::TestProvider) -> Self {
+        let trusted = authmd::config::TrustedProvider {
+            issuer: provider.issuer.clone(),
+            jwks_uri: provider.jwks_uri.clone(),
+        };
+        self.with_config(move |c| c.agent.trusted_providers.push(trusted))
+    }
+
+    pub async fn start(self) -> TestApp {
+        TestApp::start_with(self.backend, self.configure).await
+    }
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self::builder(backend).start().await
+    }
+
+    pub fn builder(backend: Backend) -> TestAppBuilder {
+        TestAppBuilder {
+            backend,
+            configure: Vec::new(),
+        }
+    }
+
+    async fn start_with(
+        backend: Backend,
+        configure: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
+    ) -> Self {
         capture_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -88,8 +129,10 @@ impl TestApp {
                 )
             }
         };
-        let mut config =
-            Config::from_toml_overlay(overlay).unwrap_or_else(|e| panic!("test config: {e}"));
+        let mut config = Config::defaults();
+        for f in configure {
+            f(&mut config);
+        }
         config.server.issuer = base.clone();
         config.database.url = db_url;
         let mail = crate::fakes::SmtpSink::start().await;
@@ -99,7 +142,9 @@ impl TestApp {
         config.mail.smtp_tls = authmd::config::SmtpTls::None;
         config.database.max_connections = 8;
         config.server.workers = 1;
-        config.validate().unwrap();
+        config
+            .prepare()
+            .unwrap_or_else(|e| panic!("test config: {e}"));
 
         let clock = Arc::new(FixedClock::starting_now());
         let state = tokio::task::spawn_blocking({

@@ -526,11 +526,10 @@ async fn client_credentials_and_client_authentication(backend: Backend) {
 }
 
 async fn introspection_requires_an_allowed_client(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[admin]\ntoken = \"admin-secret-token-0123456789abcdef\"",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_admin_token("admin-secret-token-0123456789abcdef")
+        .start()
+        .await;
     let client = flows::confidential(&app).await;
     let (_, body) = flows::token(&app, &client, &[("grant_type", "client_credentials")]).await;
     let access = body["access_token"].as_str().unwrap();
@@ -740,11 +739,15 @@ async fn expiry_follows_the_clock(backend: Backend) {
 }
 
 async fn resource_indicators(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[server]\nresources = [\"https://api.example.com\", \"https://mcp.example.com/mcp\"]",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.server.resources = vec![
+                "https://api.example.com".to_owned(),
+                "https://mcp.example.com/mcp".to_owned(),
+            ];
+        })
+        .start()
+        .await;
     let client = flows::confidential(&app).await;
     let rs = flows::resource_server(&app).await;
     flows::user(&app, "ka@example.com").await;
@@ -801,7 +804,10 @@ async fn resource_indicators(backend: Backend) {
 }
 
 async fn jwt_access_tokens(backend: Backend) {
-    let app = TestApp::with_config(backend, "[tokens]\naccess_token_format = \"jwt\"").await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.tokens.access_token_format = authmd::config::AccessTokenFormat::Jwt)
+        .start()
+        .await;
     let client = flows::confidential(&app).await;
     let rs = flows::resource_server(&app).await;
     let (_, body) = flows::token(&app, &client, &[("grant_type", "client_credentials")]).await;

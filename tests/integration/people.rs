@@ -369,11 +369,10 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         404
     );
 
-    let app = TestApp::with_config(
-        backend,
-        "[admin]\ntoken = \"adm-secret-0123456789abcdefghijklmnop\"",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_admin_token("adm-secret-0123456789abcdefghijklmnop")
+        .start()
+        .await;
     let rs = flows::resource_server(&app).await;
     let admin = |path: &str| {
         app.client
@@ -530,11 +529,10 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
 }
 
 async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[admin]\ntoken = \"adm-0123456789abcdefghijklmnopqrstuvw\"",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_admin_token("adm-0123456789abcdefghijklmnopqrstuvw")
+        .start()
+        .await;
     // No principal here: the key must be unguessable (22 characters or more).
     const KEY: &str = "key-1-0123456789abcdefghij";
     let send = |key: &str, body: Value| {

@@ -80,11 +80,13 @@ async fn mcp_client_registers_and_completes_the_code_flow(backend: Backend) {
 async fn confidential_registration_gets_a_working_secret(backend: Backend) {
     // A client acting for itself needs the operator's initial access token.
     const IAT: &str = "iat-for-backends-0123456789abcdefghij";
-    let app = TestApp::with_config(
-        backend,
-        &format!("[oauth]\nregistration = \"token\"\ninitial_access_token = \"{IAT}\""),
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.oauth.registration = authmd::config::RegistrationMode::Token;
+            c.oauth.initial_access_token = IAT.to_owned();
+        })
+        .start()
+        .await;
     let resp = app
         .client
         .post(app.url("/oauth2/register"))
@@ -226,11 +228,13 @@ async fn bad_metadata_is_refused(backend: Backend) {
 }
 
 async fn registration_can_be_gated_or_off(backend: Backend) {
-    let gated = TestApp::with_config(
-        backend,
-        "[oauth]\nregistration = \"token\"\ninitial_access_token = \"iat-secret-0123456789abcdefghijklmnop\"",
-    )
-    .await;
+    let gated = TestApp::builder(backend)
+        .with_config(|c| {
+            c.oauth.registration = authmd::config::RegistrationMode::Token;
+            c.oauth.initial_access_token = "iat-secret-0123456789abcdefghijklmnop".to_owned();
+        })
+        .start()
+        .await;
     let body = json!({"redirect_uris": ["https://a.example/cb"]});
     let resp = gated.post_json("/oauth2/register", &body).await;
     assert_eq!(resp.status(), 401);
@@ -248,7 +252,10 @@ async fn registration_can_be_gated_or_off(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 201);
 
-    let off = TestApp::with_config(backend, "[oauth]\nregistration = \"off\"").await;
+    let off = TestApp::builder(backend)
+        .with_config(|c| c.oauth.registration = authmd::config::RegistrationMode::Off)
+        .start()
+        .await;
     let resp = off.post_json("/oauth2/register", &body).await;
     assert_eq!(resp.status(), 403);
     let meta = off

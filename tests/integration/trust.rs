@@ -273,12 +273,15 @@ async fn open_registration_is_for_apps_that_ask_a_person(backend: Backend) {
     assert!(body.get("can_introspect").is_none(), "{body}");
     assert!(body.get("anything").is_none(), "{body}");
     // The same registrant with the operator's initial access token may ask for more.
-    let iat = "iat-0123456789abcdefghijklmnopqrstuvwxyz";
-    let gated = TestApp::with_config(
-        backend,
-        &format!("[oauth]\nregistration = \"token\"\ninitial_access_token = \"{iat}\""),
-    )
-    .await;
+    const IAT: &str = "iat-0123456789abcdefghijklmnopqrstuvwxyz";
+    let iat = IAT;
+    let gated = TestApp::builder(backend)
+        .with_config(|c| {
+            c.oauth.registration = authmd::config::RegistrationMode::Token;
+            c.oauth.initial_access_token = IAT.to_owned();
+        })
+        .start()
+        .await;
     let resp = gated
         .client
         .post(gated.url("/oauth2/register"))
@@ -302,12 +305,14 @@ async fn revoke(app: &TestApp, token: &str, client: Option<&TestClient>) -> Stat
 /// `/oauth2/revoke` by its holder (or its client) kills it, and it never reaches the audit log.
 async fn every_credential_kind_is_introspected_and_revoked_through_one_model(backend: Backend) {
     use authmd::domain::credentials::{Kind, KINDS};
-    for format in ["opaque", "jwt"] {
-        let app = TestApp::with_config(
-            backend,
-            &format!("[tokens]\naccess_token_format = \"{format}\""),
-        )
-        .await;
+    for format in [
+        authmd::config::AccessTokenFormat::Opaque,
+        authmd::config::AccessTokenFormat::Jwt,
+    ] {
+        let app = TestApp::builder(backend)
+            .with_config(move |c| c.tokens.access_token_format = format)
+            .start()
+            .await;
         let rs = flows::resource_server(&app).await;
         let client = flows::confidential(&app).await;
         let (_, _, pat) = person(&app, "kinds@example.com").await;
@@ -355,7 +360,7 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
             .await
             .unwrap();
 
-        let access_kind = if format == "jwt" {
+        let access_kind = if format == authmd::config::AccessTokenFormat::Jwt {
             Kind::AccessJwt
         } else {
             Kind::AccessToken
@@ -394,7 +399,8 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
         for spec in KINDS.iter() {
             let other_format = matches!(
                 (spec.kind, format),
-                (Kind::AccessJwt, "opaque") | (Kind::AccessToken, "jwt")
+                (Kind::AccessJwt, authmd::config::AccessTokenFormat::Opaque)
+                    | (Kind::AccessToken, authmd::config::AccessTokenFormat::Jwt)
             );
             assert!(
                 other_format || covered.contains(&spec.kind),
@@ -489,12 +495,12 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
 
 async fn credentials_die_with_what_they_came_from(backend: Backend) {
     let provider = TestProvider::start().await;
-    let app = TestApp::with_config(
-        backend,
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
         // Unclaimed registrations live 200 s, less than their identity assertions (300 s).
-        &format!("{}\nclaim_ttl_s = 200\n", provider.config()),
-    )
-    .await;
+        .with_config(|c| c.agent.claim_ttl_s = 200)
+        .start()
+        .await;
     let rs = flows::resource_server(&app).await;
     // An unclaimed registration expires: its refresh tokens stop rotating.
     let reg: Value = app
@@ -689,7 +695,10 @@ async fn client_cc(app: &TestApp) -> TestClient {
 
 async fn assertions_are_bounded(backend: Backend) {
     let provider = TestProvider::start().await;
-    let app = TestApp::with_config(backend, &provider.config()).await;
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
+        .start()
+        .await;
     let now = app.now();
     // nbf in the future, a 100-year lifetime, the wrong typ: each refused.
     for (what, jag) in [
@@ -768,7 +777,10 @@ async fn assertions_are_bounded(backend: Backend) {
     assert_eq!(status, 400);
     assert_eq!(body["error"], "unauthorized_client");
     // RFC 9068: an agent grant's JWT access token names its client (the registration).
-    let jwt_app = TestApp::with_config(backend, "[tokens]\naccess_token_format = \"jwt\"").await;
+    let jwt_app = TestApp::builder(backend)
+        .with_config(|c| c.tokens.access_token_format = authmd::config::AccessTokenFormat::Jwt)
+        .start()
+        .await;
     let reg: Value = jwt_app
         .post_json(
             "/agent/auth",
@@ -790,7 +802,10 @@ async fn assertions_are_bounded(backend: Backend) {
 
 async fn provider_keys_cannot_be_fetched_by_strangers(backend: Backend) {
     let provider = TestProvider::start().await;
-    let app = TestApp::with_config(backend, &provider.config()).await;
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
+        .start()
+        .await;
     let fetches = || provider.fetches.load(std::sync::atomic::Ordering::SeqCst);
     let good = provider.id_jag(&app.base, app.now(), json!({}));
     assert_eq!(register_jag(&app, &good).await.status(), 200);
@@ -860,11 +875,14 @@ fn from_ip(app: &TestApp, ip: &str) -> reqwest::RequestBuilder {
 }
 
 async fn rate_limits_cannot_be_turned_against_others(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[rate_limit]\nagent_auth_per_ip = 3\nagent_auth_global = 5\n",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.server.trusted_proxies = vec!["127.0.0.1".to_owned()];
+            c.rate_limit.agent_auth_per_ip = 3;
+            c.rate_limit.agent_auth_global = 5;
+        })
+        .start()
+        .await;
     let mut statuses = Vec::new();
     for _ in 0..10 {
         statuses.push(
@@ -890,11 +908,13 @@ async fn rate_limits_cannot_be_turned_against_others(backend: Backend) {
 }
 
 async fn login_counts_failures_only(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[rate_limit]\nlogin_failures_per_account = 3\nlogin_failures_per_ip = 100\n",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.rate_limit.login_failures_per_account = 3;
+            c.rate_limit.login_failures_per_ip = 100;
+        })
+        .start()
+        .await;
     // Many people behind one address sign in at once: successes never count.
     for i in 0..12 {
         let email = format!("office{i}@example.com");
@@ -953,11 +973,14 @@ async fn login_counts_failures_only(backend: Backend) {
 }
 
 async fn mail_and_client_authentication_are_limited(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[rate_limit]\nmail_per_recipient = 2\nclient_auth_failures = 3\nclaim_per_ip = 100\n",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.rate_limit.mail_per_recipient = 2;
+            c.rate_limit.client_auth_failures = 3;
+            c.rate_limit.claim_per_ip = 100;
+        })
+        .start()
+        .await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let reg: Value = app
@@ -1098,11 +1121,10 @@ async fn pages_do_not_remember_loopback_consent_or_leak_errors(backend: Backend)
 }
 
 async fn bad_input_is_a_clear_4xx(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[admin]\ntoken = \"admin-0123456789abcdefghijklmnopqrstuv\"",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_admin_token("admin-0123456789abcdefghijklmnopqrstuv")
+        .start()
+        .await;
     let client = flows::confidential(&app).await;
     // NUL in a form field and in a JSON field, on both backends.
     let resp = app
@@ -1167,11 +1189,15 @@ async fn bad_input_is_a_clear_4xx(backend: Backend) {
 }
 
 async fn the_token_endpoint_checks_resource_for_every_grant(backend: Backend) {
-    let app = TestApp::with_config(
-        backend,
-        "[server]\nresources = [\"https://api.example\", \"https://other.example\"]",
-    )
-    .await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.server.resources = vec![
+                "https://api.example".to_owned(),
+                "https://other.example".to_owned(),
+            ];
+        })
+        .start()
+        .await;
     let client = flows::confidential(&app).await;
     flows::user(&app, "res@example.com").await;
     let pkce = flows::pkce();
@@ -1247,7 +1273,10 @@ async fn the_token_endpoint_checks_resource_for_every_grant(backend: Backend) {
 }
 
 async fn refresh_grace_zero_is_single_use(backend: Backend) {
-    let app = TestApp::with_config(backend, "[tokens]\nrefresh_grace_s = 0").await;
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.tokens.refresh_grace_s = 0)
+        .start()
+        .await;
     let client = flows::confidential(&app).await;
     flows::user(&app, "grace@example.com").await;
     let pkce = flows::pkce();
