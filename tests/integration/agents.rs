@@ -50,44 +50,12 @@ async fn err(resp: reqwest::Response) -> (u16, String) {
     (status, body["error"].as_str().unwrap().to_owned())
 }
 
-/// The person's part of a claim: open the emailed link, press the button, read the code.
+/// The person's part of a claim, in a fresh browser.
 async fn read_code(app: &TestApp, message_index: usize) -> String {
-    let messages = app.mail.wait_for(message_index + 1).await;
-    let link = claim_link(&messages[message_index]);
-    assert!(
-        link.starts_with(&app.base),
-        "the link is built from the issuer: {link}"
-    );
-    let browser = flows::browser();
-    let page = browser.get(&link).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    assert!(
-        html.contains("Get my code") && html.contains("This wasn&#39;t me")
-            || html.contains("This wasn't me"),
-        "{html}"
-    );
-    let token = flows::form_value(&html, "token").unwrap();
-    let csrf = flows::form_value(&html, "csrf_token").unwrap();
-    let page = browser
-        .post(app.url("/agent/auth/claim/attempt/challenge"))
-        .form(&[("token", token.as_str()), ("csrf_token", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    let start = html.find("id=\"otp\">").expect("code shown") + "id=\"otp\">".len();
-    html[start..start + 6].to_owned()
+    flows::read_claim_code(app, &flows::browser(), message_index).await
 }
 
-async fn complete(app: &TestApp, claim_token: &str, otp: &str) -> reqwest::Response {
-    app.post_json(
-        "/agent/auth/claim/complete",
-        &json!({"claim_token": claim_token, "otp": otp}),
-    )
-    .await
-}
+use flows::complete_claim as complete;
 
 async fn anonymous_api_key_works_at_once(backend: Backend) {
     let app = TestApp::start(backend).await;

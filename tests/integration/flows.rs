@@ -327,24 +327,28 @@ pub async fn audit_count(app: &TestApp, event: &'static str) -> usize {
         .unwrap()
 }
 
-/// An anonymous agent claimed by `email` through the whole ceremony (mail, page, code);
-/// returns the registration answer (with its credential).
-pub async fn claimed_agent(app: &TestApp, email: &str, mail_index: usize) -> Value {
-    let reg: Value = app
-        .post_json("/agent/auth", &json!({"type": "anonymous"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.post_json(
-        "/agent/auth/claim",
-        &json!({"claim_token": reg["claim_token"], "email": email}),
-    )
-    .await;
-    let link = crate::fakes::claim_link(&app.mail.wait_for(mail_index + 1).await[mail_index]);
-    let b = browser();
-    let html = b.get(&link).send().await.unwrap().text().await.unwrap();
-    let page = b
+/// The person's part of a claim: open the link of mail number `message_index` with
+/// `browser`, press "Get my code", read the code the page shows.
+pub async fn read_claim_code(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    message_index: usize,
+) -> String {
+    let messages = app.mail.wait_for(message_index + 1).await;
+    let link = crate::fakes::claim_link(&messages[message_index]);
+    assert!(
+        link.starts_with(&app.base),
+        "the link is built from the issuer: {link}"
+    );
+    let page = browser.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Get my code")
+            && (html.contains("This wasn&#39;t me") || html.contains("This wasn't me")),
+        "{html}"
+    );
+    let page = browser
         .post(app.url("/agent/auth/claim/attempt/challenge"))
         .form(&[
             ("token", form_value(&html, "token").unwrap()),
@@ -352,19 +356,52 @@ pub async fn claimed_agent(app: &TestApp, email: &str, mail_index: usize) -> Val
         ])
         .send()
         .await
-        .unwrap()
-        .text()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let start = html.find("id=\"otp\">").expect("code shown") + "id=\"otp\">".len();
+    html[start..start + 6].to_owned()
+}
+
+/// The agent's last step: `POST /agent/auth/claim/complete`.
+pub async fn complete_claim(app: &TestApp, claim_token: &str, otp: &str) -> reqwest::Response {
+    app.post_json(
+        "/agent/auth/claim/complete",
+        &json!({"claim_token": claim_token, "otp": otp}),
+    )
+    .await
+}
+
+/// An anonymous agent claimed by `email` through the whole ceremony (mail, page, code), the
+/// page read with `browser`; returns the registration answer (with its credential).
+pub async fn claim_agent(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    email: &str,
+    mail_index: usize,
+) -> Value {
+    let reg: Value = app
+        .post_json("/agent/auth", &json!({"type": "anonymous"}))
+        .await
+        .json()
         .await
         .unwrap();
-    let start = page.find("id=\"otp\">").expect("code shown") + 9;
-    let done = app
+    let claim_token = reg["claim_token"].as_str().unwrap();
+    let asked = app
         .post_json(
-            "/agent/auth/claim/complete",
-            &json!({"claim_token": reg["claim_token"], "otp": &page[start..start + 6]}),
+            "/agent/auth/claim",
+            &json!({"claim_token": claim_token, "email": email}),
         )
         .await;
-    assert_eq!(done.status(), 200);
+    assert_eq!(asked.status(), 200);
+    let otp = read_claim_code(app, browser, mail_index).await;
+    assert_eq!(complete_claim(app, claim_token, &otp).await.status(), 200);
     reg
+}
+
+/// [`claim_agent`] with a fresh browser.
+pub async fn claimed_agent(app: &TestApp, email: &str, mail_index: usize) -> Value {
+    claim_agent(app, &browser(), email, mail_index).await
 }
 
 /// Submits the sign-in form of /account with `browser`; returns the answer.

@@ -60,8 +60,11 @@ impl Drop for TestApp {
 /// in order over the defaults. The harness then sets what it owns (issuer, database, mail).
 pub struct TestAppBuilder {
     backend: Backend,
-    configure: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
+    configure: Vec<ConfigChange>,
 }
+
+/// One `with_config` closure.
+type ConfigChange = Box<dyn FnOnce(&mut Config) + Send>;
 
 impl TestAppBuilder {
     /// Changes the configuration, e.g. `.with_config(|c| c.agent.claim_ttl_s = 600)`.
@@ -101,10 +104,7 @@ impl TestApp {
         }
     }
 
-    async fn start_with(
-        backend: Backend,
-        configure: Vec<Box<dyn FnOnce(&mut Config) + Send>>,
-    ) -> Self {
+    async fn start_with(backend: Backend, configure: Vec<ConfigChange>) -> Self {
         capture_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

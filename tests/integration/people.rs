@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use crate::fakes::claim_link;
 use crate::flows;
 use crate::harness::{Backend, TestApp};
 
@@ -214,49 +213,7 @@ async fn account_page_lists_and_revokes(backend: Backend) {
     let (browser, _) = flows::signed_in(&app, "acct@example.com").await;
 
     // A claimed agent, an app with a grant, a personal token.
-    let reg: Value = app
-        .post_json("/agent/auth", &json!({"type": "anonymous"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.post_json(
-        "/agent/auth/claim",
-        &json!({"claim_token": reg["claim_token"], "email": "acct@example.com"}),
-    )
-    .await;
-    let link = claim_link(&app.mail.wait_for(1).await[0]);
-    let html = browser
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let page = browser
-        .post(app.url("/agent/auth/claim/attempt/challenge"))
-        .form(&[
-            ("token", flows::form_value(&html, "token").unwrap()),
-            (
-                "csrf_token",
-                flows::form_value(&html, "csrf_token").unwrap(),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let start = page.find("id=\"otp\">").unwrap() + 9;
-    let done = app
-        .post_json(
-            "/agent/auth/claim/complete",
-            &json!({"claim_token": reg["claim_token"], "otp": &page[start..start + 6]}),
-        )
-        .await;
-    assert_eq!(done.status(), 200);
+    let reg = flows::claim_agent(&app, &browser, "acct@example.com", 0).await;
     let pkce = flows::pkce();
     let code = flows::authorization_code(&app, &client, &pkce, "acct@example.com").await;
     let (_, pair) = flows::exchange(&app, &client, &code, &pkce.verifier).await;
