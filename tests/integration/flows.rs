@@ -433,12 +433,56 @@ pub async fn login(
         .unwrap()
 }
 
-/// A browser signed in at /account as a new user; returns it and the user id.
-pub async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
+/// A person signed in through the form: their browser (holding the session cookie) and id.
+pub struct Person {
+    pub browser: reqwest::Client,
+    pub user_id: String,
+}
+
+impl Person {
+    /// `POST /api/tokens` through the session: the answer's status and body.
+    pub async fn create_token(&self, app: &TestApp, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .browser
+            .post(app.url("/api/tokens"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+
+    /// A personal token the person makes (`201`); its plaintext.
+    pub async fn token(&self, app: &TestApp, body: Value) -> String {
+        let (status, created) = self.create_token(app, body).await;
+        assert_eq!(status, 201, "{created}");
+        created["token"].as_str().expect("token").to_owned()
+    }
+}
+
+/// A new user signed in at /account.
+pub async fn person(app: &TestApp, email: &str) -> Person {
     let user_id = user(app, email).await;
     let browser = browser();
     let resp = login(app, &browser, email, PASSWORD).await;
     assert_eq!(resp.status(), 303, "sign-in");
     assert_eq!(resp.headers()["location"], "/account");
-    (browser, user_id)
+    Person { browser, user_id }
+}
+
+/// A browser signed in at /account as a new user; returns it and the user id.
+pub async fn signed_in(app: &TestApp, email: &str) -> (reqwest::Client, String) {
+    let p = person(app, email).await;
+    (p.browser, p.user_id)
+}
+
+/// `/api/tokens` with a bearer credential: `POST` with `body`, or `GET` without; the answer's
+/// status and body.
+pub async fn tokens_api(app: &TestApp, bearer: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let request = match body {
+        Some(body) => app.client.post(app.url("/api/tokens")).json(&body),
+        None => app.client.get(app.url("/api/tokens")),
+    };
+    let resp = request.bearer_auth(bearer).send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap())
 }

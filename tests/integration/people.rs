@@ -28,7 +28,8 @@ async fn create_token(app: &TestApp, bearer: &str, body: Value) -> reqwest::Resp
 async fn personal_tokens_lifecycle(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
-    let (browser, user_id) = flows::signed_in(&app, "pat@example.com").await;
+    let pat = flows::person(&app, "pat@example.com").await;
+    let (browser, user_id) = (&pat.browser, pat.user_id.clone());
 
     let unauthenticated = app.client.get(app.url("/api/tokens")).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
@@ -37,14 +38,10 @@ async fn personal_tokens_lifecycle(backend: Backend) {
         .unwrap()
         .contains("resource_metadata="));
 
-    let resp = browser
-        .post(app.url("/api/tokens"))
-        .json(&json!({"name": "ci", "scopes": ["api.read"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let created: Value = resp.json().await.unwrap();
+    let (status, created) = pat
+        .create_token(&app, json!({"name": "ci", "scopes": ["api.read"]}))
+        .await;
+    assert_eq!(status, 201);
     let token = created["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("pat_"));
     assert_eq!(created["prefix"], json!(token[..12].to_owned()));
@@ -62,16 +59,7 @@ async fn personal_tokens_lifecycle(backend: Backend) {
         wider.json::<Value>().await.unwrap()["error"],
         "invalid_scope"
     );
-    let listed: Value = app
-        .client
-        .get(app.url("/api/tokens"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, listed) = flows::tokens_api(&app, &token, None).await;
     let item = &listed["tokens"][0];
     for field in ["id", "prefix", "scopes", "created_at", "last_used_at"] {
         assert!(item.get(field).is_some(), "{field}");
@@ -111,26 +99,11 @@ async fn personal_tokens_lifecycle(backend: Backend) {
 async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
-    let (browser, _) = flows::signed_in(&app, "ws@example.com").await;
-    let personal: Value = browser
-        .post(app.url("/api/tokens"))
-        .json(&json!({"name": "me"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ws_a: Value = browser
-        .post(app.url("/api/tokens"))
-        .json(&json!({"name": "a", "workspace": "ws-a"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let a = ws_a["token"].as_str().unwrap();
+    let person = flows::person(&app, "ws@example.com").await;
+    let (_, personal) = person.create_token(&app, json!({"name": "me"})).await;
+    let a = &person
+        .token(&app, json!({"name": "a", "workspace": "ws-a"}))
+        .await;
     assert_eq!(flows::introspect(&app, &rs, a).await["workspace"], "ws-a");
 
     let cross = create_token(&app, a, json!({"workspace": "ws-b"})).await;
@@ -171,17 +144,9 @@ async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
 async fn last_used_is_written_at_most_once_a_minute(backend: Backend) {
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
-    let (browser, _) = flows::signed_in(&app, "lu@example.com").await;
-    let created: Value = browser
-        .post(app.url("/api/tokens"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap();
+    let person = flows::person(&app, "lu@example.com").await;
+    let token = &person.token(&app, json!({})).await;
+    let browser = person.browser;
     let last_used = |b: &reqwest::Client| {
         let b = b.clone();
         let url = app.url("/api/tokens");

@@ -29,18 +29,14 @@ crate::db_tests!(
 
 /// A signed-in browser for a new user; returns it, the user id and a personal token it made.
 async fn person(app: &TestApp, email: &str) -> (reqwest::Client, String, String) {
-    let (browser, user_id) = flows::signed_in(app, email).await;
-    let created: Value = browser
-        .post(app.url("/api/tokens"))
-        .json(&json!({"name": "mine", "scopes": ["api.read", "api.write"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pat = created["token"].as_str().expect("token").to_owned();
-    (browser, user_id, pat)
+    let p = flows::person(app, email).await;
+    let pat = p
+        .token(
+            app,
+            json!({"name": "mine", "scopes": ["api.read", "api.write"]}),
+        )
+        .await;
+    (p.browser, p.user_id, pat)
 }
 
 fn key(n: u8) -> String {
