@@ -385,19 +385,8 @@ pub fn revoke_own(
             let reg = db::agents::find_registration(conn, id)?
                 .filter(|r| r.user_id.as_deref() == Some(user_id))
                 .ok_or_else(missing)?;
-            credentials::revoke_from(conn, now, credentials::Dying::Registration(&reg.id))?;
-            audit::record(
-                conn,
-                now,
-                ctx,
-                AuditEvent::RegistrationRevoked,
-                AuditEntry {
-                    registration_id: Some(&reg.id),
-                    user_id: Some(user_id),
-                    detail: Some(json!({ "reason": "revoked by the user" })),
-                    ..Default::default()
-                },
-            )
+            let detail = json!({ "reason": "revoked by the user" });
+            credentials::revoke_registration(conn, now, ctx, &reg, detail).map(drop)
         }),
         Revocable::App(client_id) => write_tx(conn, |conn| {
             if db::accounts::delete_consent(conn, user_id, client_id)? == 0 {

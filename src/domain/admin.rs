@@ -9,7 +9,7 @@ use crate::config::Config;
 pub use crate::db::admin::AuditFilter;
 use crate::db::agents::RegistrationRow;
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
+use crate::domain::audit::AuditContext;
 use crate::domain::clients;
 use crate::domain::credentials;
 use crate::domain::registration::client_metadata;
@@ -246,32 +246,19 @@ pub fn revoke_agents(
     target: &RevokeTarget,
 ) -> AppResult<usize> {
     write_tx(conn, |conn| {
-        let ids = match target {
+        let regs = match target {
             RevokeTarget::All => db::admin::live_registration_ids(conn, None)?,
             RevokeTarget::User(user) => db::admin::live_registration_ids(conn, Some(user))?,
-            RevokeTarget::Registration(id) => {
-                db::agents::find_registration(conn, id)?.ok_or_else(|| {
-                    AppError::protocol(ErrorCode::NotFound, "no such registration")
-                })?;
-                vec![id.clone()]
-            }
+            RevokeTarget::Registration(id) => vec![id.clone()],
         };
         let mut n = 0;
-        for id in ids {
-            if credentials::revoke_from(conn, now, credentials::Dying::Registration(&id))? > 0 {
-                n += 1;
-                audit::record(
-                    conn,
-                    now,
-                    ctx,
-                    AuditEvent::RegistrationRevoked,
-                    AuditEntry {
-                        registration_id: Some(&id),
-                        detail: Some(json!({ "reason": "bulk revocation" })),
-                        ..Default::default()
-                    },
-                )?;
-            }
+        for id in regs {
+            let reg = db::agents::find_registration(conn, &id)?
+                .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such registration"))?;
+            let detail = json!({ "reason": "bulk revocation" });
+            n += usize::from(credentials::revoke_registration(
+                conn, now, ctx, &reg, detail,
+            )?);
         }
         Ok(n)
     })

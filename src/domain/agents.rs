@@ -315,16 +315,13 @@ pub fn revoke_for_provider(
 ) -> AppResult<usize> {
     write_tx(conn, |conn| {
         remember_jti(conn, &v.iss, &v.jti, v.exp)?;
-        let (registrations, grants) =
-            credentials::revoke_provider_subject(conn, ctx.now, &v.iss, &v.sub)?;
-        for reg in &registrations {
-            ctx.record_registration(
-                conn,
-                AuditEvent::RegistrationRevoked,
-                reg,
-                json!({ "reason": "provider logout", "issuer": v.iss }),
-            )?;
-        }
+        let (registrations, grants) = credentials::revoke_provider_subject(
+            conn,
+            ctx,
+            &v.iss,
+            &v.sub,
+            json!({ "reason": "provider logout", "issuer": v.iss }),
+        )?;
         if grants > 0 {
             ctx.record(
                 conn,
@@ -339,7 +336,7 @@ pub fn revoke_for_provider(
                 },
             )?;
         }
-        Ok(registrations.len() + grants)
+        Ok(registrations + grants)
     })
 }
 

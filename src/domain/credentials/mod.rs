@@ -34,7 +34,9 @@ pub use resolve::{
     access_live, answer, introspect, is_live, is_stale, resolve, subject_of, AgentRegistration,
     Introspection, Live,
 };
-pub use revoke::{revoke, revoke_from, revoke_provider_subject, Dying, Revoker};
+pub use revoke::{
+    revoke, revoke_from, revoke_provider_subject, revoke_registration, Dying, Revoker,
+};
 
 /// The kinds of credential authmd issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use super::{recognise, Kind, Presented};
 use crate::clock::UnixTime;
 use crate::db::agents::RegistrationRow;
 use crate::db::{self, DbConn};
-use crate::domain::audit::{AuditEntry, AuditEvent};
+use crate::domain::audit::{AuditContext, AuditEntry, AuditEvent};
 use crate::domain::context::Ctx;
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -223,20 +223,49 @@ pub fn revoke_from(conn: &mut DbConn, now: UnixTime, dying: Dying<'_>) -> AppRes
     })
 }
 
-/// A provider's event for `(iss, sub)`: the registrations made with its ID-JAGs and the grants
-/// of ID-JAG exchanges at the token endpoint. Returns how many were live.
-pub fn revoke_provider_subject(
+/// Revokes an agent registration and everything issued for it, and records
+/// `registration.revoked` (with `detail`, which says why) when it was live. The one way a
+/// registration is revoked on someone's request: its owner, the operator, its provider.
+pub fn revoke_registration(
     conn: &mut DbConn,
     now: UnixTime,
+    audit: &AuditContext,
+    reg: &RegistrationRow,
+    detail: serde_json::Value,
+) -> AppResult<bool> {
+    let live = revoke_from(conn, now, Dying::Registration(&reg.id))? > 0;
+    if live {
+        let entry = AuditEntry {
+            registration_id: Some(&reg.id),
+            user_id: reg.user_id.as_deref(),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        crate::domain::audit::record(conn, now, audit, AuditEvent::RegistrationRevoked, entry)?;
+    }
+    Ok(live)
+}
+
+/// A provider's event for `(iss, sub)`: the registrations made with its ID-JAGs (each revoked
+/// and recorded with `detail`) and the grants of ID-JAG exchanges at the token endpoint.
+/// Returns how many registrations and how many grants were live.
+pub fn revoke_provider_subject(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
     iss: &str,
     sub: &str,
-) -> AppResult<(Vec<RegistrationRow>, usize)> {
-    let mut revoked = Vec::new();
+    detail: serde_json::Value,
+) -> AppResult<(usize, usize)> {
+    let mut revoked = 0;
     for reg in db::agents::by_provider_subject(conn, iss, sub)? {
-        if revoke_from(conn, now, Dying::Registration(&reg.id))? > 0 {
-            revoked.push(reg);
-        }
+        revoked += usize::from(revoke_registration(
+            conn,
+            ctx.now,
+            ctx.audit,
+            &reg,
+            detail.clone(),
+        )?);
     }
-    let grants = db::tokens::revoke_provider_grants(conn, iss, sub, now)?;
+    let grants = db::tokens::revoke_provider_grants(conn, iss, sub, ctx.now)?;
     Ok((revoked, grants))
 }
