@@ -24,3 +24,6 @@ pub mod registration;
 pub mod scope;
 pub mod secrets;
 pub mod users;
+
+#[cfg(test)]
+pub(crate) mod testing;

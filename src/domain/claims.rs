@@ -432,6 +432,78 @@ pub fn abandon_attempt(conn: &mut DbConn, attempt_id: &str) -> AppResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::status::CredentialType;
+    use crate::domain::agents;
+    use crate::domain::testing::Fixture;
+
+    const T0: UnixTime = 1_700_000_000;
+
+    /// An anonymous registration and the view token its claim mail links to.
+    fn claim_mailed(fx: &Fixture, conn: &mut DbConn, email: &str) -> (String, String) {
+        let ctx = fx.ctx(T0);
+        let reg = agents::register_anonymous(conn, &ctx, CredentialType::ApiKey).unwrap();
+        let claim_token = reg.claim.unwrap().claim_token;
+        let (started, mail) = request_claim(conn, &ctx, &claim_token, email, false).unwrap();
+        assert_eq!(started.status, "initiated");
+        let mail = mail.expect("the first request mails");
+        // Asked again while the attempt is open: nothing new is sent.
+        let (_, again) = request_claim(conn, &ctx, &claim_token, email, false).unwrap();
+        assert!(again.is_none());
+        let view_token = mail.text.split("token=").nth(1).unwrap();
+        let view_token = view_token.split_whitespace().next().unwrap().to_owned();
+        (claim_token, view_token)
+    }
+
+    #[test]
+    fn the_claim_ceremony_without_http() {
+        let fx = Fixture::new();
+        let mut conn = fx.conn();
+        let (claim_token, view_token) = claim_mailed(&fx, &mut conn, "Person@Example.com");
+        let ctx = fx.ctx(T0 + 10);
+        assert_eq!(
+            view(&mut conn, ctx.now, &view_token).unwrap(),
+            AttemptState::Open {
+                email: "person@example.com".into(),
+                link: false
+            }
+        );
+        let otp = challenge(&mut conn, &ctx, &view_token).unwrap();
+        let claimed = complete(&mut conn, &ctx, &claim_token, &otp).unwrap();
+        assert_eq!(claimed.status, "claimed");
+        // Anonymous registrations keep their credential: none is issued at completion.
+        assert!(claimed.credential.is_none());
+        let err = complete(&mut conn, &ctx, &claim_token, &otp).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::PreviouslyClaimed));
+        assert!(matches!(
+            view(&mut conn, ctx.now, &view_token).unwrap(),
+            AttemptState::Closed(_)
+        ));
+    }
+
+    #[test]
+    fn wrong_codes_lock_and_codes_expire() {
+        let fx = Fixture::new();
+        let mut conn = fx.conn();
+        let (claim_token, view_token) = claim_mailed(&fx, &mut conn, "lock@example.com");
+        let ctx = fx.ctx(T0 + 10);
+        let otp = challenge(&mut conn, &ctx, &view_token).unwrap();
+        let wrong = if otp == "000000" { "111111" } else { "000000" };
+        for _ in 1..MAX_OTP_FAILURES {
+            let err = complete(&mut conn, &ctx, &claim_token, wrong).unwrap_err();
+            assert_eq!(err.code(), Some(ErrorCode::OtpInvalid));
+        }
+        let err = complete(&mut conn, &ctx, &claim_token, wrong).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::OtpLocked));
+        // Locked: even the right code is refused now.
+        let err = complete(&mut conn, &ctx, &claim_token, &otp).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::OtpLocked));
+
+        let (claim_token, view_token) = claim_mailed(&fx, &mut conn, "slow@example.com");
+        let otp = challenge(&mut conn, &ctx, &view_token).unwrap();
+        let late = fx.ctx(ctx.now + OTP_TTL_S);
+        let err = complete(&mut conn, &late, &claim_token, &otp).unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::OtpExpired));
+    }
 
     #[test]
     fn six_digit_codes() {

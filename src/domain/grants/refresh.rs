@@ -149,6 +149,41 @@ pub fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::status::CredentialType;
+    use crate::domain::agents;
+    use crate::domain::grants::jwt_bearer::exchange_identity_assertion;
+    use crate::domain::testing::Fixture;
+
+    /// An agent's identity assertion exchanged (JWT-bearer), then its refresh token rotated:
+    /// the grace window answers a retry with the same pair, reuse after it revokes the grant.
+    #[test]
+    fn agent_refresh_rotates_with_grace_then_reuse_revokes_without_http() {
+        let mut fx = Fixture::new();
+        fx.config.tokens.refresh_grace_s = 5;
+        let mut conn = fx.conn();
+        let t0 = 1_700_000_000;
+        let ctx = fx.ctx(t0);
+        let kind = CredentialType::IdentityAssertion;
+        let reg = agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
+        let assertion = reg.credential.unwrap().credential;
+        let first =
+            exchange_identity_assertion(&mut conn, &ctx, None, &assertion, None, None).unwrap();
+        let replay = exchange_identity_assertion(&mut conn, &ctx, None, &assertion, None, None);
+        assert_eq!(replay.unwrap_err().code(), Some(ErrorCode::InvalidGrant));
+
+        let old = first.refresh_token.unwrap();
+        let next = refresh(&mut conn, &fx.ctx(t0 + 1), None, &old, None, None).unwrap();
+        assert_ne!(next.access_token, first.access_token);
+        // A retry within the grace window gets the same new pair.
+        let retry = refresh(&mut conn, &fx.ctx(t0 + 3), None, &old, None, None).unwrap();
+        assert_eq!(retry, next);
+        // After it, reuse is theft: refused, and the grant (with the new pair) is revoked.
+        let late = refresh(&mut conn, &fx.ctx(t0 + 10), None, &old, None, None);
+        assert_eq!(late.unwrap_err().code(), Some(ErrorCode::InvalidGrant));
+        let newer = next.refresh_token.unwrap();
+        let dead = refresh(&mut conn, &fx.ctx(t0 + 11), None, &newer, None, None);
+        assert_eq!(dead.unwrap_err().code(), Some(ErrorCode::InvalidGrant));
+    }
 
     #[test]
     fn sealed_successor_opens_only_with_the_presented_token() {
