@@ -292,18 +292,8 @@ async fn claim_requests_are_idempotent_and_superseded(backend: Backend) {
     let reg = anon(&app, json!({"type": "anonymous"})).await;
     let claim_token = reg["claim_token"].as_str().unwrap();
     let body = json!({"claim_token": claim_token, "email": "a@example.com"});
-    let first: Value = app
-        .post_json("/agent/auth/claim", &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let second: Value = app
-        .post_json("/agent/auth/claim", &body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = app.post_value("/agent/auth/claim", &body).await;
+    let second: Value = app.post_value("/agent/auth/claim", &body).await;
     assert_eq!(first["claim_attempt_id"], second["claim_attempt_id"]);
     app.mail.wait_for(1).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -314,14 +304,11 @@ async fn claim_requests_are_idempotent_and_superseded(backend: Backend) {
     );
 
     let other: Value = app
-        .post_json(
+        .post_value(
             "/agent/auth/claim",
             &json!({"claim_token": claim_token, "email": "b@example.com"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_ne!(other["claim_attempt_id"], first["claim_attempt_id"]);
     let messages = app.mail.wait_for(2).await;
     // The first link is superseded: the page says so and its button mints nothing.
@@ -649,15 +636,8 @@ async fn provider_logout_revokes_and_refuses_replay(backend: Backend) {
         .await;
     let rs = flows::resource_server(&app).await;
     let now = app.now();
-    let reg: Value = app
-        .post_json(
-            "/agent/auth",
-            &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": provider.id_jag(&app.base, now, json!({"sub": "leaver"}))}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let reg: Value = app.post_value("/agent/auth",
+            &json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag", "assertion": provider.id_jag(&app.base, now, json!({"sub": "leaver"}))}),).await;
     let key = reg["credential"].as_str().unwrap();
     assert_eq!(flows::introspect(&app, &rs, key).await["active"], true);
 

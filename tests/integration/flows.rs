@@ -381,11 +381,8 @@ pub async fn claim_agent(
     mail_index: usize,
 ) -> Value {
     let reg: Value = app
-        .post_json("/agent/auth", &json!({"type": "anonymous"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_value("/agent/auth", &json!({"type": "anonymous"}))
+        .await;
     let claim_token = reg["claim_token"].as_str().unwrap();
     let asked = app
         .post_json(

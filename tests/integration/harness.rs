@@ -197,6 +197,11 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// POSTs `body` as JSON and reads the JSON answer, whatever its status.
+    pub async fn post_value(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        self.post_json(path, body).await.json().await.unwrap()
+    }
+
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client
             .post(self.url(path))

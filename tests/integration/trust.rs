@@ -142,11 +142,8 @@ async fn only_first_party_credentials_mint_personal_tokens(backend: Backend) {
     // A client acting for itself, and an agent's key.
     let (_, cc) = flows::token(&app, &client, &[("grant_type", "client_credentials")]).await;
     let agent: Value = app
-        .post_json("/agent/auth", &json!({"type": "anonymous"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_value("/agent/auth", &json!({"type": "anonymous"}))
+        .await;
     for (what, bearer) in [
         ("third-party access token", app_token.as_str()),
         (
@@ -323,20 +320,14 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
         let unused_code =
             flows::authorization_code(&app, &client, &pkce2, "kinds2@example.com").await;
         let anon: Value = app
-            .post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .post_value("/agent/auth", &json!({"type": "anonymous"}))
+            .await;
         let assertion: Value = app
-            .post_json(
+            .post_value(
                 "/agent/auth",
                 &json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}),
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         app.post_json(
             "/agent/auth/claim",
             &json!({"claim_token": anon["claim_token"], "email": "kinds@example.com"}),
@@ -500,14 +491,11 @@ async fn credentials_die_with_what_they_came_from(backend: Backend) {
     let rs = flows::resource_server(&app).await;
     // An unclaimed registration expires: its refresh tokens stop rotating.
     let reg: Value = app
-        .post_json(
+        .post_value(
             "/agent/auth",
             &json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let grant: Value = app
         .client
         .post(app.url("/oauth2/token"))
@@ -523,14 +511,11 @@ async fn credentials_die_with_what_they_came_from(backend: Backend) {
         .unwrap();
     let refresh = grant["refresh_token"].as_str().unwrap().to_owned();
     let unused: Value = app
-        .post_json(
+        .post_value(
             "/agent/auth",
             &json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let unused = unused["credential"].as_str().unwrap().to_owned();
     assert_eq!(flows::introspect(&app, &rs, &unused).await["active"], true);
     app.clock.advance(201);
@@ -778,14 +763,11 @@ async fn assertions_are_bounded(backend: Backend) {
         .start()
         .await;
     let reg: Value = jwt_app
-        .post_json(
+        .post_value(
             "/agent/auth",
             &json!({"type": "anonymous", "requested_credential_type": "access_token"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let jwt = reg["credential"].as_str().unwrap();
     let payload: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -980,11 +962,8 @@ async fn mail_and_client_authentication_are_limited(backend: Backend) {
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let reg: Value = app
-            .post_json("/agent/auth", &json!({"type": "anonymous"}))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .post_value("/agent/auth", &json!({"type": "anonymous"}))
+            .await;
         let resp = app
             .post_json(
                 "/agent/auth/claim",
@@ -1242,14 +1221,11 @@ async fn the_token_endpoint_checks_resource_for_every_grant(backend: Backend) {
         (400, json!("invalid_target"))
     );
     let reg: Value = app
-        .post_json(
+        .post_value(
             "/agent/auth",
             &json!({"type": "anonymous", "requested_credential_type": "identity_assertion"}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let resp = app
         .client
         .post(app.url("/oauth2/token"))
