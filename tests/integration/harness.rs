@@ -197,6 +197,19 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// GETs `path` with a bearer credential and reads the JSON answer, which must be a 200.
+    pub async fn get_value_as(&self, path: &str, bearer: &str) -> serde_json::Value {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
     /// POSTs `body` as JSON and reads the JSON answer, whatever its status.
     pub async fn post_value(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
         self.post_json(path, body).await.json().await.unwrap()

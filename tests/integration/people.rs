@@ -296,12 +296,8 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         .start()
         .await;
     let rs = flows::resource_server(&app).await;
-    let admin = |path: &str| {
-        app.client
-            .get(app.url(path))
-            .bearer_auth("adm-secret-0123456789abcdefghijklmnop")
-            .send()
-    };
+    const ADMIN: &str = "adm-secret-0123456789abcdefghijklmnop";
+    let admin = |path: &str| app.client.get(app.url(path)).bearer_auth(ADMIN).send();
     assert_eq!(
         app.client
             .get(app.url("/admin/clients"))
@@ -312,7 +308,7 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
             .status(),
         401
     );
-    let clients: Value = admin("/admin/clients").await.unwrap().json().await.unwrap();
+    let clients: Value = app.get_value_as("/admin/clients", ADMIN).await;
     assert_eq!(clients["clients"][0]["client_id"], json!(rs.id));
     assert_eq!(
         admin(&format!("/admin/clients/{}", rs.id))
@@ -330,61 +326,47 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         request_ids.push(resp.headers()["x-request-id"].to_str().unwrap().to_owned());
         regs.push(resp.json::<Value>().await.unwrap());
     }
-    let page: Value = admin("/admin/registrations?limit=2")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app
+        .get_value_as("/admin/registrations?limit=2", ADMIN)
+        .await;
     assert_eq!(page["registrations"].as_array().unwrap().len(), 2);
     let next = page["next"].as_str().unwrap();
-    let rest: Value = admin(&format!("/admin/registrations?limit=2&after={next}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest: Value = app
+        .get_value_as(&format!("/admin/registrations?limit=2&after={next}"), ADMIN)
+        .await;
     assert_eq!(rest["registrations"].as_array().unwrap().len(), 1);
     assert!(rest["next"].is_null());
-    let one: Value = admin(&format!(
-        "/admin/registrations/{}",
-        regs[0]["registration_id"].as_str().unwrap()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let one: Value = app
+        .get_value_as(
+            &format!(
+                "/admin/registrations/{}",
+                regs[0]["registration_id"].as_str().unwrap()
+            ),
+            ADMIN,
+        )
+        .await;
     assert_eq!(one["api_keys"].as_array().unwrap().len(), 1);
     assert!(!one
         .to_string()
         .contains(regs[0]["credential"].as_str().unwrap()));
 
     // Audit: filter by event and registration, page with the cursor, bound by time.
-    let events: Value = admin("/admin/audit?event=registration.created&limit=2")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = app
+        .get_value_as("/admin/audit?event=registration.created&limit=2", ADMIN)
+        .await;
     assert_eq!(events["events"].as_array().unwrap().len(), 2);
     let before = events["next"].as_i64().unwrap();
-    let older: Value = admin(&format!(
-        "/admin/audit?event=registration.created&before_id={before}"
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let older: Value = app
+        .get_value_as(
+            &format!("/admin/audit?event=registration.created&before_id={before}"),
+            ADMIN,
+        )
+        .await;
     assert_eq!(older["events"].as_array().unwrap().len(), 1);
     let reg0 = regs[0]["registration_id"].as_str().unwrap();
-    let by_reg: Value = admin(&format!("/admin/audit?registration_id={reg0}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_reg: Value = app
+        .get_value_as(&format!("/admin/audit?registration_id={reg0}"), ADMIN)
+        .await;
     // Each row names the request that made it, as its answer's X-Request-Id did.
     let created = by_reg["events"]
         .as_array()
@@ -398,14 +380,11 @@ async fn admin_api_lists_filters_and_revokes(backend: Backend) {
         .unwrap()
         .iter()
         .all(|e| e["registration_id"] == json!(reg0)));
-    let future: Value = admin(&format!("/admin/audit?since={}", app.now() + 10))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let future: Value = app
+        .get_value_as(&format!("/admin/audit?since={}", app.now() + 10), ADMIN)
+        .await;
     assert_eq!(future["events"], json!([]));
-    let users: Value = admin("/admin/users").await.unwrap().json().await.unwrap();
+    let users: Value = app.get_value_as("/admin/users", ADMIN).await;
     assert!(users["users"].is_array());
 
     let revoke = |body: Value| {
