@@ -1,4 +1,4 @@
-//! The audit log (SPEC section 4): what changed, when, by whom, from where — never a secret.
+//! The audit log: what changed, when, by whom, from where — never a secret.
 
 use serde_json::Value;
 
@@ -6,7 +6,7 @@ use crate::clock::UnixTime;
 use crate::db::{self, DbConn};
 use crate::error::AppResult;
 
-/// The event names of SPEC section 4.
+/// The audit event names (their dotted forms are the stored and reported names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditEvent {
     RegistrationCreated,

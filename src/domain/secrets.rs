@@ -11,7 +11,7 @@ use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
-/// The type prefixes of SPEC section 3.
+/// The type prefixes of the secrets authmd issues (a leaked one says what it is).
 pub mod prefix {
     pub const API_KEY: &str = "sk_";
     pub const ACCESS_TOKEN: &str = "at_";
