@@ -115,16 +115,7 @@ async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
         "ws-a",
         "inherits its workspace"
     );
-    let listed: Value = app
-        .client
-        .get(app.url("/api/tokens"))
-        .bearer_auth(a)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, listed) = flows::tokens_api(&app, a, None).await;
     assert_eq!(listed["count"], 2, "only ws-a's tokens: {listed}");
     let id = personal["id"].as_str().unwrap();
     let resp = app
