@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod keys;
 mod migrate;
+mod resource;
 mod serve;
 mod user;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Incident response.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// The protected resources (`server.resources`).
+    #[command(subcommand)]
+    Resource(resource::ResourceCommand),
 }
 
 /// Why a command failed; decides the exit code.
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Keys(cmd) => keys::run(cli.config.as_deref(), cmd),
         Command::Admin(cmd) => admin::run(cli.config.as_deref(), cmd),
+        Command::Resource(cmd) => resource::run(cli.config.as_deref(), cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

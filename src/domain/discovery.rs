@@ -225,7 +225,9 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
     Value::Object(m)
 }
 
-fn protected_resource_metadata(config: &Config, resource: &str) -> Value {
+/// The RFC 9728 document for `resource`. Its `resource` member is the resource itself, which
+/// is also the URL the document is fetched for (RFC 9728 §3.3).
+pub fn protected_resource_metadata(config: &Config, resource: &str) -> Value {
     json!({
         "resource": resource,
         "authorization_servers": [config.server.issuer],
@@ -234,20 +236,38 @@ fn protected_resource_metadata(config: &Config, resource: &str) -> Value {
     })
 }
 
-/// RFC 9728 §3.1: the document for resource `https://h/p` lives at
-/// `/.well-known/oauth-protected-resource/p`; the default resource is also at the bare path.
+/// Where `resource` must publish its RFC 9728 document: `https://h/p` at
+/// `https://h/.well-known/oauth-protected-resource/p`, `https://h` at the bare path.
+pub fn protected_resource_metadata_url(resource: &str) -> Option<String> {
+    let url = url::Url::parse(resource).ok()?;
+    let path = url.path().trim_end_matches('/');
+    Some(format!(
+        "{}{}{path}",
+        url.origin().ascii_serialization(),
+        paths::PR_METADATA
+    ))
+}
+
+/// The RFC 9728 documents authmd serves itself. A document describes the URL it is fetched
+/// for (RFC 9728 §3.3), so authmd serves only its own origin's: the root describes authmd's own
+/// API (the issuer), unless a configured resource is that origin itself; a configured resource
+/// on authmd's origin is at its path-suffixed location. A resource on another origin serves its
+/// own document (`authmd resource metadata URL` prints it).
 fn protected_resource_documents(config: &Config) -> Vec<(String, Value)> {
-    let default = config.default_resource();
-    let mut docs = vec![(
-        paths::PR_METADATA.to_owned(),
-        protected_resource_metadata(config, default),
-    )];
+    let issuer = url::Url::parse(&config.server.issuer).ok();
+    let origin = issuer.as_ref().map(|u| u.origin());
+    let mut root = config.server.issuer.clone();
+    let mut docs = Vec::new();
     for resource in &config.server.resources {
         let Ok(parsed) = url::Url::parse(resource) else {
             continue;
         };
+        if Some(parsed.origin()) != origin {
+            continue;
+        }
         let path = parsed.path().trim_end_matches('/');
         if path.is_empty() {
+            root = resource.clone();
             continue;
         }
         let location = format!("{}{path}", paths::PR_METADATA);
@@ -255,6 +275,13 @@ fn protected_resource_documents(config: &Config) -> Vec<(String, Value)> {
             docs.push((location, protected_resource_metadata(config, resource)));
         }
     }
+    docs.insert(
+        0,
+        (
+            paths::PR_METADATA.to_owned(),
+            protected_resource_metadata(config, &root),
+        ),
+    );
     docs
 }
 
@@ -352,15 +379,33 @@ mod tests {
     }
 
     #[test]
-    fn resource_documents_at_suffixed_paths() {
+    fn each_document_describes_the_url_it_is_fetched_for() {
         let config = Config::from_toml_overlay(
-            "[server]\nresources = [\"https://api.example.com/v1\", \"https://files.example.com\"]",
+            "[server]\nissuer = \"https://auth.example\"\nresources = [\"https://api.example.com/v1\", \"https://auth.example/mcp\"]",
         )
         .unwrap();
         let docs = protected_resource_documents(&config);
+        // The root is authmd's own API; only same-origin resources are served here.
         assert_eq!(docs[0].0, "/.well-known/oauth-protected-resource");
-        assert_eq!(docs[0].1["resource"], "https://api.example.com/v1");
-        assert_eq!(docs[1].0, "/.well-known/oauth-protected-resource/v1");
+        assert_eq!(docs[0].1["resource"], "https://auth.example");
+        assert_eq!(docs[1].0, "/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(docs[1].1["resource"], "https://auth.example/mcp");
         assert_eq!(docs.len(), 2);
+        // A resource that is authmd's origin itself is the root's resource.
+        let config = Config::from_toml_overlay(
+            "[server]\nissuer = \"https://auth.example\"\nresources = [\"https://auth.example/\"]",
+        )
+        .unwrap();
+        let docs = protected_resource_documents(&config);
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].1["resource"], "https://auth.example/");
+        assert_eq!(
+            protected_resource_metadata_url("https://api.example.com/v1/").as_deref(),
+            Some("https://api.example.com/.well-known/oauth-protected-resource/v1")
+        );
+        assert_eq!(
+            protected_resource_metadata_url("https://api.example.com:8443").as_deref(),
+            Some("https://api.example.com:8443/.well-known/oauth-protected-resource")
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -558,4 +558,45 @@ async fn admin_revoke_agents_command() {
     assert_eq!(code, 0);
     assert!(stdout.contains("revoked 1"), "{stdout}");
     assert!(!active(&key(&b)));
+}
+
+/// `authmd resource metadata URL`: the RFC 9728 document another origin must serve, for a
+/// configured resource only.
+#[tokio::test]
+async fn resource_metadata_command_prints_the_document_to_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("authmd.toml"),
+        "[server]\nissuer = \"https://auth.example\"\nresources = [\"https://api.example.com/v1\"]\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(authmd(dir.path()).args([
+        "--config",
+        "authmd.toml",
+        "resource",
+        "metadata",
+        "https://api.example.com/v1",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["resource"], "https://api.example.com/v1");
+    assert_eq!(
+        doc["authorization_servers"],
+        json!(["https://auth.example"])
+    );
+    assert!(
+        stderr.contains("https://api.example.com/.well-known/oauth-protected-resource/v1"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(authmd(dir.path()).args([
+        "--config",
+        "authmd.toml",
+        "resource",
+        "metadata",
+        "https://elsewhere.example",
+    ]))
+    .await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not a configured resource"), "{stderr}");
 }

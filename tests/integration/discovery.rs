@@ -150,21 +150,30 @@ async fn protected_resource_metadata(backend: Backend) {
     assert_eq!(m["bearer_methods_supported"], json!(["header"]));
     assert_eq!(m["scopes_supported"], json!(["api.read", "api.write"]));
 
+    // RFC 9728 §3.3: a document describes the URL it is fetched for. The root is authmd's own
+    // API even when another origin's resource is the default audience; a resource on authmd's
+    // origin is at its path-suffixed location; another origin's is not served here.
     let app = TestApp::builder(backend)
         .with_config(|c| {
             c.server.resources = vec![
                 "https://api.example.com/v1".to_owned(),
-                "https://mcp.example.com/mcp".to_owned(),
+                format!("{}/mcp", c.server.issuer),
             ];
         })
         .start()
         .await;
     let m = app.get_json("/.well-known/oauth-protected-resource").await;
-    assert_eq!(m["resource"], "https://api.example.com/v1");
+    assert_eq!(m["resource"], json!(app.base));
     let m = app
         .get_json("/.well-known/oauth-protected-resource/mcp")
         .await;
-    assert_eq!(m["resource"], "https://mcp.example.com/mcp");
+    assert_eq!(m["resource"], json!(app.url("/mcp")));
+    let resp = app.get("/.well-known/oauth-protected-resource/v1").await;
+    assert_eq!(
+        resp.status(),
+        404,
+        "api.example.com serves its own document"
+    );
     let resp = app.get("/.well-known/oauth-protected-resource/nope").await;
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();

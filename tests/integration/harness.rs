@@ -129,10 +129,9 @@ impl TestApp {
                 )
             }
         };
+        // The harness's own settings come first, so a test's closure can read them (the
+        // issuer, say) and must not change them.
         let mut config = Config::defaults();
-        for f in configure {
-            f(&mut config);
-        }
         config.server.issuer = base.clone();
         config.database.url = db_url;
         let mail = crate::fakes::SmtpSink::start().await;
@@ -142,6 +141,9 @@ impl TestApp {
         config.mail.smtp_tls = authmd::config::SmtpTls::None;
         config.database.max_connections = 8;
         config.server.workers = 1;
+        for f in configure {
+            f(&mut config);
+        }
         config
             .prepare()
             .unwrap_or_else(|e| panic!("test config: {e}"));
