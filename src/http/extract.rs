@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
@@ -22,6 +23,46 @@ pub const CSRF_COOKIE: &str = "authmd_csrf";
 /// Request parameters as a map. RFC 6749 §3.1–3.2: a parameter must not appear twice.
 #[derive(Debug, Default)]
 pub struct Params(HashMap<String, String>);
+
+/// The body of `/oauth2/token` and `/oauth2/revoke`: form-encoded, the standard, or a JSON
+/// object with the same members, as agents send it. JSON members must be strings; both kinds
+/// go through [`Params`], so the same checks apply.
+pub struct OAuthBody(pub Vec<(String, String)>);
+
+impl FromRequest for OAuthBody {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if json {
+            let body =
+                web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+            Box::pin(async move {
+                let mut pairs = Vec::new();
+                for (name, value) in body.await?.into_inner() {
+                    let serde_json::Value::String(value) = value else {
+                        return Err(ApiError::new(
+                            ErrorCode::InvalidRequest,
+                            format!("{name} must be a string"),
+                            Shape::OAuth,
+                        )
+                        .into());
+                    };
+                    pairs.push((name, value));
+                }
+                Ok(OAuthBody(pairs))
+            })
+        } else {
+            let form = web::Form::<Vec<(String, String)>>::from_request(req, payload);
+            Box::pin(async move { Ok(OAuthBody(form.await?.into_inner())) })
+        }
+    }
+}
 
 impl Params {
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<Self, ApiError> {

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::extract::{self, Params};
+use super::extract::{self, OAuthBody, Params};
 use super::response::{no_store_json, ApiError, Shape};
 use crate::domain::credentials::{Introspection, TokenResponse};
 use crate::domain::endpoints::TokenRequest;
@@ -10,11 +10,38 @@ use crate::error::ErrorCode;
 use crate::service;
 use crate::state::AppState;
 
-type Form = web::Form<Vec<(String, String)>>;
+/// The members of a token request (form-encoded, or a JSON object of strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequestBody {
+    grant_type: String,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    assertion: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// The members of a revocation request (form-encoded, or a JSON object of strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RevokeRequestBody {
+    token: String,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
 
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
-    summary = "Token endpoint: authorization_code (PKCE), refresh_token (rotating), client_credentials",
-    request_body(content_type = "application/x-www-form-urlencoded", content = String),
+    summary = "Token endpoint: authorization_code (PKCE), refresh_token (rotating), client_credentials, JWT-bearer; form or JSON body",
+    request_body(content(
+        (TokenRequestBody = "application/x-www-form-urlencoded"),
+        (TokenRequestBody = "application/json"),
+    )),
     responses(
         (status = 200, description = "Tokens", body = TokenResponse, content_type = "application/json"),
         (status = 400, description = "RFC 6749 error", body = super::response::ErrorBody),
@@ -23,9 +50,9 @@ type Form = web::Form<Vec<(String, String)>>;
 pub async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: Form,
+    body: OAuthBody,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::from_pairs(form.into_inner())?;
+    let params = Params::from_pairs(body.0)?;
     let auth = extract::client_auth(&req, &params)?;
     let request = TokenRequest {
         grant_type: params.owned("grant_type").unwrap_or_default(),
@@ -44,8 +71,11 @@ pub async fn token(
 }
 
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",
-    summary = "Token revocation (RFC 7009). Unknown tokens answer 200",
-    request_body(content_type = "application/x-www-form-urlencoded", content = String),
+    summary = "Token revocation (RFC 7009); form or JSON body. Unknown tokens answer 200",
+    request_body(content(
+        (RevokeRequestBody = "application/x-www-form-urlencoded"),
+        (RevokeRequestBody = "application/json"),
+    )),
     responses(
         (status = 200, description = "Revoked (or unknown)"),
         (status = 401, description = "invalid_client", body = super::response::ErrorBody),
@@ -53,9 +83,9 @@ pub async fn token(
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: Form,
+    body: OAuthBody,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::from_pairs(form.into_inner())?;
+    let params = Params::from_pairs(body.0)?;
     let token = params.require("token")?.to_owned();
     let auth = extract::client_auth(&req, &params)?;
     let audit = extract::audit_context(&req, &state.config);
@@ -75,7 +105,7 @@ pub async fn revoke(
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: Form,
+    form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_pairs(form.into_inner())?;
     let denied = || {

@@ -2,7 +2,7 @@
 //! rotation, client credentials, revocation, introspection, and their failure paths.
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::flows::{self, ClientSpec};
 use crate::harness::{Backend, TestApp};
@@ -28,6 +28,7 @@ crate::db_tests!(
     jwt_access_tokens,
     duplicate_parameters_are_refused,
     public_client_code_flow,
+    json_bodies_at_token_and_revoke,
 );
 
 async fn code_flow_end_to_end(backend: Backend) {
@@ -923,4 +924,47 @@ async fn public_client_code_flow(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// Agents send JSON: `/oauth2/token` and `/oauth2/revoke` take a JSON object with the same
+/// members as the form (strings only), with the same checks.
+async fn json_bodies_at_token_and_revoke(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let client = flows::confidential(&app).await;
+    let rs = flows::resource_server(&app).await;
+    let secret = client.secret.clone().unwrap();
+    let post = |path: &'static str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .basic_auth(&client.id, Some(&secret))
+            .json(&body)
+            .send()
+    };
+    let resp = post("/oauth2/token", json!({"grant_type": "client_credentials"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let issued: Value = resp.json().await.unwrap();
+    let token = issued["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(flows::introspect(&app, &rs, &token).await["active"], true);
+
+    // A member that is not a string, and a missing one, are clear 400s.
+    let resp = post("/oauth2/token", json!({"grant_type": 5}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("grant_type"));
+    let resp = post("/oauth2/token", json!({})).await.unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let resp = post("/oauth2/revoke", json!({"token": token}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(flows::introspect(&app, &rs, &token).await["active"], false);
 }
