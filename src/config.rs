@@ -365,6 +365,14 @@ impl Config {
 
     /// Checks what types alone cannot: URLs, ranges, combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // A capability in metadata is a promise: no document is fetched yet, so the flag that
+        // would advertise it cannot be turned on.
+        if self.oauth.client_id_metadata_documents {
+            return Err(ConfigError::new(
+                "oauth.client_id_metadata_documents",
+                "Client ID Metadata Documents are not implemented yet; leave it false",
+            ));
+        }
         let issuer = Url::parse(&self.server.issuer)
             .map_err(|e| ConfigError::new("server.issuer", format!("not a URL: {e}")))?;
         if !matches!(issuer.scheme(), "http" | "https") {
@@ -902,5 +910,16 @@ mod tests {
         .unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn an_unimplemented_capability_cannot_be_advertised() {
+        let err =
+            Config::from_toml_overlay("[oauth]\nclient_id_metadata_documents = true").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("oauth.client_id_metadata_documents"),
+            "{err}"
+        );
     }
 }
