@@ -26,6 +26,9 @@ async fn mcp_client_registers_and_completes_the_code_flow(backend: Backend) {
         "response_types": ["code"],
         "scope": "api.read",
         "client_uri": "https://cursor.example",
+        // Members authmd does not know (some MCP clients send their resource) are ignored,
+        // never a 400 (RFC 7591 §2).
+        "resource": "https://mcp.example/mcp",
     });
     let resp = app.post_json("/oauth2/register", &body).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
@@ -45,8 +48,9 @@ async fn mcp_client_registers_and_completes_the_code_flow(backend: Backend) {
     assert_eq!(reg["redirect_uris"], body["redirect_uris"]);
     assert_eq!(
         reg["client_uri"], "https://cursor.example",
-        "unknown metadata is echoed"
+        "kept metadata is echoed"
     );
+    assert!(reg.get("resource").is_none(), "unknown members are ignored");
     assert!(reg["registration_access_token"]
         .as_str()
         .unwrap()
