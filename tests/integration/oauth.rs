@@ -770,6 +770,21 @@ async fn resource_indicators(backend: Backend) {
         (status.as_u16(), body["error"].as_str()),
         (400, Some("invalid_target"))
     );
+    // A trailing slash added by the client names the same resource; `aud` is its configured form.
+    let (status, body) = flows::token(
+        &app,
+        &client,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://mcp.example.com/mcp/"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        flows::introspect(&app, &rs, body["access_token"].as_str().unwrap()).await["aud"],
+        "https://mcp.example.com/mcp"
+    );
 
     let pkce = flows::pkce();
     let browser = flows::browser();

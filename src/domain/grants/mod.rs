@@ -19,35 +19,37 @@ pub(crate) fn invalid_grant(msg: &'static str) -> AppError {
     AppError::protocol(ErrorCode::InvalidGrant, msg)
 }
 
-/// The audience for a request's `resource` (RFC 8707): one of the configured resources, or
-/// the default one when none is named.
+/// Two resource indicators name the same resource when they differ only by a trailing slash
+/// (`https://api.example` and `https://api.example/`): clients add or drop it, and no server
+/// serves different APIs at the two.
+fn same_resource(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The audience for a request's `resource` (RFC 8707): one of the configured resources (in its
+/// configured form), or the default one when none is named.
 pub fn resolve_resource(config: &Config, requested: Option<&str>) -> AppResult<String> {
     match requested {
         None | Some("") => Ok(config.default_resource().to_owned()),
         Some(r) => {
             let known = if config.server.resources.is_empty() {
-                r == config.server.issuer
+                same_resource(r, &config.server.issuer).then_some(&config.server.issuer)
             } else {
-                config.server.resources.iter().any(|k| k == r)
+                config.server.resources.iter().find(|k| same_resource(k, r))
             };
-            if known {
-                Ok(r.to_owned())
-            } else {
-                Err(AppError::protocol(
-                    ErrorCode::InvalidTarget,
-                    format!("unknown resource {r:?}"),
-                ))
-            }
+            known.cloned().ok_or_else(|| {
+                AppError::protocol(ErrorCode::InvalidTarget, format!("unknown resource {r:?}"))
+            })
         }
     }
 }
 
-/// A token request's `resource` against the one its grant was made for: absent or equal, else
-/// `invalid_target`.
+/// A token request's `resource` against the one its grant was made for: absent or the same,
+/// else `invalid_target`.
 pub(crate) fn resource_of_grant(granted: &str, requested: Option<&str>) -> AppResult<()> {
     match requested {
         None | Some("") => Ok(()),
-        Some(r) if r == granted => Ok(()),
+        Some(r) if same_resource(r, granted) => Ok(()),
         Some(r) => Err(AppError::protocol(
             ErrorCode::InvalidTarget,
             format!("resource {r:?} is not the one this grant was made for"),
@@ -96,5 +98,14 @@ mod tests {
         );
         let err = resolve_resource(&config, Some("https://evil.example")).unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::InvalidTarget));
+        // A trailing slash added or dropped names the same resource, in its configured form.
+        assert_eq!(
+            resolve_resource(&config, Some("https://api.example/")).unwrap(),
+            "https://api.example"
+        );
+        assert!(resource_of_grant("https://api.example", Some("https://api.example/")).is_ok());
+        assert!(
+            resource_of_grant("https://api.example", Some("https://api.example.evil")).is_err()
+        );
     }
 }
