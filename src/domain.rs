@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod agents;
 pub mod audit;
+pub mod cimd;
 pub mod claims;
 pub mod clients;
 pub mod context;

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::db::batch::Batched;
 use crate::db::point_reads::IntrospectionReads;
 use crate::db::Db;
+use crate::domain::cimd::DocumentFetcher;
 use crate::domain::discovery::Discovery;
 use crate::domain::keys::{self, KeyRing};
 use crate::domain::mail::Mailer;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub discovery: Arc<Discovery>,
     pub providers: Arc<ProviderKeys>,
+    /// Client ID Metadata Documents, fetched and cached.
+    pub documents: Arc<DocumentFetcher>,
     pub mailer: Arc<Mailer>,
     /// Keys CSRF tokens (a database secret, so every instance accepts every instance's forms).
     pub csrf_key: Arc<ring::hmac::Key>,
@@ -47,6 +50,7 @@ impl AppState {
             csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
             introspection_reads: Arc::new(Batched::new(&db)),
             providers: Arc::new(ProviderKeys::new()),
+            documents: Arc::new(DocumentFetcher::new(&config)),
             mailer,
             config: Arc::new(config),
             db,

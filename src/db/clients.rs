@@ -66,3 +66,22 @@ pub fn clear_registration_token(conn: &mut DbConn, hash: &str) -> QueryResult<bo
         .execute(conn)?;
     Ok(n == 1)
 }
+
+/// Stores a client learned from its Client ID Metadata Document, or refreshes what the
+/// document says (name, redirect URIs, grants, scope, metadata) when it is already known. One
+/// statement, so two instances learning the same client at once cannot collide.
+pub fn upsert_document_client(conn: &mut DbConn, row: &ClientRow) -> QueryResult<()> {
+    native!(conn, |c| diesel::insert_into(clients::table)
+        .values(row)
+        .on_conflict(clients::id)
+        .do_update()
+        .set((
+            clients::name.eq(&row.name),
+            clients::redirect_uris.eq(&row.redirect_uris),
+            clients::grant_types.eq(&row.grant_types),
+            clients::scope.eq(&row.scope),
+            clients::metadata.eq(&row.metadata),
+        ))
+        .execute(c)
+        .map(drop))
+}

@@ -78,6 +78,17 @@ impl Client {
         Scopes::parse(&self.scope).unwrap_or_default()
     }
 
+    /// For a client known by its metadata document (its id is the document's URL): the host
+    /// that published it, which is all a person can check about who is asking.
+    pub fn document_host(&self) -> Option<String> {
+        if !crate::domain::cimd::is_document_url(&self.client_id) {
+            return None;
+        }
+        Url::parse(&self.client_id)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+    }
+
     /// The registered redirect URI a request's `redirect_uri` matches, if any.
     pub fn match_redirect(&self, requested: &str) -> Option<&str> {
         self.redirect_uris

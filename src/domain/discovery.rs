@@ -211,10 +211,9 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
         "service_documentation".into(),
         json!(url(config, paths::AUTH_MD)),
     );
-    m.insert(
-        "client_id_metadata_document_supported".into(),
-        json!(config.oauth.client_id_metadata_documents),
-    );
+    if config.oauth.cimd.enabled {
+        m.insert("client_id_metadata_document_supported".into(), json!(true));
+    }
     if !config.agent.trusted_providers.is_empty() {
         m.insert(
             "authorization_grant_profiles_supported".into(),
@@ -297,6 +296,7 @@ struct AuthMdTemplate<'a> {
     pre_claim_scopes: String,
     post_claim_scopes: String,
     registration_open: bool,
+    cimd: bool,
     claim_ttl_s: i64,
     assertion_ttl_s: i64,
 }
@@ -318,6 +318,7 @@ pub fn render_auth_md(config: &Config) -> String {
         pre_claim_scopes: config.agent.pre_claim_scopes.join(" "),
         post_claim_scopes: config.agent.post_claim_scopes.join(" "),
         registration_open: config.oauth.registration != RegistrationMode::Off,
+        cimd: config.oauth.cimd.enabled,
         claim_ttl_s: config.agent.claim_ttl_s,
         assertion_ttl_s: config.agent.identity_assertion_ttl_s,
     };
@@ -358,6 +359,24 @@ mod tests {
         let md = render_auth_md(&config);
         assert!(!md.contains("\"type\": \"anonymous\""), "{md}");
         assert!(!md.contains("verified_email"), "{md}");
+        assert!(!md.contains("/oauth2/register"), "{md}");
+        assert!(md.contains("Client ID Metadata Document"), "{md}");
+    }
+
+    #[test]
+    fn documents_are_advertised_only_when_enabled() {
+        let on = Config::defaults();
+        assert_eq!(
+            authorization_server_metadata(&on)["client_id_metadata_document_supported"],
+            json!(true)
+        );
+        let off = Config::from_toml_overlay(
+            "[oauth]\nregistration = \"off\"\n[oauth.cimd]\nenabled = false",
+        )
+        .unwrap();
+        let m = authorization_server_metadata(&off);
+        assert!(m.get("client_id_metadata_document_supported").is_none());
+        assert!(!render_auth_md(&off).contains("Apps (OAuth clients)"));
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                         scopes: valid.scopes.iter().collect(),
                         resource: &valid.resource,
                         redirect_host,
+                        document_host: valid.client.document_host(),
                         fields,
                     },
                 )

@@ -27,6 +27,8 @@ pub struct ConsentPage<'a> {
     pub scopes: Vec<&'a str>,
     pub resource: &'a str,
     pub redirect_host: String,
+    /// For a client known by its metadata document: the host that published it.
+    pub document_host: Option<String>,
     /// The authorization request, carried through the form as hidden fields.
     pub fields: Vec<(&'static str, String)>,
 }

@@ -2,12 +2,30 @@
 
 use super::{query, write};
 use crate::domain::audit::AuditContext;
+use crate::domain::cimd::{self, DocumentClient};
 use crate::domain::oauth::{self, AuthorizeError, AuthorizeParams, AuthorizeStep};
 use crate::domain::ratelimit::Usage;
 use crate::domain::secrets::PlainToken;
 use crate::domain::users;
 use crate::error::AppResult;
 use crate::state::AppState;
+
+/// The client a metadata-document `client_id` names, fetched (or read from the cache) before
+/// any database work; `None` for a registered client. A failed fetch is an error page.
+async fn document(
+    state: &AppState,
+    params: &AuthorizeParams,
+) -> Result<Option<DocumentClient>, AuthorizeError> {
+    match params.client_id.as_deref() {
+        Some(id) if cimd::is_document_url(id) => state
+            .documents
+            .client(&state.config, id, state.now())
+            .await
+            .map(Some)
+            .map_err(AuthorizeError::Page),
+        _ => Ok(None),
+    }
+}
 
 /// Validates an authorization request and decides the next step (login, consent, redirect:
 /// remembered consent issues the code at once, so this may write).
@@ -16,6 +34,7 @@ pub async fn begin(
     params: AuthorizeParams,
     session: Option<String>,
 ) -> Result<AuthorizeStep, AuthorizeError> {
+    let document = document(state, &params).await?;
     write(state, AuditContext::default(), move |conn, ctx| {
         Ok(oauth::begin(
             conn,
@@ -23,6 +42,7 @@ pub async fn begin(
             ctx.now,
             &params,
             session.as_deref(),
+            document.as_ref(),
         ))
     })
     .await
@@ -36,6 +56,7 @@ pub async fn decide(
     session: Option<String>,
     allow: bool,
 ) -> Result<String, AuthorizeError> {
+    let document = document(state, &params).await?;
     write(state, AuditContext::default(), move |conn, ctx| {
         Ok(oauth::decide(
             conn,
@@ -44,6 +65,7 @@ pub async fn decide(
             &params,
             session.as_deref(),
             allow,
+            document.as_ref(),
         ))
     })
     .await

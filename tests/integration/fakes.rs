@@ -210,3 +210,111 @@ impl TestProvider {
         )
     }
 }
+
+/// One answer of a [`DocumentHost`]: status, extra header lines, body, and a delay before it.
+#[derive(Clone)]
+pub struct Served {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay_ms: u64,
+}
+
+impl Served {
+    pub fn json(body: &Value) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string(),
+            delay_ms: 0,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A web server on loopback serving whatever each path is set to, counting requests per path:
+/// where Client ID Metadata Documents are published in tests.
+#[derive(Clone)]
+pub struct DocumentHost {
+    pub base: String,
+    routes: Arc<Mutex<std::collections::HashMap<String, Served>>>,
+    hits: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl DocumentHost {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let host = Self {
+            base,
+            routes: Arc::default(),
+            hits: Arc::default(),
+        };
+        let (routes, hits) = (host.routes.clone(), host.hits.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (routes, hits) = (routes.clone(), hits.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut read = BufReader::new(read);
+                    let mut request_line = String::new();
+                    if read.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    // The headers, up to the blank line; a GET has no body.
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if read.read_line(&mut line).await.unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let path = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .to_owned();
+                    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    let served = routes.lock().unwrap().get(&path).cloned();
+                    let served = served.unwrap_or(Served {
+                        status: 404,
+                        headers: vec![],
+                        body: "not found".into(),
+                        delay_ms: 0,
+                    });
+                    if served.delay_ms > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(served.delay_ms)).await;
+                    }
+                    let mut head = format!(
+                        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        served.status,
+                        served.body.len()
+                    );
+                    for (k, v) in &served.headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    let _ = write.write_all(head.as_bytes()).await;
+                    let _ = write.write_all(served.body.as_bytes()).await;
+                });
+            }
+        });
+        host
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn serve(&self, path: &str, served: Served) {
+        self.routes.lock().unwrap().insert(path.to_owned(), served);
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}

@@ -6,6 +6,7 @@ mod agents;
 mod bench_script;
 mod binary;
 mod browser;
+mod cimd;
 mod discovery;
 mod errors;
 mod fakes;

@@ -17,6 +17,7 @@ use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::db::oauth::{CodeRow, ConsentRow};
 use crate::db::{self, write_tx, DbConn};
+use crate::domain::cimd::DocumentClient;
 use crate::domain::clients::Client;
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{prefix, PlainToken};
@@ -205,14 +206,26 @@ pub enum AuthorizeStep {
     Redirect(String),
 }
 
+/// Stores (or refreshes) the client a metadata document describes, so the request validates
+/// against it like any registered client.
+fn learn(conn: &mut DbConn, document: Option<&DocumentClient>) -> AppResult<()> {
+    match document {
+        Some(doc) => db::clients::upsert_document_client(conn, &doc.row).map_err(AppError::from),
+        None => Ok(()),
+    }
+}
+
 /// `GET /oauth2/authorize`: validate, then decide between login, consent and an immediate code.
+/// `document`: the client, when `client_id` is a metadata document URL (fetched beforehand).
 pub fn begin(
     conn: &mut DbConn,
     config: &Config,
     now: UnixTime,
     params: &AuthorizeParams,
     session: Option<&str>,
+    document: Option<&DocumentClient>,
 ) -> Result<AuthorizeStep, AuthorizeError> {
+    learn(conn, document)?;
     let req = validate(conn, config, params)?;
     let user = match session {
         Some(cookie) => users::session_user(conn, now, cookie)?,
@@ -237,7 +250,9 @@ pub fn decide(
     params: &AuthorizeParams,
     session: Option<&str>,
     allow: bool,
+    document: Option<&DocumentClient>,
 ) -> Result<String, AuthorizeError> {
+    learn(conn, document)?;
     let req = validate(conn, config, params)?;
     let user = match session {
         Some(cookie) => users::session_user(conn, now, cookie)?,
