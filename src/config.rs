@@ -157,6 +157,14 @@ pub struct OAuthConfig {
     pub registration: RegistrationMode,
     pub initial_access_token: String,
     pub cimd: CimdConfig,
+    pub oidc: OidcConfig,
+}
+
+/// OpenID Connect for the code flow.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    pub enabled: bool,
 }
 
 /// Client ID Metadata Documents: an `https` URL as `client_id`, fetched to learn the client.
@@ -176,6 +184,7 @@ impl fmt::Debug for OAuthConfig {
             .field("registration", &self.registration)
             .field("initial_access_token", &"<redacted>")
             .field("cimd", &self.cimd)
+            .field("oidc", &self.oidc)
             .finish()
     }
 }

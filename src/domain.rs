@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod mail;
 pub mod oauth;
+pub mod oidc;
 pub mod providers;
 pub mod ratelimit;
 pub mod registration;

@@ -120,6 +120,9 @@ pub struct ProtocolError {
     pub retry_after: Option<u64>,
     /// For a refusal by a rate limit: its `(limit, window seconds)`, for the `RateLimit` headers.
     pub rate_limit: Option<(u32, i64)>,
+    /// For `insufficient_scope`: the scope the request needs, for the `WWW-Authenticate`
+    /// challenge (RFC 6750 §3).
+    pub required_scope: Option<&'static str>,
 }
 
 impl ProtocolError {
@@ -129,6 +132,7 @@ impl ProtocolError {
             description: description.into(),
             retry_after: None,
             rate_limit: None,
+            required_scope: None,
         }
     }
 
@@ -164,6 +168,16 @@ pub enum AppError {
 impl AppError {
     pub fn protocol(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         Self::Protocol(ProtocolError::new(code, description))
+    }
+
+    /// `403 insufficient_scope`: the credential is good but lacks `scope`.
+    pub fn insufficient_scope(scope: &'static str) -> Self {
+        let mut p = ProtocolError::new(
+            ErrorCode::InsufficientScope,
+            format!("this request needs scope {scope}"),
+        );
+        p.required_scope = Some(scope);
+        Self::Protocol(p)
     }
 
     pub fn internal(cause: impl fmt::Display) -> Self {

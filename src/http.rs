@@ -17,6 +17,7 @@ pub mod register;
 pub mod response;
 pub mod token;
 pub mod tokens_api;
+pub mod userinfo;
 pub mod well_known;
 
 use std::net::TcpListener;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/.well-known/oauth-protected-resource/{resource:.*}")
                 .get(well_known::protected_resource),
         )
+        .service(resource(paths::OIDC_METADATA).get(well_known::openid_configuration))
         .service(resource(paths::JWKS).get(well_known::jwks))
         .service(resource(paths::AUTH_MD).get(well_known::auth_md))
         .service(resource(paths::OPENAPI).get(openapi::openapi_json))
@@ -54,6 +56,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(paths::TOKEN).post(token::token))
         .service(resource(paths::REVOKE).post(token::revoke))
         .service(resource(paths::INTROSPECT).post(token::introspect))
+        .service(
+            resource(paths::USERINFO)
+                .get(userinfo::userinfo)
+                .post(userinfo::userinfo),
+        )
         .service(
             resource(paths::REGISTER)
                 .wrap(from_fn(idempotency::guard))

@@ -49,6 +49,9 @@ pub struct CodeRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub grant_id: Option<String>,
+    /// OpenID Connect: the request's `nonce`, and when the person signed in.
+    pub nonce: Option<String>,
+    pub auth_time: Option<i64>,
 }
 
 pub fn insert_code(conn: &mut DbConn, row: &CodeRow) -> QueryResult<()> {

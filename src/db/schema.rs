@@ -104,6 +104,26 @@ diesel::table! {
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
         grant_id -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        auth_time -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    device_codes (device_code_hash) {
+        device_code_hash -> Text,
+        user_code_hash -> Text,
+        client_id -> Text,
+        scope -> Text,
+        resource -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        poll_interval -> BigInt,
+        last_polled_at -> Nullable<BigInt>,
+        status -> Text,
+        user_id -> Nullable<Text>,
+        auth_time -> Nullable<BigInt>,
+        grant_id -> Nullable<Text>,
     }
 }
 
@@ -266,6 +286,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     grants,
     authorization_codes,
+    device_codes,
     access_tokens,
     refresh_tokens,
 );

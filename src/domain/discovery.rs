@@ -27,6 +27,8 @@ pub mod paths {
     pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
     pub const PR_METADATA: &str = "/.well-known/oauth-protected-resource";
     pub const AUTH_MD: &str = "/auth.md";
+    pub const OIDC_METADATA: &str = "/.well-known/openid-configuration";
+    pub const USERINFO: &str = "/userinfo";
     pub const OPENAPI: &str = "/openapi.json";
     pub const AGENT_AUTH: &str = "/agent/auth";
     pub const AGENT_CLAIM: &str = "/agent/auth/claim";
@@ -39,6 +41,8 @@ pub mod paths {
 #[derive(Debug, Clone)]
 pub struct Discovery {
     pub authorization_server: Value,
+    /// `/.well-known/openid-configuration`, when OpenID Connect is on.
+    pub openid_configuration: Option<Value>,
     /// `(path, document)`: the bare RFC 9728 path for the default resource, then the
     /// path-suffixed location of every configured resource that has a path.
     pub protected_resources: Vec<(String, Value)>,
@@ -49,6 +53,11 @@ impl Discovery {
     pub fn build(config: &Config) -> Self {
         Self {
             authorization_server: authorization_server_metadata(config),
+            openid_configuration: config
+                .oauth
+                .oidc
+                .enabled
+                .then(|| openid_configuration(config)),
             protected_resources: protected_resource_documents(config),
             auth_md: render_auth_md(config),
         }
@@ -175,7 +184,15 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
             json!(url(config, paths::REGISTER)),
         );
     }
-    m.insert("scopes_supported".into(), json!(scopes_supported(config)));
+    let mut scopes = scopes_supported(config);
+    if config.oauth.oidc.enabled {
+        for s in crate::domain::oidc::SCOPES {
+            if !scopes.iter().any(|known| known == s) {
+                scopes.push(s.to_owned());
+            }
+        }
+    }
+    m.insert("scopes_supported".into(), json!(scopes));
     m.insert("response_types_supported".into(), json!(["code"]));
     m.insert("response_modes_supported".into(), json!(["query"]));
     m.insert(
@@ -221,6 +238,36 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
         );
     }
     m.insert("agent_auth".into(), agent_auth_block(config));
+    Value::Object(m)
+}
+
+/// OpenID Connect Discovery 1.0: every RFC 8414 member with the same value, plus the OpenID
+/// Provider fields.
+pub fn openid_configuration(config: &Config) -> Value {
+    let mut m = match authorization_server_metadata(config) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    m.insert(
+        "userinfo_endpoint".into(),
+        json!(url(config, paths::USERINFO)),
+    );
+    m.insert("subject_types_supported".into(), json!(["public"]));
+    m.insert(
+        "id_token_signing_alg_values_supported".into(),
+        json!(crate::domain::oidc::ID_TOKEN_ALGS),
+    );
+    m.insert(
+        "claims_supported".into(),
+        json!(crate::domain::oidc::CLAIMS),
+    );
+    m.insert("claims_parameter_supported".into(), json!(false));
+    m.insert("request_parameter_supported".into(), json!(false));
+    m.insert("request_uri_parameter_supported".into(), json!(false));
+    m.insert(
+        "prompt_values_supported".into(),
+        json!(["none", "login", "consent", "select_account"]),
+    );
     Value::Object(m)
 }
 
@@ -297,6 +344,7 @@ struct AuthMdTemplate<'a> {
     post_claim_scopes: String,
     registration_open: bool,
     cimd: bool,
+    oidc: bool,
     claim_ttl_s: i64,
     assertion_ttl_s: i64,
 }
@@ -319,6 +367,7 @@ pub fn render_auth_md(config: &Config) -> String {
         post_claim_scopes: config.agent.post_claim_scopes.join(" "),
         registration_open: config.oauth.registration != RegistrationMode::Off,
         cimd: config.oauth.cimd.enabled,
+        oidc: config.oauth.oidc.enabled,
         claim_ttl_s: config.agent.claim_ttl_s,
         assertion_ttl_s: config.agent.identity_assertion_ttl_s,
     };

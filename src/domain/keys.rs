@@ -1,8 +1,11 @@
-//! Signing keys: ES256 (P-256) pairs made with `ring`, kept in the database, published as JWKS.
+//! Signing keys, kept in the database, published as JWKS: ES256 (P-256, made with `ring`) for
+//! everything authmd signs, and RS256 (RSA 2048, made with `rsa`) for ID tokens, because OpenID
+//! Connect Core §15.1 requires every provider to support RS256 and many relying parties accept
+//! nothing else.
 //!
-//! Exactly one key signs (the newest unretired one). Rotation retires it and creates another;
-//! a retired key stays published while a token it signed can still be valid, i.e. for the
-//! longest lifetime of anything authmd signs.
+//! Exactly one key of each algorithm signs (the newest unretired one). Rotation retires both and
+//! creates new ones; a retired key stays published while a token it signed can still be valid,
+//! i.e. for the longest lifetime of anything authmd signs.
 
 use std::sync::Arc;
 
@@ -22,10 +25,14 @@ use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::error::{AppError, AppResult};
 
 pub const ALG: &str = "ES256";
+/// The ID-token algorithm every OpenID provider supports.
+pub const RSA_ALG: &str = "RS256";
+const RSA_BITS: usize = 2048;
 
 /// A usable key: the row plus parsed signing and verification halves.
 pub struct SigningKey {
     pub kid: String,
+    pub alg: Algorithm,
     pub created_at: UnixTime,
     pub retired_at: Option<UnixTime>,
     pub public_jwk: Value,
@@ -35,7 +42,7 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn algorithm(&self) -> Algorithm {
-        Algorithm::ES256
+        self.alg
     }
 }
 
@@ -51,7 +58,10 @@ pub struct KeyInfo {
 
 /// The keys a server instance uses: one signer and everything published.
 pub struct KeyRing {
+    /// ES256: access tokens, identity assertions, everything but RS256 ID tokens.
     pub signer: Arc<SigningKey>,
+    /// RS256, for ID tokens.
+    pub rsa_signer: Arc<SigningKey>,
     pub published: Vec<Arc<SigningKey>>,
 }
 
@@ -64,13 +74,35 @@ impl KeyRing {
         self.published.iter().find(|k| k.kid == kid)
     }
 
-    /// Signs `claims` with the current key; `typ` goes in the header (RFC 8725 §3.11).
+    /// Signs `claims` with the current ES256 key; `typ` goes in the header (RFC 8725 §3.11).
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> AppResult<String> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(self.signer.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.signer.encoding)
-            .map_err(|e| AppError::internal(format!("signing a {typ}: {e}")))
+        Self::sign_with(&self.signer, Some(typ), claims)
+    }
+
+    /// Signs `claims` with the current key for `alg` (ES256 or RS256), with `typ` when given.
+    pub fn sign_as<T: Serialize>(
+        &self,
+        alg: Algorithm,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> AppResult<String> {
+        match alg {
+            Algorithm::ES256 => Self::sign_with(&self.signer, typ, claims),
+            Algorithm::RS256 => Self::sign_with(&self.rsa_signer, typ, claims),
+            other => Err(AppError::internal(format!("no {other:?} signing key"))),
+        }
+    }
+
+    fn sign_with<T: Serialize>(
+        key: &SigningKey,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> AppResult<String> {
+        let mut header = Header::new(key.alg);
+        header.typ = typ.map(str::to_owned);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| AppError::internal(format!("signing a {typ:?} JWT: {e}")))
     }
 
     /// Verifies a JWT one of these keys signed with `issuer` as `iss` (and `audience` as `aud`
@@ -129,7 +161,38 @@ pub fn retention_s(config: &Config) -> i64 {
         .max(config.agent.identity_assertion_ttl_s)
 }
 
-fn generate(now: UnixTime) -> AppResult<SigningKeyRow> {
+fn generate(now: UnixTime, alg: &str) -> AppResult<SigningKeyRow> {
+    match alg {
+        RSA_ALG => generate_rsa(now),
+        _ => generate_ec(now),
+    }
+}
+
+fn generate_rsa(now: UnixTime) -> AppResult<SigningKeyRow> {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS)
+        .map_err(|e| AppError::internal(format!("RSA key generation failed: {e}")))?;
+    let der = key
+        .to_pkcs1_der()
+        .map_err(|e| AppError::internal(format!("RSA key encoding failed: {e}")))?;
+    let (n, e) = (
+        URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+        URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+    );
+    let kid = thumbprint_of(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+    let jwk = json!({ "kty": "RSA", "n": n, "e": e, "kid": kid, "alg": RSA_ALG, "use": "sig" });
+    Ok(SigningKeyRow {
+        kid,
+        alg: RSA_ALG.to_owned(),
+        private_key: der.as_bytes().to_vec(),
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+fn generate_ec(now: UnixTime) -> AppResult<SigningKeyRow> {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
         .map_err(|_| AppError::internal("P-256 key generation failed"))?;
@@ -158,7 +221,12 @@ fn generate(now: UnixTime) -> AppResult<SigningKeyRow> {
 
 /// RFC 7638 JWK thumbprint: SHA-256 over the required members in lexicographic order.
 fn thumbprint(x: &str, y: &str) -> String {
-    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    thumbprint_of(&format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+    ))
+}
+
+fn thumbprint_of(canonical: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
     URL_SAFE_NO_PAD.encode(digest.as_ref())
 }
@@ -166,6 +234,25 @@ fn thumbprint(x: &str, y: &str) -> String {
 fn parse(row: &SigningKeyRow) -> AppResult<SigningKey> {
     let jwk: Value = serde_json::from_str(&row.public_jwk)
         .map_err(|e| AppError::internal(format!("key {}: bad public JWK: {e}", row.kid)))?;
+    if row.alg == RSA_ALG {
+        let (Some(n), Some(e)) = (jwk["n"].as_str(), jwk["e"].as_str()) else {
+            return Err(AppError::internal(format!(
+                "key {}: JWK lacks n/e",
+                row.kid
+            )));
+        };
+        let decoding = DecodingKey::from_rsa_components(n, e)
+            .map_err(|e| AppError::internal(format!("key {}: {e}", row.kid)))?;
+        return Ok(SigningKey {
+            kid: row.kid.clone(),
+            alg: Algorithm::RS256,
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+            public_jwk: jwk,
+            encoding: EncodingKey::from_rsa_der(&row.private_key),
+            decoding,
+        });
+    }
     let (x, y) = match (jwk["x"].as_str(), jwk["y"].as_str()) {
         (Some(x), Some(y)) => (x, y),
         _ => {
@@ -179,6 +266,7 @@ fn parse(row: &SigningKeyRow) -> AppResult<SigningKey> {
         .map_err(|e| AppError::internal(format!("key {}: {e}", row.kid)))?;
     Ok(SigningKey {
         kid: row.kid.clone(),
+        alg: Algorithm::ES256,
         created_at: row.created_at,
         retired_at: row.retired_at,
         public_jwk: jwk,
@@ -187,34 +275,63 @@ fn parse(row: &SigningKeyRow) -> AppResult<SigningKey> {
     })
 }
 
-/// Creates a signing key when none is active. Returns whether one was created.
+/// Every algorithm authmd signs with, each with its own active key.
+const ALGS: [&str; 2] = [ALG, RSA_ALG];
+
+/// Creates a signing key for each algorithm that has no active one. Returns whether one was
+/// created. The (slow) RSA generation runs before the transaction, and only when needed.
 pub fn ensure_signing_key(conn: &mut DbConn, now: UnixTime) -> AppResult<bool> {
+    let active = db::keys::active(conn)?;
+    let missing: Vec<SigningKeyRow> = ALGS
+        .iter()
+        .filter(|alg| !active.iter().any(|k| k.alg == **alg))
+        .map(|alg| generate(now, alg))
+        .collect::<AppResult<_>>()?;
+    if missing.is_empty() {
+        return Ok(false);
+    }
     db::write_tx(conn, |conn| {
-        if !db::keys::active(conn)?.is_empty() {
-            return Ok(false);
+        let active = db::keys::active(conn)?;
+        let mut created = false;
+        for row in &missing {
+            // Another process may have made one meanwhile.
+            if !active.iter().any(|k| k.alg == row.alg) {
+                db::keys::insert(conn, row)?;
+                created = true;
+            }
         }
-        db::keys::insert(conn, &generate(now)?)?;
-        Ok(true)
+        Ok(created)
     })
 }
 
 /// Retires the active key and creates a new one, in one transaction.
 pub fn rotate(conn: &mut DbConn, now: UnixTime, ctx: &AuditContext) -> AppResult<KeyInfo> {
+    let fresh: Vec<SigningKeyRow> = ALGS
+        .iter()
+        .map(|alg| generate(now, alg))
+        .collect::<AppResult<_>>()?;
     db::write_tx(conn, |conn| {
         let previous: Vec<String> = db::keys::active(conn)?.into_iter().map(|k| k.kid).collect();
         db::keys::retire_active(conn, now)?;
-        let row = generate(now)?;
-        db::keys::insert(conn, &row)?;
+        for row in &fresh {
+            db::keys::insert(conn, row)?;
+        }
+        let row = &fresh[0];
         audit::record(
             conn,
             now,
             ctx,
             AuditEvent::KeyRotated,
             AuditEntry {
-                detail: Some(json!({ "kid": row.kid, "retired": previous })),
+                detail: Some(json!({
+                    "kid": row.kid,
+                    "kids": fresh.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+                    "retired": previous,
+                })),
                 ..Default::default()
             },
         )?;
+        let row = row.clone();
         Ok(KeyInfo {
             kid: row.kid,
             alg: row.alg,
@@ -247,12 +364,18 @@ pub fn load_ring(conn: &mut DbConn, now: UnixTime, config: &Config) -> AppResult
         .map(|row| parse(row).map(Arc::new))
         .collect::<AppResult<Vec<_>>>()?;
     // Newest first: if two instances raced to create the first key, the newest signs.
-    let signer = published
-        .iter()
-        .find(|k| k.retired_at.is_none())
-        .cloned()
-        .ok_or_else(|| AppError::internal("no active signing key"))?;
-    Ok(KeyRing { signer, published })
+    let active = |alg: Algorithm| {
+        published
+            .iter()
+            .find(|k| k.retired_at.is_none() && k.alg == alg)
+            .cloned()
+            .ok_or_else(|| AppError::internal(format!("no active {alg:?} signing key")))
+    };
+    Ok(KeyRing {
+        signer: active(Algorithm::ES256)?,
+        rsa_signer: active(Algorithm::RS256)?,
+        published,
+    })
 }
 
 /// A 256-bit server secret by name (created on first use, shared through the database).
@@ -265,10 +388,12 @@ pub fn server_secret(conn: &mut DbConn, now: UnixTime, name: &str) -> AppResult<
 impl KeyRing {
     /// A ring with one freshly generated key, for unit tests.
     pub fn for_tests() -> Self {
-        let key = Arc::new(parse(&generate(1_700_000_000).unwrap()).unwrap());
+        let key = Arc::new(parse(&generate(1_700_000_000, ALG).unwrap()).unwrap());
+        let rsa = Arc::new(parse(&generate(1_700_000_000, RSA_ALG).unwrap()).unwrap());
         Self {
             signer: key.clone(),
-            published: vec![key],
+            rsa_signer: rsa.clone(),
+            published: vec![key, rsa],
         }
     }
 }
@@ -279,7 +404,7 @@ mod tests {
 
     #[test]
     fn generated_key_signs_and_verifies() {
-        let row = generate(1_700_000_000).unwrap();
+        let row = generate(1_700_000_000, ALG).unwrap();
         let key = parse(&row).unwrap();
         assert_eq!(key.public_jwk["kid"], row.kid);
         assert_eq!(key.public_jwk["alg"], "ES256");
@@ -295,7 +420,7 @@ mod tests {
         validation.required_spec_claims.clear();
         let data = jsonwebtoken::decode::<Value>(&token, &key.decoding, &validation).unwrap();
         assert_eq!(data.claims["sub"], "x");
-        let other = parse(&generate(1).unwrap()).unwrap();
+        let other = parse(&generate(1, ALG).unwrap()).unwrap();
         assert!(jsonwebtoken::decode::<Value>(&token, &other.decoding, &validation).is_err());
     }
 
@@ -340,5 +465,36 @@ mod tests {
         let a = thumbprint("x1", "y1");
         assert_eq!(a.len(), 43);
         assert_ne!(a, thumbprint("x1", "y2"));
+    }
+}
+
+#[cfg(test)]
+mod rsa_tests {
+    use super::*;
+
+    #[test]
+    fn id_tokens_sign_with_either_algorithm_and_verify_with_the_published_jwk() {
+        let ring = KeyRing::for_tests();
+        for alg in [Algorithm::RS256, Algorithm::ES256] {
+            let token = ring
+                .sign_as(alg, None, &json!({"sub": "u", "exp": 4_000_000_000u64}))
+                .unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, alg);
+            let key = ring.find(header.kid.as_deref().unwrap()).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(key.public_jwk.clone()).unwrap();
+            let mut validation = Validation::new(alg);
+            validation.required_spec_claims.clear();
+            let data = jsonwebtoken::decode::<Value>(
+                &token,
+                &DecodingKey::from_jwk(&jwk).unwrap(),
+                &validation,
+            )
+            .unwrap();
+            assert_eq!(data.claims["sub"], "u");
+        }
+        assert_eq!(ring.rsa_signer.public_jwk["kty"], "RSA");
+        assert_eq!(ring.rsa_signer.public_jwk["alg"], "RS256");
     }
 }

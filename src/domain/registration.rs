@@ -41,7 +41,7 @@ const RESERVED: [&str; 6] = [
 ];
 
 /// RFC 7591 fields authmd stores and shows back (on the consent page and in RFC 7592 reads).
-pub const KEPT_METADATA: [&str; 7] = [
+pub const KEPT_METADATA: [&str; 8] = [
     "client_uri",
     "logo_uri",
     "policy_uri",
@@ -49,6 +49,8 @@ pub const KEPT_METADATA: [&str; 7] = [
     "contacts",
     "software_id",
     "software_version",
+    // OpenID Connect Registration §2: RS256 (the default) or ES256.
+    "id_token_signed_response_alg",
 ];
 
 /// The fields among [`KEPT_METADATA`] that are URLs a person may follow: `https` only (or
@@ -84,6 +86,14 @@ fn kept_metadata(other: &Map<String, Value>) -> Result<Map<String, Value>, Strin
         };
         if URL_METADATA.contains(&field) {
             check_metadata_url(field, value)?;
+        } else if field == "id_token_signed_response_alg" {
+            let alg = value.as_str().unwrap_or_default();
+            if !crate::domain::oidc::ID_TOKEN_ALGS.contains(&alg) {
+                return Err(format!(
+                    "id_token_signed_response_alg must be one of {:?}",
+                    crate::domain::oidc::ID_TOKEN_ALGS
+                ));
+            }
         } else if field == "contacts" {
             let ok = value
                 .as_array()

@@ -251,6 +251,15 @@ pub fn start_session(conn: &mut DbConn, now: UnixTime, user_id: &str) -> AppResu
 
 /// The signed-in user of a session cookie, if the session is live.
 pub fn session_user(conn: &mut DbConn, now: UnixTime, cookie: &str) -> AppResult<Option<User>> {
+    Ok(session(conn, now, cookie)?.map(|(user, _)| user))
+}
+
+/// The signed-in user of a session cookie and when they signed in (the session's start).
+pub fn session(
+    conn: &mut DbConn,
+    now: UnixTime,
+    cookie: &str,
+) -> AppResult<Option<(User, UnixTime)>> {
     let Some(session) = db::users::find_session(conn, HashedToken::of(cookie).as_str())? else {
         return Ok(None);
     };
@@ -259,7 +268,8 @@ pub fn session_user(conn: &mut DbConn, now: UnixTime, cookie: &str) -> AppResult
     }
     Ok(db::users::find(conn, &session.user_id)?
         .map(User::from)
-        .filter(|u| u.disabled_at.is_none()))
+        .filter(|u| u.disabled_at.is_none())
+        .map(|u| (u, session.created_at)))
 }
 
 pub fn end_session(conn: &mut DbConn, cookie: &str) -> AppResult<()> {

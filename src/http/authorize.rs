@@ -25,6 +25,20 @@ fn return_to_path(path: &str) -> Option<&str> {
     same_origin.then_some(path)
 }
 
+/// Where the login form sends the browser back: the same authorization request without
+/// `prompt` and `max_age`, which the sign-in about to happen satisfies (kept, they would ask
+/// for a sign-in again and again).
+fn login_return_to(query: &str) -> String {
+    let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k != "prompt" && k != "max_age")
+        .collect();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish();
+    format!("/oauth2/authorize?{query}")
+}
+
 fn params_of(p: &Params) -> AuthorizeParams {
     AuthorizeParams {
         response_type: p.owned("response_type"),
@@ -35,6 +49,9 @@ fn params_of(p: &Params) -> AuthorizeParams {
         code_challenge: p.owned("code_challenge"),
         code_challenge_method: p.owned("code_challenge_method"),
         resource: p.owned("resource"),
+        nonce: p.owned("nonce"),
+        prompt: p.owned("prompt"),
+        max_age: p.owned("max_age"),
     }
 }
 
@@ -69,6 +86,14 @@ fn query_pairs(req: &HttpRequest) -> Result<Params, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::return_to_path;
+
+    #[test]
+    fn the_login_form_returns_without_prompt_or_max_age() {
+        assert_eq!(
+            super::login_return_to("client_id=c&prompt=login&max_age=0&state=a+b"),
+            "/oauth2/authorize?client_id=c&state=a+b"
+        );
+    }
 
     #[test]
     fn return_to_is_a_same_origin_path() {
@@ -110,7 +135,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     match service::authorize::begin(&state, params.clone(), session).await {
         Ok(AuthorizeStep::Redirect(url)) => found(&url),
         Ok(AuthorizeStep::Login) => {
-            let return_to = format!("/oauth2/authorize?{}", req.query_string());
+            let return_to = login_return_to(req.query_string());
             pages::with_csrf(&req, &state, |csrf| {
                 pages::render(
                     StatusCode::OK,
@@ -133,6 +158,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
                 ("code_challenge", params.code_challenge),
                 ("code_challenge_method", params.code_challenge_method),
                 ("resource", params.resource),
+                ("nonce", params.nonce),
             ]
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -163,15 +163,22 @@ fn finish(mut res: ServiceResponse<BoxBody>, state: Option<&AppState>) -> Servic
     if let Some(usage) = usage {
         rate_limit_headers(res.headers_mut(), &usage);
     }
-    if res.status() == StatusCode::UNAUTHORIZED {
+    if matches!(
+        res.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
         let challenge = res
             .response()
             .extensions()
             .get::<BearerChallenge>()
             .cloned();
         if let (Some(challenge), Some(state)) = (challenge, state) {
+            let scope = challenge
+                .scope
+                .map(|s| format!(", scope=\"{s}\""))
+                .unwrap_or_default();
             let value = format!(
-                "Bearer error=\"{}\", resource_metadata=\"{}{}\"",
+                "Bearer error=\"{}\"{scope}, resource_metadata=\"{}{}\"",
                 challenge.error,
                 state.config.server.issuer,
                 paths::PR_METADATA

@@ -4,7 +4,9 @@ use actix_web::{web, HttpResponse};
 use utoipa::openapi::server::Server;
 use utoipa::OpenApi;
 
-use super::{admin, agents, authorize, health, register, response, token, tokens_api, well_known};
+use super::{
+    admin, agents, authorize, health, register, response, token, tokens_api, userinfo, well_known,
+};
 use crate::state::AppState;
 
 /// Every JSON body is a typed schema except where the shape is open by its RFC: the
@@ -18,6 +20,7 @@ use crate::state::AppState;
     ),
     paths(
         well_known::authorization_server,
+        well_known::openid_configuration,
         well_known::protected_resource,
         well_known::jwks,
         well_known::auth_md,
@@ -27,6 +30,7 @@ use crate::state::AppState;
         token::token,
         token::revoke,
         token::introspect,
+        userinfo::userinfo,
         register::register,
         register::read,
         register::delete,

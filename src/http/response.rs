@@ -188,6 +188,8 @@ impl ErrorBody {
 #[derive(Debug, Clone)]
 pub struct BearerChallenge {
     pub error: &'static str,
+    /// The scope a 403 `insufficient_scope` asks for.
+    pub scope: Option<&'static str>,
 }
 
 fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
@@ -221,6 +223,14 @@ fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
     if p.code == ErrorCode::InvalidToken {
         response.extensions_mut().insert(BearerChallenge {
             error: "invalid_token",
+            scope: None,
+        });
+    }
+    if p.code == ErrorCode::InsufficientScope {
+        // RFC 6750 §3.1 and RFC 9470: say which scope would do, so a client can step up.
+        response.extensions_mut().insert(BearerChallenge {
+            error: "insufficient_scope",
+            scope: p.required_scope,
         });
     }
     response

@@ -25,6 +25,31 @@ pub async fn authorization_server(state: web::Data<AppState>) -> HttpResponse {
 
 #[utoipa::path(
     get,
+    path = "/.well-known/openid-configuration",
+    tag = "discovery",
+    summary = "OpenID Provider metadata (OpenID Connect Discovery 1.0): every RFC 8414 member with the same value, plus userinfo_endpoint, subject_types_supported, id_token_signing_alg_values_supported, claims_supported",
+    responses(
+        (status = 200, description = "Metadata", body = Object, content_type = "application/json"),
+        (status = 404, description = "OpenID Connect is off (oauth.oidc.enabled = false)", body = super::response::ErrorBody)
+    )
+)]
+pub async fn openid_configuration(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .discovery
+        .openid_configuration
+        .as_ref()
+        .map(cached_json)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "OpenID Connect is not enabled on this server",
+                Shape::OAuth,
+            )
+        })
+}
+
+#[utoipa::path(
+    get,
     path = "/.well-known/oauth-protected-resource",
     tag = "discovery",
     summary = "Protected resource metadata (RFC 9728) for the default resource; configured resources with a path are also served at the path-suffixed location",

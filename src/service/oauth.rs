@@ -7,6 +7,7 @@ use crate::domain::clients::ClientAuth;
 use crate::domain::credentials::{Introspection, TokenResponse};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::endpoints::{self, TokenRequest};
+use crate::domain::oidc;
 use crate::domain::providers;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
@@ -48,6 +49,14 @@ pub async fn revoke(
 ) -> AppResult<()> {
     write(state, audit, move |conn, ctx| {
         endpoints::revoke(conn, ctx, auth.as_ref(), &token)
+    })
+    .await
+}
+
+/// OpenID Connect userinfo for a bearer access token; `None`: not a live access token.
+pub async fn userinfo(state: &AppState, token: String) -> AppResult<Option<oidc::UserInfo>> {
+    read(state, move |conn, ctx| {
+        oidc::userinfo_for_bearer(conn, ctx.config, ctx.keys, ctx.now, &token)
     })
     .await
 }

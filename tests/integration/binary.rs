@@ -162,7 +162,15 @@ async fn serve_with_defaults_creates_everything_and_logs_no_secrets() {
         .json()
         .await
         .unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    // An ES256 key for everything, an RS256 key for ID tokens.
+    let mut algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    algs.sort();
+    assert_eq!(algs, ["ES256", "RS256"]);
     let ready: Value = client
         .get(format!("{base}/readyz"))
         .send()
@@ -213,8 +221,19 @@ async fn serve_with_defaults_creates_everything_and_logs_no_secrets() {
     let (code, stdout, _) = run(authmd(dir.path()).args(["keys", "list", "--json"])).await;
     assert_eq!(code, 0);
     let keys: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 1);
-    assert_eq!(keys[0]["kid"], jwks["keys"][0]["kid"]);
+    let listed: std::collections::BTreeSet<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    let served: std::collections::BTreeSet<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, served);
 }
 
 async fn migrate_and_rotate(dir: &Path, db_url: &str) {
@@ -244,7 +263,8 @@ async fn migrate_and_rotate(dir: &Path, db_url: &str) {
     .await;
     assert_eq!(code, 0);
     let before: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(before.as_array().unwrap().len(), 1);
+    let before = before.as_array().unwrap().clone();
+    assert_eq!(before.len(), 2, "one key per algorithm");
     let (code, stdout, _) = run(authmd(dir)
         .args(["keys", "rotate", "--json"])
         .env("AUTHMD_DATABASE__URL", db_url))
@@ -257,15 +277,20 @@ async fn migrate_and_rotate(dir: &Path, db_url: &str) {
     .await;
     let after: Value = serde_json::from_str(&stdout).unwrap();
     let after = after.as_array().unwrap();
-    assert_eq!(after.len(), 2);
-    assert_eq!(after[0]["kid"], rotated["kid"]);
-    assert!(after[0]["retired_at"].is_null());
-    assert_eq!(after[1]["kid"], before[0]["kid"]);
-    assert!(after[1]["retired_at"].is_i64());
-    assert_eq!(
-        after[1]["published"], true,
-        "the retired key still verifies recent tokens"
-    );
+    assert_eq!(after.len(), 4);
+    // Active keys first: a new one of each algorithm, the rotated ES256 key among them.
+    let active: Vec<&Value> = after.iter().filter(|k| k["retired_at"].is_null()).collect();
+    assert_eq!(active.len(), 2);
+    assert!(active.iter().any(|k| k["kid"] == rotated["kid"]));
+    assert!(after[..2].iter().all(|k| k["retired_at"].is_null()));
+    for old in &before {
+        let now = after.iter().find(|k| k["kid"] == old["kid"]).unwrap();
+        assert!(now["retired_at"].is_i64());
+        assert_eq!(
+            now["published"], true,
+            "the retired key still verifies recent tokens"
+        );
+    }
 }
 
 #[tokio::test]

@@ -51,7 +51,10 @@ async fn authorization_server_metadata_has_rfc8414_fields(backend: Backend) {
     ] {
         assert!(grants.contains(&json!(grant)), "{grant}");
     }
-    assert_eq!(m["scopes_supported"], json!(["api.read", "api.write"]));
+    assert_eq!(
+        m["scopes_supported"],
+        json!(["api.read", "api.write", "openid", "email", "profile"])
+    );
     // Every URL the document names is served by this server.
     for field in ["jwks_uri", "service_documentation"] {
         let url = m[field].as_str().unwrap();
@@ -279,6 +282,7 @@ async fn openapi_describes_every_json_endpoint(backend: Backend) {
     // open (discovery metadata, the JWK Set, RFC 7591 client metadata, this document).
     let open_by_rfc = [
         "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
         "/.well-known/oauth-protected-resource",
         "/.well-known/jwks.json",
         "/openapi.json",

@@ -17,25 +17,32 @@ async fn jwks_publishes_the_generated_key(backend: Backend) {
     let app = TestApp::start(backend).await;
     let jwks = app.get_json("/.well-known/jwks.json").await;
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    let key = &keys[0];
-    assert_eq!(key["kty"], "EC");
-    assert_eq!(key["crv"], "P-256");
-    assert_eq!(key["alg"], "ES256");
-    assert_eq!(key["use"], "sig");
-    assert_eq!(
-        key["kid"],
-        Value::from(app.state.keys.current().signer.kid.clone())
-    );
-    assert!(
-        key.get("d").is_none(),
-        "the private half is never published"
-    );
+    assert_eq!(keys.len(), 2, "an ES256 key and an RS256 key for ID tokens");
+    let ring = app.state.keys.current();
+    let ec = keys.iter().find(|k| k["kty"] == "EC").unwrap();
+    assert_eq!(ec["crv"], "P-256");
+    assert_eq!(ec["alg"], "ES256");
+    assert_eq!(ec["use"], "sig");
+    assert_eq!(ec["kid"], Value::from(ring.signer.kid.clone()));
+    let rsa = keys.iter().find(|k| k["kty"] == "RSA").unwrap();
+    assert_eq!(rsa["alg"], "RS256");
+    assert_eq!(rsa["use"], "sig");
+    assert_eq!(rsa["e"], "AQAB");
+    assert_eq!(rsa["kid"], Value::from(ring.rsa_signer.kid.clone()));
+    for key in keys {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(
+                key.get(private).is_none(),
+                "the private half is never published: {key}"
+            );
+        }
+    }
 }
 
 async fn rotation_keeps_previous_key_until_retention(backend: Backend) {
     let app = TestApp::start(backend).await;
     let old_kid = app.state.keys.current().signer.kid.clone();
+    let old_rsa = app.state.keys.current().rsa_signer.kid.clone();
     let now = authmd::clock::Clock::now(app.clock.as_ref());
     let new = app
         .state
@@ -49,6 +56,8 @@ async fn rotation_keeps_previous_key_until_retention(backend: Backend) {
         new.kid,
         "the new key signs"
     );
+    let new_rsa = app.state.keys.current().rsa_signer.kid.clone();
+    assert_ne!(new_rsa, old_rsa, "the RSA key rotates too");
 
     let kids = |jwks: Value| -> Vec<String> {
         jwks["keys"]
@@ -58,20 +67,24 @@ async fn rotation_keeps_previous_key_until_retention(backend: Backend) {
             .map(|k| k["kid"].as_str().unwrap().to_owned())
             .collect()
     };
-    let published = kids(app.get_json("/.well-known/jwks.json").await);
-    assert_eq!(published, vec![new.kid.clone(), old_kid.clone()]);
+    let mut published = kids(app.get_json("/.well-known/jwks.json").await);
+    published.sort();
+    let mut expected = vec![new.kid.clone(), new_rsa.clone(), old_kid.clone(), old_rsa];
+    expected.sort();
+    assert_eq!(published, expected);
 
     // One second before the retention ends the old key is still needed; after it, it is gone.
     let retention = keys::retention_s(&app.state.config);
     app.clock.advance(retention - 1);
     app.state.reload_keys().await.unwrap();
-    assert_eq!(kids(app.get_json("/.well-known/jwks.json").await).len(), 2);
+    assert_eq!(kids(app.get_json("/.well-known/jwks.json").await).len(), 4);
     app.clock.advance(1);
     app.state.reload_keys().await.unwrap();
-    assert_eq!(
-        kids(app.get_json("/.well-known/jwks.json").await),
-        vec![new.kid.clone()]
-    );
+    let mut current = kids(app.get_json("/.well-known/jwks.json").await);
+    current.sort();
+    let mut expected = vec![new.kid.clone(), new_rsa];
+    expected.sort();
+    assert_eq!(current, expected);
 
     // The rotation is audited.
     let rows = app

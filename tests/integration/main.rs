@@ -14,6 +14,7 @@ mod flows;
 mod keys;
 mod oauth;
 mod oauth2_crate;
+mod oidc;
 mod people;
 mod register;
 mod trust;

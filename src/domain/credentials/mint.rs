@@ -23,6 +23,9 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// OpenID Connect: with scope `openid` on the code and device flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// Who a token speaks for.
@@ -150,6 +153,7 @@ pub fn issue_for_grant(
         expires_in,
         scope: scope.to_owned(),
         refresh_token,
+        id_token: None,
     })
 }
 

@@ -56,6 +56,7 @@ pub fn client_credentials(
             expires_in,
             scope: scopes.clone(),
             refresh_token: None,
+            id_token: None,
         })
     })
 }

@@ -14,6 +14,7 @@ use crate::domain::clients::Client;
 use crate::domain::context::Ctx;
 use crate::domain::credentials::{self, issue_for_grant, TokenResponse};
 use crate::domain::discovery::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use crate::domain::oidc;
 use crate::domain::secrets::{constant_time_eq, random_id, HashedToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -123,13 +124,22 @@ pub fn exchange_code(
             provider_sub: None,
         };
         db::tokens::insert_grant(conn, &grant)?;
-        let response = issue_for_grant(
+        let mut response = issue_for_grant(
             conn,
             ctx,
             &grant,
             &row.scope,
             client.allows_grant(GRANT_REFRESH_TOKEN),
         )?;
+        if oidc::wants_id_token(ctx.config, &row.scope) {
+            let facts = oidc::IdTokenFacts {
+                scope: &row.scope,
+                nonce: row.nonce.as_deref(),
+                auth_time: row.auth_time.unwrap_or(row.created_at),
+                access_token: &response.access_token,
+            };
+            response.id_token = Some(oidc::id_token_for(conn, ctx, client, &row.user_id, &facts)?);
+        }
         ctx.record(
             conn,
             AuditEvent::TokenIssued,

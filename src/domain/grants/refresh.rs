@@ -193,6 +193,7 @@ mod tests {
             expires_in: 60,
             scope: "a".into(),
             refresh_token: Some("rt_y".into()),
+            id_token: None,
         };
         let sealed = seal("rt_presented", &response).unwrap();
         assert_eq!(open("rt_presented", &sealed), Some(response));

@@ -19,6 +19,7 @@ use crate::db::oauth::{CodeRow, ConsentRow};
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::cimd::DocumentClient;
 use crate::domain::clients::Client;
+use crate::domain::oidc::{self, Prompt};
 use crate::domain::scope::Scopes;
 use crate::domain::secrets::{prefix, PlainToken};
 use crate::domain::users::{self, User};
@@ -35,6 +36,10 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub resource: Option<String>,
+    /// OpenID Connect.
+    pub nonce: Option<String>,
+    pub prompt: Option<String>,
+    pub max_age: Option<String>,
 }
 
 /// A request that passed every check.
@@ -46,6 +51,9 @@ pub struct ValidAuthorize {
     pub state: Option<String>,
     pub code_challenge: String,
     pub resource: String,
+    pub nonce: Option<String>,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -129,10 +137,11 @@ pub fn approve(
     conn: &mut DbConn,
     config: &Config,
     now: UnixTime,
-    user_id: &str,
+    signed_in: &SignedIn,
     req: &ValidAuthorize,
     remember: bool,
 ) -> AppResult<String> {
+    let user_id = signed_in.user.id.as_str();
     let code = PlainToken::generate(prefix::AUTH_CODE);
     write_tx(conn, |conn| {
         if remember {
@@ -170,6 +179,8 @@ pub fn approve(
                 expires_at: now + config.tokens.authorization_code_ttl_s,
                 used_at: None,
                 grant_id: None,
+                nonce: req.nonce.clone(),
+                auth_time: Some(signed_in.auth_time),
             },
         )
         .map_err(AppError::from)
@@ -198,11 +209,11 @@ pub fn deny(config: &Config, req: &ValidAuthorize) -> String {
 /// What the authorization endpoint does next for a valid request.
 #[derive(Debug)]
 pub enum AuthorizeStep {
-    /// Nobody is signed in: show the login form.
+    /// Nobody is signed in, or the request wants a fresh sign-in: show the login form.
     Login,
     /// Signed in, consent needed: show the consent form.
     Consent(Box<ValidAuthorize>, User),
-    /// Already consented: redirect with a code.
+    /// Already consented (or an error for `prompt=none`): redirect to the client.
     Redirect(String),
 }
 
@@ -215,8 +226,45 @@ fn learn(conn: &mut DbConn, document: Option<&DocumentClient>) -> AppResult<()> 
     }
 }
 
+/// The person behind a session, and when they signed in (OIDC `auth_time`).
+pub struct SignedIn {
+    pub user: User,
+    pub auth_time: UnixTime,
+}
+
+fn signed_in(
+    conn: &mut DbConn,
+    now: UnixTime,
+    session: Option<&str>,
+) -> AppResult<Option<SignedIn>> {
+    let Some(cookie) = session else {
+        return Ok(None);
+    };
+    Ok(users::session(conn, now, cookie)?.map(|(user, auth_time)| SignedIn { user, auth_time }))
+}
+
+/// An OpenID Connect error for `prompt=none`, sent back to the client.
+fn prompt_none_error(
+    config: &Config,
+    req: &ValidAuthorize,
+    code: &str,
+    why: &str,
+) -> AuthorizeStep {
+    AuthorizeStep::Redirect(redirect_with(
+        &req.redirect_uri,
+        &config.server.issuer,
+        &[("error", code), ("error_description", why)],
+        req.state.as_deref(),
+    ))
+}
+
 /// `GET /oauth2/authorize`: validate, then decide between login, consent and an immediate code.
 /// `document`: the client, when `client_id` is a metadata document URL (fetched beforehand).
+///
+/// OpenID Connect's `prompt` and `max_age` (Core §3.1.2.1): `login`, or a session older than
+/// `max_age`, shows the login form again (the form returns here without them, so a fresh
+/// sign-in satisfies them once); `consent` shows the consent form even when remembered;
+/// `none` never shows a page and answers `login_required` or `consent_required` instead.
 pub fn begin(
     conn: &mut DbConn,
     config: &Config,
@@ -227,19 +275,33 @@ pub fn begin(
 ) -> Result<AuthorizeStep, AuthorizeError> {
     learn(conn, document)?;
     let req = validate(conn, config, params)?;
-    let user = match session {
-        Some(cookie) => users::session_user(conn, now, cookie)?,
-        None => None,
-    };
-    let Some(user) = user else {
+    let current = signed_in(conn, now, session)?
+        .filter(|s| !oidc::needs_fresh_login(req.prompt, req.max_age, s.auth_time, now));
+    let Some(current) = current else {
+        if req.prompt.none {
+            return Ok(prompt_none_error(
+                config,
+                &req,
+                "login_required",
+                "the person is not signed in",
+            ));
+        }
         return Ok(AuthorizeStep::Login);
     };
-    if has_consent(conn, &user.id, &req)? {
+    if !req.prompt.consent && has_consent(conn, &current.user.id, &req)? {
         return Ok(AuthorizeStep::Redirect(approve(
-            conn, config, now, &user.id, &req, false,
+            conn, config, now, &current, &req, false,
         )?));
     }
-    Ok(AuthorizeStep::Consent(Box::new(req), user))
+    if req.prompt.none {
+        return Ok(prompt_none_error(
+            config,
+            &req,
+            "consent_required",
+            "the person has not approved this client",
+        ));
+    }
+    Ok(AuthorizeStep::Consent(Box::new(req), current.user))
 }
 
 /// `POST /oauth2/authorize`: the user's answer on the consent form.
@@ -254,18 +316,14 @@ pub fn decide(
 ) -> Result<String, AuthorizeError> {
     learn(conn, document)?;
     let req = validate(conn, config, params)?;
-    let user = match session {
-        Some(cookie) => users::session_user(conn, now, cookie)?,
-        None => None,
-    };
-    let Some(user) = user else {
+    let Some(current) = signed_in(conn, now, session)? else {
         return Err(AuthorizeError::Page(ProtocolError::new(
             ErrorCode::AccessDenied,
             "your session has ended; start again from the application",
         )));
     };
     if allow {
-        Ok(approve(conn, config, now, &user.id, &req, true)?)
+        Ok(approve(conn, config, now, &current, &req, true)?)
     } else {
         Ok(deny(config, &req))
     }

@@ -47,6 +47,7 @@ use crate::db::DbConn;
 use crate::domain::clients::{self, Client};
 use crate::domain::discovery::GRANT_AUTHORIZATION_CODE;
 use crate::domain::grants::{narrow_scopes, resolve_resource};
+use crate::domain::oidc;
 use crate::domain::scope::Scopes;
 use crate::error::{AppError, ErrorCode, ProtocolError};
 
@@ -97,14 +98,16 @@ enum Refusal {
 /// The clients table as oxide-auth's `Registrar`, reading inside the caller's database call.
 struct ClientsRegistrar<'c> {
     conn: RefCell<&'c mut DbConn>,
+    config: &'c Config,
     client: RefCell<Option<Client>>,
     refusal: RefCell<Option<Refusal>>,
 }
 
 impl<'c> ClientsRegistrar<'c> {
-    fn new(conn: &'c mut DbConn) -> Self {
+    fn new(conn: &'c mut DbConn, config: &'c Config) -> Self {
         Self {
             conn: RefCell::new(conn),
+            config,
             client: RefCell::new(None),
             refusal: RefCell::new(None),
         }
@@ -194,12 +197,17 @@ impl Registrar for ClientsRegistrar<'_> {
         bound: BoundClient,
         scope: Option<Scope>,
     ) -> Result<PreGrant, RegistrarError> {
-        let allowed = match self.client.borrow().as_ref() {
-            Some(client) => client.scopes(),
+        let (own, allowed) = match self.client.borrow().as_ref() {
+            Some(client) => (client.scopes(), oidc::code_flow_scopes(self.config, client)),
             None => return Err(RegistrarError::PrimitiveError),
         };
         let requested = scope.map(|s| s.to_string());
-        let narrowed = match narrow_scopes(requested.as_deref(), &allowed) {
+        // Without a scope the client gets its own scopes, never OpenID Connect unasked.
+        let narrowed = match requested.as_deref() {
+            None => Ok(own),
+            Some(_) => narrow_scopes(requested.as_deref(), &allowed),
+        };
+        let narrowed = match narrowed {
             Ok(narrowed) => narrowed,
             Err(e) => {
                 return self.refuse(Refusal::Redirect(ErrorCode::InvalidScope, e.to_string()))
@@ -235,7 +243,9 @@ pub fn validate(
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| page(ErrorCode::InvalidRequest, "client_id is missing"))?;
-    let registrar = ClientsRegistrar::new(conn);
+    let prompt = oidc::Prompt::parse(p.prompt.as_deref());
+    let max_age = oidc::parse_max_age(p.max_age.as_deref());
+    let registrar = ClientsRegistrar::new(conn, config);
     let query = Query(p);
     let mut machine = Authorization::new(&query);
     let mut output = machine.advance(Input::None);
@@ -307,6 +317,12 @@ pub fn validate(
                 let resource = resolve_resource(config, p.resource.as_deref()).map_err(|_| {
                     back(&redirect_uri, ErrorCode::InvalidTarget, "unknown resource")
                 })?;
+                let prompt = prompt
+                    .clone()
+                    .map_err(|msg| back(&redirect_uri, ErrorCode::InvalidRequest, &msg))?;
+                let max_age = max_age
+                    .clone()
+                    .map_err(|msg| back(&redirect_uri, ErrorCode::InvalidRequest, &msg))?;
                 let client = registrar.client.borrow_mut().take();
                 let Some(client) = client else {
                     return Err(AppError::internal("negotiated without a client").into());
@@ -319,6 +335,9 @@ pub fn validate(
                     // Checked by `pkce` to be present and a base64url SHA-256.
                     code_challenge: p.code_challenge.clone().unwrap_or_default(),
                     resource,
+                    nonce: p.nonce.clone().filter(|n| !n.is_empty()),
+                    prompt,
+                    max_age,
                 });
             }
             Output::Err(MachineError::Redirect(_)) => {
