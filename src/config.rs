@@ -19,7 +19,11 @@ const ENV_PREFIX: &str = "AUTHMD_";
 
 /// Keys that no longer exist, and what replaced them: naming the replacement beats a bare
 /// "unknown key" for an operator upgrading.
-const REMOVED_KEYS: [(&str, &str); 3] = [
+const REMOVED_KEYS: [(&str, &str); 4] = [
+    (
+        "oauth.client_id_metadata_documents",
+        "removed: Client ID Metadata Documents are configured in [oauth.cimd] (enabled, allow_private_addresses, ca_file)",
+    ),
     (
         "server.trust_forwarded_for",
         "removed: list the proxies whose X-Forwarded-For hops to believe in server.trusted_proxies",
@@ -158,6 +162,18 @@ pub struct OAuthConfig {
     pub initial_access_token: String,
     pub cimd: CimdConfig,
     pub oidc: OidcConfig,
+    pub device: DeviceConfig,
+}
+
+/// RFC 8628 device authorization grant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub enabled: bool,
+    /// Lifetime of a device code and its user code, seconds.
+    pub code_ttl_s: i64,
+    /// Seconds a device must wait between polls (raised by 5 on each `slow_down`).
+    pub interval_s: i64,
 }
 
 /// OpenID Connect for the code flow.
@@ -175,6 +191,9 @@ pub struct CimdConfig {
     /// Fetch from private, loopback and link-local addresses, and over plain `http` (tests and
     /// closed networks only: on an open network it lets any caller make authmd reach inside).
     pub allow_private_addresses: bool,
+    /// A PEM file of extra root certificates trusted when fetching documents (an internal CA
+    /// of a closed network); empty: the public web roots only.
+    pub ca_file: String,
 }
 
 impl fmt::Debug for OAuthConfig {
@@ -185,6 +204,7 @@ impl fmt::Debug for OAuthConfig {
             .field("initial_access_token", &"<redacted>")
             .field("cimd", &self.cimd)
             .field("oidc", &self.oidc)
+            .field("device", &self.device)
             .finish()
     }
 }
@@ -381,6 +401,29 @@ impl Config {
 
     /// Checks what types alone cannot: URLs, ranges, combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.oauth.cimd.ca_file.is_empty() {
+            let pem = std::fs::read_to_string(&self.oauth.cimd.ca_file).map_err(|e| {
+                ConfigError::new("oauth.cimd.ca_file", format!("cannot be read: {e}"))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(ConfigError::new(
+                    "oauth.cimd.ca_file",
+                    "holds no PEM certificate",
+                ));
+            }
+        }
+        if !(60..=86_400).contains(&self.oauth.device.code_ttl_s) {
+            return Err(ConfigError::new(
+                "oauth.device.code_ttl_s",
+                "must be between 60 and 86400 seconds",
+            ));
+        }
+        if !(1..=60).contains(&self.oauth.device.interval_s) {
+            return Err(ConfigError::new(
+                "oauth.device.interval_s",
+                "must be between 1 and 60 seconds",
+            ));
+        }
         let issuer = Url::parse(&self.server.issuer)
             .map_err(|e| ConfigError::new("server.issuer", format!("not a URL: {e}")))?;
         if !matches!(issuer.scheme(), "http" | "https") {
@@ -491,7 +534,7 @@ impl Config {
         }
         let p = &self.agent.api_key_prefix;
         let other_prefixes = [
-            "at_", "rt_", "ac_", "clm_", "cv_", "pat_", "cs_", "rat_", "ses_",
+            "at_", "rt_", "ac_", "dc_", "clm_", "cv_", "pat_", "cs_", "rat_", "ses_",
         ];
         if p.len() < 2
             || p.len() > 16
@@ -662,20 +705,28 @@ fn apply_env(
             continue;
         };
         // Variables without a section separator (AUTHMD_TEST_POSTGRES_URL…) are not config.
-        let Some((section, key)) = rest.split_once("__") else {
+        // Nested tables take one more separator each: AUTHMD_OAUTH__CIMD__ENABLED.
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let [tables @ .., key] = path.as_slice() else {
             continue;
         };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        let dotted = format!("{section}.{key}");
-        let Some(toml::Value::Table(section_table)) = table.get_mut(&section) else {
-            return Err(ConfigError::new(
-                dotted,
-                format!("unknown key (from {name})"),
-            ));
-        };
+        if tables.is_empty() {
+            continue;
+        }
+        let dotted = path.join(".");
+        let unknown = || ConfigError::new(dotted.clone(), format!("unknown key (from {name})"));
+        let mut section_table = &mut *table;
+        for t in tables {
+            section_table = match section_table.get_mut(t) {
+                Some(toml::Value::Table(inner)) => inner,
+                _ => return Err(unknown()),
+            };
+        }
+        let key = key.clone();
         // Keep strings as written (a numeric admin token stays a string); parse the rest as TOML.
         let value = match section_table.get(&key) {
             Some(toml::Value::String(_)) => toml::Value::String(raw),
+            Some(toml::Value::Table(_)) => return Err(unknown()),
             Some(_) => parse_env_value(&raw).ok_or_else(|| {
                 ConfigError::new(dotted.clone(), format!("{name} is not a valid TOML value"))
             })?,
@@ -908,6 +959,28 @@ mod tests {
             Ok(DatabaseUrl::Postgres(_))
         ));
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn nested_keys_come_from_the_environment_too() {
+        let config = Config::load(
+            None,
+            vec![
+                ("AUTHMD_OAUTH__CIMD__ENABLED".into(), "false".into()),
+                ("AUTHMD_OAUTH__DEVICE__INTERVAL_S".into(), "7".into()),
+            ],
+        )
+        .unwrap();
+        assert!(!config.oauth.cimd.enabled);
+        assert_eq!(config.oauth.device.interval_s, 7);
+        let err =
+            Config::load(None, vec![("AUTHMD_OAUTH__CIMD__NOPE".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("oauth.cimd.nope"), "{err}");
+        let err = Config::load(None, vec![("AUTHMD_OAUTH__CIMD".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("oauth.cimd"), "{err}");
+        let err =
+            Config::from_toml_overlay("[oauth]\nclient_id_metadata_documents = true").unwrap_err();
+        assert!(err.to_string().contains("[oauth.cimd]"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod agents;
 pub mod audit;
 pub mod batch;
 pub mod clients;
+pub mod device;
 pub mod keys;
 pub mod oauth;
 pub mod point_reads;

@@ -12,6 +12,7 @@ pub mod claims;
 pub mod clients;
 pub mod context;
 pub mod credentials;
+pub mod device;
 pub mod discovery;
 pub mod endpoints;
 pub mod grants;

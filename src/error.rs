@@ -27,6 +27,13 @@ pub enum ErrorCode {
     /// RFC 6750: a missing or bad bearer credential on a protected endpoint.
     InvalidToken,
     InsufficientScope,
+    // RFC 8628 §3.5, at the token endpoint (all 400)
+    AuthorizationPending,
+    SlowDown,
+    ExpiredToken,
+    /// `access_denied` at the token endpoint: 400 as RFC 6749 §5.2 says of every token error,
+    /// where an API refusing a caller answers `AccessDenied` (403).
+    DeviceAccessDenied,
     // RFC 7591
     InvalidRedirectUri,
     InvalidClientMetadata,
@@ -78,6 +85,10 @@ impl ErrorCode {
             UnsupportedTokenType => "unsupported_token_type",
             InvalidToken => "invalid_token",
             InsufficientScope => "insufficient_scope",
+            AuthorizationPending => "authorization_pending",
+            SlowDown => "slow_down",
+            ExpiredToken => "expired_token",
+            DeviceAccessDenied => "access_denied",
             InvalidRedirectUri => "invalid_redirect_uri",
             InvalidClientMetadata => "invalid_client_metadata",
             AnonymousNotEnabled => "anonymous_not_enabled",

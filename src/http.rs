@@ -7,6 +7,7 @@ pub mod account;
 pub mod admin;
 pub mod agents;
 pub mod authorize;
+pub mod device;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
@@ -55,6 +56,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/logout").post(authorize::logout))
         .service(resource(paths::TOKEN).post(token::token))
         .service(resource(paths::REVOKE).post(token::revoke))
+        .service(resource(paths::DEVICE_AUTHORIZATION).post(token::device))
+        .service(
+            resource(paths::DEVICE_PAGE)
+                .get(device::show)
+                .post(device::submit),
+        )
         .service(resource(paths::INTROSPECT).post(token::introspect))
         .service(
             resource(paths::USERINFO)

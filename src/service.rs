@@ -16,6 +16,7 @@ pub mod admin;
 pub mod agents;
 pub mod authorize;
 pub mod clients;
+pub mod device;
 pub mod oauth;
 pub mod ops;
 

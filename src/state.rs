@@ -50,7 +50,7 @@ impl AppState {
             csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
             introspection_reads: Arc::new(Batched::new(&db)),
             providers: Arc::new(ProviderKeys::new()),
-            documents: Arc::new(DocumentFetcher::new(&config)),
+            documents: Arc::new(DocumentFetcher::new(&config)?),
             mailer,
             config: Arc::new(config),
             db,
@@ -113,6 +113,7 @@ impl AppState {
                 let expired = crate::domain::agents::expire_unclaimed(conn, &ctx)?;
                 crate::domain::ratelimit::purge(conn, &config.rate_limit, now)?;
                 crate::domain::idempotency::purge(conn, now)?;
+                crate::domain::device::purge(conn, now)?;
                 Ok(expired)
             })
             .await

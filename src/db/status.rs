@@ -135,6 +135,7 @@ text_enum! {
     /// The grant type that created a grant (RFC 6749 / RFC 7523 names).
     GrantKind {
         AuthorizationCode => "authorization_code",
+        DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
     }
 }
@@ -168,5 +169,17 @@ mod tests {
         check(GrantKind::ALL, GrantKind::as_str);
         check(TokenFormat::ALL, TokenFormat::as_str);
         assert!("Claimed".parse::<RegistrationStatus>().is_err());
+    }
+}
+
+text_enum! {
+    /// Where an RFC 8628 device authorization stands.
+    DeviceStatus {
+        /// Waiting for a person to enter the user code.
+        Pending => "pending",
+        Approved => "approved",
+        Denied => "denied",
+        /// Exchanged for tokens (or revoked): never again.
+        Used => "used",
     }
 }

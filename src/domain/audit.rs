@@ -21,6 +21,8 @@ pub enum AuditEvent {
     TokenRevoked,
     RefreshReuseDetected,
     CodeReuseDetected,
+    /// A person approved or denied a device authorization request.
+    DeviceDecided,
     ClientCreated,
     KeyRotated,
 }
@@ -41,6 +43,7 @@ impl AuditEvent {
             TokenRevoked => "token.revoked",
             RefreshReuseDetected => "refresh.reuse_detected",
             CodeReuseDetected => "code.reuse_detected",
+            DeviceDecided => "device.decided",
             ClientCreated => "client.created",
             KeyRotated => "key.rotated",
         }

@@ -41,7 +41,7 @@ use crate::db::clients::ClientRow;
 use crate::domain::clients::{validate_redirect_uri, AUTH_NONE};
 use crate::domain::discovery::{scopes_supported, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use crate::domain::scope::Scopes;
-use crate::error::{ErrorCode, ProtocolError};
+use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
 
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
@@ -352,7 +352,7 @@ pub struct DocumentFetcher {
 }
 
 impl DocumentFetcher {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config) -> AppResult<Self> {
         let allow_private = config.oauth.cimd.allow_private_addresses;
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > MAX_REDIRECTS {
@@ -371,11 +371,23 @@ impl DocumentFetcher {
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
-        Self {
-            http: builder.build().expect("HTTP client builds"),
+        let ca_file = &config.oauth.cimd.ca_file;
+        if !ca_file.is_empty() {
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| AppError::internal(format!("oauth.cimd.ca_file {ca_file}: {e}")))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| AppError::internal(format!("oauth.cimd.ca_file {ca_file}: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Self {
+            http: builder
+                .build()
+                .map_err(|e| AppError::internal(format!("the document fetcher: {e}")))?,
             allow_private,
             entries: StdMutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The client a `client_id` URL names: from the cache, or fetched now.

@@ -13,7 +13,8 @@ use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::context::Ctx;
 use crate::domain::credentials;
 use crate::domain::discovery::{
-    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_JWT_BEARER,
+    GRANT_REFRESH_TOKEN,
 };
 use crate::domain::ratelimit;
 use crate::domain::scope::Scopes;
@@ -168,11 +169,12 @@ pub struct CreatedClient {
     pub registration_token: Option<PlainToken>,
 }
 
-pub const KNOWN_GRANTS: [&str; 4] = [
+pub const KNOWN_GRANTS: [&str; 5] = [
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
     GRANT_CLIENT_CREDENTIALS,
     GRANT_JWT_BEARER,
+    GRANT_DEVICE_CODE,
 ];
 
 /// Validates and stores a client. `allowed_scopes` is everything the deployment can grant.

@@ -11,6 +11,7 @@ pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
 pub const ID_JAG_GRANT_PROFILE: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
 /// The `events` member a provider's logout token carries (OpenID Back-Channel Logout).
@@ -23,6 +24,8 @@ pub mod paths {
     pub const REVOKE: &str = "/oauth2/revoke";
     pub const INTROSPECT: &str = "/oauth2/introspect";
     pub const REGISTER: &str = "/oauth2/register";
+    pub const DEVICE_AUTHORIZATION: &str = "/oauth2/device";
+    pub const DEVICE_PAGE: &str = "/device";
     pub const JWKS: &str = "/.well-known/jwks.json";
     pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
     pub const PR_METADATA: &str = "/.well-known/oauth-protected-resource";
@@ -157,14 +160,18 @@ fn agent_auth_block(config: &Config) -> Value {
     Value::Object(block)
 }
 
-/// The grants the token endpoint runs. The JWT-bearer grant is listed once it is served.
-pub fn grant_types_supported() -> Vec<&'static str> {
-    vec![
+/// The grants the token endpoint runs; the device grant when it is on.
+pub fn grant_types_supported(config: &Config) -> Vec<&'static str> {
+    let mut grants = vec![
         GRANT_AUTHORIZATION_CODE,
         GRANT_REFRESH_TOKEN,
         GRANT_CLIENT_CREDENTIALS,
         GRANT_JWT_BEARER,
-    ]
+    ];
+    if config.oauth.device.enabled {
+        grants.push(GRANT_DEVICE_CODE);
+    }
+    grants
 }
 
 /// RFC 8414 metadata plus the auth.md `agent_auth` block.
@@ -178,6 +185,12 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
     );
     m.insert("token_endpoint".into(), json!(url(config, paths::TOKEN)));
     m.insert("jwks_uri".into(), json!(url(config, paths::JWKS)));
+    if config.oauth.device.enabled {
+        m.insert(
+            "device_authorization_endpoint".into(),
+            json!(url(config, paths::DEVICE_AUTHORIZATION)),
+        );
+    }
     if config.oauth.registration != RegistrationMode::Off {
         m.insert(
             "registration_endpoint".into(),
@@ -197,7 +210,7 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
     m.insert("response_modes_supported".into(), json!(["query"]));
     m.insert(
         "grant_types_supported".into(),
-        json!(grant_types_supported()),
+        json!(grant_types_supported(config)),
     );
     m.insert(
         "token_endpoint_auth_methods_supported".into(),
@@ -345,6 +358,7 @@ struct AuthMdTemplate<'a> {
     registration_open: bool,
     cimd: bool,
     oidc: bool,
+    device: bool,
     claim_ttl_s: i64,
     assertion_ttl_s: i64,
 }
@@ -368,6 +382,7 @@ pub fn render_auth_md(config: &Config) -> String {
         registration_open: config.oauth.registration != RegistrationMode::Off,
         cimd: config.oauth.cimd.enabled,
         oidc: config.oauth.oidc.enabled,
+        device: config.oauth.device.enabled,
         claim_ttl_s: config.agent.claim_ttl_s,
         assertion_ttl_s: config.agent.identity_assertion_ttl_s,
     };

@@ -11,7 +11,8 @@ use crate::domain::clients::{self, ClientAuth};
 use crate::domain::context::Ctx;
 use crate::domain::credentials::{self, Introspection, Kind, Revoker, TokenResponse};
 use crate::domain::discovery::{
-    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
+    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_JWT_BEARER,
+    GRANT_REFRESH_TOKEN,
 };
 use crate::domain::grants;
 use crate::domain::keys::KeyRing;
@@ -32,6 +33,8 @@ pub struct TokenRequest {
     pub assertion: Option<String>,
     /// A provider's ID-JAG, verified (against its JWKS) before this call.
     pub id_jag: Option<VerifiedIdJag>,
+    /// RFC 8628 `device_code`.
+    pub device_code: Option<String>,
 }
 
 fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str> {
@@ -84,6 +87,12 @@ pub fn token(
             need_client()?,
             req.scope.as_deref(),
             req.resource.as_deref(),
+        ),
+        GRANT_DEVICE_CODE => crate::domain::device::poll(
+            conn,
+            ctx,
+            need_client()?,
+            required(&req.device_code, "device_code")?,
         ),
         GRANT_JWT_BEARER => match &req.id_jag {
             Some(v) => grants::jwt_bearer::exchange_id_jag(

@@ -58,11 +58,12 @@ pub const KEPT_METADATA: [&str; 8] = [
 const URL_METADATA: [&str; 4] = ["client_uri", "logo_uri", "policy_uri", "tos_uri"];
 
 /// Grants a registrant without an initial access token may have: only those where a person
-/// approves what the client gets (the device grant belongs here once authmd has it). Anything
-/// else would hand strangers tokens with no person in the loop.
-pub const OPEN_GRANTS: [&str; 2] = [
+/// approves what the client gets. Anything else would hand strangers tokens with no person in
+/// the loop.
+pub const OPEN_GRANTS: [&str; 3] = [
     GRANT_AUTHORIZATION_CODE,
     crate::domain::discovery::GRANT_REFRESH_TOKEN,
+    crate::domain::discovery::GRANT_DEVICE_CODE,
 ];
 
 fn check_metadata_url(field: &str, value: &Value) -> Result<(), String> {

@@ -17,6 +17,7 @@ pub mod prefix {
     pub const ACCESS_TOKEN: &str = "at_";
     pub const REFRESH_TOKEN: &str = "rt_";
     pub const AUTH_CODE: &str = "ac_";
+    pub const DEVICE_CODE: &str = "dc_";
     pub const CLAIM_TOKEN: &str = "clm_";
     pub const CLAIM_ATTEMPT: &str = "cv_";
     pub const PERSONAL_TOKEN: &str = "pat_";

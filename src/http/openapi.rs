@@ -28,6 +28,7 @@ use crate::state::AppState;
         health::readyz,
         authorize::authorize,
         token::token,
+        token::device,
         token::revoke,
         token::introspect,
         userinfo::userinfo,

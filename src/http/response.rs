@@ -135,6 +135,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         InvalidRequest
+        | AuthorizationPending
+        | SlowDown
+        | ExpiredToken
+        | DeviceAccessDenied
         | InvalidGrant
         | UnauthorizedClient
         | UnsupportedGrantType

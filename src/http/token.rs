@@ -22,8 +22,20 @@ pub struct TokenRequestBody {
     scope: Option<String>,
     resource: Option<String>,
     assertion: Option<String>,
+    /// RFC 8628, with grant_type urn:ietf:params:oauth:grant-type:device_code.
+    device_code: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+}
+
+/// The members of a device authorization request (RFC 8628 §3.1).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceRequestBody {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
 }
 
 /// The members of a revocation request (form-encoded, or a JSON object of strings).
@@ -37,7 +49,7 @@ pub struct RevokeRequestBody {
 }
 
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
-    summary = "Token endpoint: authorization_code (PKCE), refresh_token (rotating), client_credentials, JWT-bearer; form or JSON body",
+    summary = "Token endpoint: authorization_code (PKCE; id_token with scope openid), refresh_token (rotating), client_credentials, JWT-bearer, device_code (RFC 8628: authorization_pending, slow_down, expired_token, access_denied); form or JSON body",
     request_body(content(
         (TokenRequestBody = "application/x-www-form-urlencoded"),
         (TokenRequestBody = "application/json"),
@@ -64,10 +76,47 @@ pub async fn token(
         resource: params.owned("resource"),
         assertion: params.owned("assertion"),
         id_jag: None,
+        device_code: params.owned("device_code"),
     };
     let audit = extract::audit_context(&req, &state.config);
     let response = service::oauth::token(&state, audit, auth, request).await?;
     Ok(no_store_json(&response))
+}
+
+#[utoipa::path(post, path = "/oauth2/device", tag = "oauth",
+    summary = "Device authorization (RFC 8628 §3.1): a device code to poll the token endpoint with, and a user code for the /device page",
+    request_body(content(
+        (DeviceRequestBody = "application/x-www-form-urlencoded"),
+        (DeviceRequestBody = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "device_code, user_code, verification_uri, verification_uri_complete, expires_in, interval", body = crate::domain::device::DeviceAuthorization, content_type = "application/json"),
+        (status = 400, description = "RFC 6749 error (unauthorized_client, invalid_scope, invalid_target, invalid_request)", body = super::response::ErrorBody),
+        (status = 401, description = "invalid_client", body = super::response::ErrorBody),
+    ))]
+pub async fn device(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: OAuthBody,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::from_pairs(body.0)?;
+    let auth = extract::client_auth(&req, &params)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidClient,
+            "client_id (or client authentication) is required",
+            Shape::OAuth,
+        )
+    })?;
+    let audit = extract::audit_context(&req, &state.config);
+    let answer = service::oauth::device_authorization(
+        &state,
+        audit,
+        auth,
+        params.owned("scope"),
+        params.owned("resource"),
+    )
+    .await?;
+    Ok(no_store_json(&answer))
 }
 
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth",

@@ -3,12 +3,13 @@
 use super::{read, write};
 use crate::db::DbConn;
 use crate::domain::audit::AuditContext;
-use crate::domain::clients::ClientAuth;
+use crate::domain::clients::{self, ClientAuth};
 use crate::domain::credentials::{Introspection, TokenResponse};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::endpoints::{self, TokenRequest};
 use crate::domain::oidc;
 use crate::domain::providers;
+use crate::domain::{device, ratelimit};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
@@ -49,6 +50,29 @@ pub async fn revoke(
 ) -> AppResult<()> {
     write(state, audit, move |conn, ctx| {
         endpoints::revoke(conn, ctx, auth.as_ref(), &token)
+    })
+    .await
+}
+
+/// RFC 8628 device authorization: client authentication (with the failure limit), the
+/// per-IP registration window (each request creates state), then a device code.
+pub async fn device_authorization(
+    state: &AppState,
+    audit: AuditContext,
+    auth: ClientAuth,
+    scope: Option<String>,
+    resource: Option<String>,
+) -> AppResult<device::DeviceAuthorization> {
+    write(state, audit, move |conn, ctx| {
+        let client = clients::authenticate_limited(conn, ctx, &auth)?;
+        ratelimit::check(
+            conn,
+            &ctx.config.rate_limit,
+            ctx.now,
+            ratelimit::Action::Register,
+            ctx.audit.ip.as_deref(),
+        )?;
+        device::authorize(conn, ctx, &client, scope.as_deref(), resource.as_deref())
     })
     .await
 }

@@ -20,7 +20,7 @@ async fn mcp_client_registers_and_completes_the_code_flow(backend: Backend) {
     let body = json!({
         "client_name": "Cursor",
         "application_type": "native",
-        "redirect_uris": ["cursor://anysphere.cursor-retrieval/oauth/callback", "http://127.0.0.1:33418/callback", "https://cursor.example/cb"],
+        "redirect_uris": ["cursor://anysphere.cursor-mcp/oauth/callback", "http://127.0.0.1:33418/callback", "https://cursor.example/cb"],
         "token_endpoint_auth_method": "none",
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
@@ -79,6 +79,10 @@ async fn mcp_client_registers_and_completes_the_code_flow(backend: Backend) {
         pair["refresh_token"].is_string(),
         "refresh_token was registered"
     );
+    // No `resource` anywhere in the flow: the token is for the default audience.
+    let rs = flows::resource_server(&app).await;
+    let info = flows::introspect(&app, &rs, pair["access_token"].as_str().unwrap()).await;
+    assert_eq!(info["aud"], app.base.as_str(), "{info}");
 }
 
 async fn confidential_registration_gets_a_working_secret(backend: Backend) {

@@ -161,6 +161,16 @@ async fn only_first_party_credentials_mint_personal_tokens(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(resp.status(), 403, "{what}");
+        // Step-up (RFC 6750 §3): the challenge says why, and where to learn more.
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.starts_with("Bearer error=\"insufficient_scope\"")
+                && challenge.contains("resource_metadata=\""),
+            "{what}: {challenge}"
+        );
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "insufficient_scope", "{what}");
     }
@@ -347,6 +357,28 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
             .await
             .unwrap();
 
+        let device_client = flows::client(
+            &app,
+            flows::ClientSpec {
+                redirect_uris: vec![],
+                grant_types: vec!["urn:ietf:params:oauth:grant-type:device_code"],
+                ..Default::default()
+            },
+        )
+        .await;
+        let device: Value = app
+            .client
+            .post(app.url("/oauth2/device"))
+            .basic_auth(&device_client.id, device_client.secret.as_deref())
+            .form(&[("scope", "api.read")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let device_code = device["device_code"].as_str().unwrap().to_owned();
+
         let access_kind = if format == authmd::config::AccessTokenFormat::Jwt {
             Kind::AccessJwt
         } else {
@@ -381,6 +413,7 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
                 None,
             ),
             (Kind::AuthorizationCode, unused_code.clone(), Some(&client)),
+            (Kind::DeviceCode, device_code.clone(), Some(&device_client)),
         ];
         let covered: Vec<Kind> = cases.iter().map(|c| c.0).collect();
         for spec in KINDS.iter() {
@@ -430,6 +463,20 @@ async fn every_credential_kind_is_introspected_and_revoked_through_one_model(bac
             .await
             .unwrap();
         assert_eq!(exchanged.status(), 400, "a revoked identity assertion");
+        let (status, body) = flows::token(
+            &app,
+            &device_client,
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", &device_code),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (status.as_u16(), body["error"].clone()),
+            (400, json!("invalid_grant")),
+            "a revoked device code"
+        );
         let claim = app
             .post_json(
                 "/agent/auth/claim",

@@ -61,6 +61,8 @@ pub enum Kind {
     RegistrationAccessToken,
     /// `ac_…`: one authorization code.
     AuthorizationCode,
+    /// `dc_…`: an RFC 8628 device code.
+    DeviceCode,
 }
 
 /// What a credential hangs from: when that dies, the credential dies with it.
@@ -91,7 +93,7 @@ pub struct KindSpec {
     pub bearer: bool,
 }
 
-pub const KINDS: [KindSpec; 10] = [
+pub const KINDS: [KindSpec; 11] = [
     KindSpec {
         kind: Kind::AccessToken,
         name: "access_token",
@@ -177,6 +179,13 @@ pub const KINDS: [KindSpec; 10] = [
         name: "authorization_code",
         parents: &[Parent::Client, Parent::User],
         prefix: Some(prefix::AUTH_CODE),
+        bearer: false,
+    },
+    KindSpec {
+        kind: Kind::DeviceCode,
+        name: "device_code",
+        parents: &[Parent::Client, Parent::User],
+        prefix: Some(prefix::DEVICE_CODE),
         bearer: false,
     },
 ];
@@ -282,6 +291,7 @@ mod tests {
             Kind::ClaimAttempt,
             Kind::RegistrationAccessToken,
             Kind::AuthorizationCode,
+            Kind::DeviceCode,
         ];
         assert_eq!(all.len(), KINDS.len());
         for kind in all {
@@ -310,6 +320,7 @@ mod tests {
             ("cv_abc", Kind::ClaimAttempt),
             ("rat_abc", Kind::RegistrationAccessToken),
             ("ac_abc", Kind::AuthorizationCode),
+            ("dc_abc", Kind::DeviceCode),
         ] {
             assert_eq!(recognise(&config, &ring, token).unwrap().kind, kind);
         }

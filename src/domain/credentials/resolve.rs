@@ -242,7 +242,8 @@ pub fn resolve(
         Kind::ClaimToken
         | Kind::ClaimAttempt
         | Kind::RegistrationAccessToken
-        | Kind::AuthorizationCode => None,
+        | Kind::AuthorizationCode
+        | Kind::DeviceCode => None,
     };
     let Some(mut live) = live else {
         return Ok(None);

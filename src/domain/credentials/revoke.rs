@@ -66,6 +66,7 @@ pub fn revoke(
             Kind::ClaimAttempt => db::agents::cancel_attempt_by_view_token(conn, &p.id)?,
             Kind::RegistrationAccessToken => db::clients::clear_registration_token(conn, &p.id)?,
             Kind::AuthorizationCode => db::oauth::burn_code(conn, &p.id, ctx.now)?,
+            Kind::DeviceCode => db::device::burn(conn, &p.id)?,
         };
         if revoked {
             ctx.record(
@@ -157,6 +158,11 @@ fn find_for_revocation(conn: &mut DbConn, p: &Presented) -> AppResult<Option<Fou
         Kind::AuthorizationCode => db::oauth::find_code(conn, &p.id)?.map(|c| Found {
             client_id: Some(c.client_id),
             user_id: Some(c.user_id),
+            ..Default::default()
+        }),
+        Kind::DeviceCode => db::device::find(conn, &p.id)?.map(|d| Found {
+            client_id: Some(d.client_id),
+            user_id: d.user_id,
             ..Default::default()
         }),
     })

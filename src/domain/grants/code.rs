@@ -5,14 +5,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::json;
 
-use super::{invalid_grant, resource_of_grant};
+use super::{invalid_grant, issue_person_grant, resource_of_grant, PersonGrant};
 use crate::db::status::GrantKind;
-use crate::db::tokens::GrantRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
 use crate::domain::context::Ctx;
-use crate::domain::credentials::{self, issue_for_grant, TokenResponse};
+use crate::domain::credentials::{self, TokenResponse};
 use crate::domain::discovery::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use crate::domain::oidc;
 use crate::domain::secrets::{constant_time_eq, random_id, HashedToken};
@@ -109,27 +108,20 @@ pub fn exchange_code(
         if !db::oauth::mark_code_used(conn, code_hash.as_str(), ctx.now, &grant_id)? {
             return Ok(Err(invalid_grant("authorization code was already used")));
         }
-        let grant = GrantRow {
-            id: grant_id.clone(),
-            client_id: Some(client.client_id.clone()),
-            registration_id: None,
-            user_id: Some(row.user_id.clone()),
-            subject: row.user_id.clone(),
-            scope: row.scope.clone(),
-            resource: row.resource.clone(),
-            kind: GrantKind::AuthorizationCode,
-            created_at: ctx.now,
-            revoked_at: None,
-            provider_iss: None,
-            provider_sub: None,
-        };
-        db::tokens::insert_grant(conn, &grant)?;
-        let mut response = issue_for_grant(
+        let mut response = issue_person_grant(
             conn,
             ctx,
-            &grant,
-            &row.scope,
-            client.allows_grant(GRANT_REFRESH_TOKEN),
+            PersonGrant {
+                id: grant_id.clone(),
+                client,
+                user_id: &row.user_id,
+                scope: &row.scope,
+                resource: &row.resource,
+                kind: GrantKind::AuthorizationCode,
+                refresh: client.allows_grant(GRANT_REFRESH_TOKEN),
+                provider: None,
+                detail: json!({ "scope": row.scope }),
+            },
         )?;
         if oidc::wants_id_token(ctx.config, &row.scope) {
             let facts = oidc::IdTokenFacts {
@@ -140,20 +132,6 @@ pub fn exchange_code(
             };
             response.id_token = Some(oidc::id_token_for(conn, ctx, client, &row.user_id, &facts)?);
         }
-        ctx.record(
-            conn,
-            AuditEvent::TokenIssued,
-            AuditEntry {
-                client_id: Some(&client.client_id),
-                user_id: Some(&row.user_id),
-                detail: Some(json!({
-                    "grant_type": GRANT_AUTHORIZATION_CODE,
-                    "grant_id": grant.id,
-                    "scope": row.scope,
-                })),
-                ..Default::default()
-            },
-        )?;
         Ok(Ok(response))
     })?;
     outcome

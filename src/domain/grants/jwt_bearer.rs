@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{narrow_scopes, resolve_resource};
+use super::{issue_person_grant, narrow_scopes, resolve_resource, PersonGrant};
 use crate::db::status::GrantKind;
 use crate::db::tokens::GrantRow;
 use crate::db::{self, write_tx, DbConn};
@@ -115,36 +115,20 @@ pub fn exchange_id_jag(
             )
         })?;
         let user_id = agents::match_user(conn, ctx.now, v)?;
-        let grant = GrantRow {
-            id: random_id("gr_"),
-            client_id: Some(client.client_id.clone()),
-            registration_id: None,
-            user_id: Some(user_id.clone()),
-            subject: user_id.clone(),
-            scope: scopes.clone(),
-            resource: audience.clone(),
-            kind: GrantKind::JwtBearer,
-            created_at: ctx.now,
-            revoked_at: None,
-            provider_iss: Some(v.iss.clone()),
-            provider_sub: Some(v.sub.clone()),
-        };
-        db::tokens::insert_grant(conn, &grant)?;
-        let response = issue_for_grant(conn, ctx, &grant, &scopes, false)?;
-        ctx.record(
+        issue_person_grant(
             conn,
-            AuditEvent::TokenIssued,
-            AuditEntry {
-                client_id: Some(&client.client_id),
-                user_id: Some(&user_id),
-                detail: Some(json!({
-                    "grant_type": GRANT_JWT_BEARER,
-                    "issuer": v.iss,
-                    "grant_id": grant.id,
-                })),
-                ..Default::default()
+            ctx,
+            PersonGrant {
+                id: random_id("gr_"),
+                client,
+                user_id: &user_id,
+                scope: &scopes,
+                resource: &audience,
+                kind: GrantKind::JwtBearer,
+                refresh: false,
+                provider: Some((&v.iss, &v.sub)),
+                detail: json!({ "issuer": v.iss }),
             },
-        )?;
-        Ok(response)
+        )
     })
 }

@@ -11,9 +11,76 @@ pub mod code;
 pub mod jwt_bearer;
 pub mod refresh;
 
+use serde_json::Value;
+
 use crate::config::Config;
+use crate::db::status::GrantKind;
+use crate::db::tokens::GrantRow;
+use crate::db::{self, DbConn};
+use crate::domain::audit::{AuditEntry, AuditEvent};
+use crate::domain::clients::Client;
+use crate::domain::context::Ctx;
+use crate::domain::credentials::{issue_for_grant, TokenResponse};
 use crate::domain::scope::Scopes;
 use crate::error::{AppError, AppResult, ErrorCode};
+
+/// What a person granted a client, by whichever grant (a code, a device approval, an ID-JAG).
+pub(crate) struct PersonGrant<'a> {
+    pub id: String,
+    pub client: &'a Client,
+    pub user_id: &'a str,
+    pub scope: &'a str,
+    pub resource: &'a str,
+    pub kind: GrantKind,
+    pub refresh: bool,
+    /// The agent provider identity `(iss, sub)` an ID-JAG spoke for.
+    pub provider: Option<(&'a str, &'a str)>,
+    /// `token.issued` detail beyond `grant_type` and `grant_id`.
+    pub detail: Value,
+}
+
+/// Stores a person's grant, issues its tokens and records `token.issued`: the one way a
+/// person's authorization becomes tokens, inside the caller's transaction.
+pub(crate) fn issue_person_grant(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    g: PersonGrant<'_>,
+) -> AppResult<TokenResponse> {
+    let grant = GrantRow {
+        id: g.id,
+        client_id: Some(g.client.client_id.clone()),
+        registration_id: None,
+        user_id: Some(g.user_id.to_owned()),
+        subject: g.user_id.to_owned(),
+        scope: g.scope.to_owned(),
+        resource: g.resource.to_owned(),
+        kind: g.kind,
+        created_at: ctx.now,
+        revoked_at: None,
+        provider_iss: g.provider.map(|(iss, _)| iss.to_owned()),
+        provider_sub: g.provider.map(|(_, sub)| sub.to_owned()),
+    };
+    db::tokens::insert_grant(conn, &grant)?;
+    let response = issue_for_grant(conn, ctx, &grant, g.scope, g.refresh)?;
+    let mut detail = serde_json::json!({
+        "grant_type": g.kind.as_str(),
+        "grant_id": grant.id,
+    });
+    if let (Some(d), Value::Object(extra)) = (detail.as_object_mut(), g.detail) {
+        d.extend(extra);
+    }
+    ctx.record(
+        conn,
+        AuditEvent::TokenIssued,
+        AuditEntry {
+            client_id: Some(&g.client.client_id),
+            user_id: Some(g.user_id),
+            detail: Some(detail),
+            ..Default::default()
+        },
+    )?;
+    Ok(response)
+}
 
 pub(crate) fn invalid_grant(msg: &'static str) -> AppError {
     AppError::protocol(ErrorCode::InvalidGrant, msg)
