@@ -42,6 +42,8 @@ pub enum ErrorCode {
     VerifiedEmailNotEnabled,
     IssuerNotEnabled,
     UnsupportedCredentialType,
+    /// An agent registration `type` this server does not know (400, on both paths).
+    UnsupportedIdentityType,
     InvalidSignature,
     ReplayDetected,
     InvalidAudience,
@@ -95,6 +97,7 @@ impl ErrorCode {
             VerifiedEmailNotEnabled => "verified_email_not_enabled",
             IssuerNotEnabled => "issuer_not_enabled",
             UnsupportedCredentialType => "unsupported_credential_type",
+            UnsupportedIdentityType => "unsupported_identity_type",
             InvalidSignature => "invalid_signature",
             ReplayDetected => "replay_detected",
             InvalidAudience => "invalid_audience",

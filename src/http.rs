@@ -79,6 +79,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .delete(register::delete),
         )
         // auth.md agent registration, under both names seen in the wild
+        .service(resource(paths::AGENT_EVENTS).post(agents::provider_event))
         .service(web::scope("/agent/{kind:auth|identity}").configure(agent_routes))
         // People and operators (write endpoints honour Idempotency-Key)
         .service(resource("/account").get(account::page))

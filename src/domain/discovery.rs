@@ -37,6 +37,7 @@ pub mod paths {
     pub const AGENT_CLAIM: &str = "/agent/auth/claim";
     pub const AGENT_CLAIM_COMPLETE: &str = "/agent/auth/claim/complete";
     pub const AGENT_REVOKE: &str = "/agent/auth/revoke";
+    pub const AGENT_EVENTS: &str = "/agent/event/notify";
 }
 
 /// The discovery documents, rendered once at start-up (the configuration does not change while
@@ -151,10 +152,19 @@ fn agent_auth_block(config: &Config) -> Value {
             }),
         );
     }
+    // Provider revocation: the v0.1 logout token at `revocation_uri`, and the v0.3+ Security
+    // Event Token at `events_endpoint`; both only with a provider to send them.
     let events: Vec<&str> = if config.agent.trusted_providers.is_empty() {
         vec![]
     } else {
-        vec![LOGOUT_EVENT]
+        block.insert(
+            "events_endpoint".into(),
+            json!(url(config, paths::AGENT_EVENTS)),
+        );
+        vec![
+            LOGOUT_EVENT,
+            crate::domain::providers::IDENTITY_REVOKED_EVENT,
+        ]
     };
     block.insert("events_supported".into(), json!(events));
     Value::Object(block)

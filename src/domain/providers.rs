@@ -21,6 +21,11 @@ use crate::error::{ErrorCode, ProtocolError};
 pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
 /// OpenID Back-Channel Logout 1.0 §2.4: logout tokens are explicitly typed.
 pub const LOGOUT_TYP: &str = "logout+jwt";
+/// RFC 8417 §2.3: Security Event Tokens are typed `secevent+jwt`.
+pub const SET_TYP: &str = "secevent+jwt";
+/// The auth.md event that revokes a provider identity's registrations and credentials.
+pub const IDENTITY_REVOKED_EVENT: &str =
+    "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked";
 /// How far in the future an `iat` may be (clock skew).
 const MAX_IAT_SKEW_S: i64 = 120;
 /// Largest JWKS document read.
@@ -48,7 +53,8 @@ pub struct VerifiedIdJag {
     pub scope: Option<String>,
 }
 
-/// A verified logout token: revoke everything issued for `(iss, sub)`.
+/// A provider's verified word to revoke everything issued for `(iss, sub)`: a logout token
+/// (auth.md v0.1) or a Security Event Token carrying the revocation event (v0.3 and later).
 #[derive(Debug, Clone)]
 pub struct VerifiedLogout {
     pub iss: String,
@@ -270,12 +276,17 @@ impl ProviderKeys {
     }
 
     /// Signature, issuer and header checks shared by ID-JAGs and logout tokens.
+    ///
+    /// `exp_required`: ID-JAGs and logout tokens must carry `exp`; a Security Event Token
+    /// usually does not (RFC 8417 §2.2), and is then judged from `iat` (or its arrival) with the
+    /// longest accepted lifetime, which also bounds how long its `jti` is remembered.
     async fn verify(
         &self,
         config: &Config,
         now: UnixTime,
         token: &str,
         expected_typ: &str,
+        exp_required: bool,
     ) -> Result<RawClaims, ProtocolError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| fail(ErrorCode::InvalidRequest, "the assertion is not a JWT"))?;
@@ -334,9 +345,12 @@ impl ProviderKeys {
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<RawClaims>(token, &key, &validation)
+        let mut claims = jsonwebtoken::decode::<RawClaims>(token, &key, &validation)
             .map_err(|_| fail(ErrorCode::InvalidSignature, "signature verification failed"))?
             .claims;
+        if !exp_required && claims.exp.is_none() {
+            claims.exp = Some(claims.iat.unwrap_or(now) + config.agent.max_assertion_lifetime_s);
+        }
         if !audience_contains(&claims.aud, &config.server.issuer) {
             return Err(fail(
                 ErrorCode::InvalidAudience,
@@ -389,7 +403,7 @@ impl ProviderKeys {
         now: UnixTime,
         token: &str,
     ) -> Result<VerifiedIdJag, ProtocolError> {
-        let c = self.verify(config, now, token, ID_JAG_TYP).await?;
+        let c = self.verify(config, now, token, ID_JAG_TYP, true).await?;
         let email_verified = truthy(&c.email_verified) && c.email.is_some();
         let phone_verified = truthy(&c.phone_number_verified) && c.phone_number.is_some();
         if !email_verified && !phone_verified {
@@ -411,6 +425,37 @@ impl ProviderKeys {
         })
     }
 
+    /// Verifies an `application/secevent+jwt` body (RFC 8417, pushed per RFC 8935). `None`: a
+    /// well-formed SET carrying no event authmd acts on (RFC 8417 §2.2: ignored, still accepted).
+    pub async fn verify_security_event(
+        &self,
+        config: &Config,
+        now: UnixTime,
+        token: &str,
+    ) -> Result<Option<VerifiedLogout>, ProtocolError> {
+        let c = self.verify(config, now, token, SET_TYP, false).await?;
+        let Some(events) = c
+            .events
+            .as_ref()
+            .and_then(Value::as_object)
+            .filter(|e| !e.is_empty())
+        else {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "events must be a non-empty object keyed by event type",
+            ));
+        };
+        if !events.contains_key(IDENTITY_REVOKED_EVENT) {
+            return Ok(None);
+        }
+        Ok(Some(VerifiedLogout {
+            iss: c.iss.unwrap_or_default(),
+            sub: c.sub.unwrap_or_default(),
+            jti: c.jti.unwrap_or_default(),
+            exp: c.exp.unwrap_or_default(),
+        }))
+    }
+
     /// Verifies an `application/logout+jwt` body (OpenID Back-Channel Logout shape).
     pub async fn verify_logout(
         &self,
@@ -418,7 +463,7 @@ impl ProviderKeys {
         now: UnixTime,
         token: &str,
     ) -> Result<VerifiedLogout, ProtocolError> {
-        let c = self.verify(config, now, token, LOGOUT_TYP).await?;
+        let c = self.verify(config, now, token, LOGOUT_TYP, true).await?;
         let has_event = c
             .events
             .as_ref()

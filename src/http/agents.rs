@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::extract::{self, Params};
 use super::pages;
-use super::response::{no_store_json, ApiError, Shape};
+use super::response::{no_store_json, status_of, ApiError, Shape};
 use crate::domain::agents::Registered;
 use crate::domain::claims::{AttemptState, ClaimStarted, Claimed};
 use crate::domain::ratelimit::Action;
@@ -193,6 +193,74 @@ pub async fn provider_revoke(
         .await
         .map_err(ApiError::agent)?;
     Ok(no_store_json(&revoked))
+}
+
+/// RFC 8935 §2.4 error codes for a refused Security Event Token.
+fn set_error_code(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::IssuerNotEnabled => "invalid_issuer",
+        ErrorCode::InvalidAudience => "invalid_audience",
+        ErrorCode::InvalidSignature => "invalid_key",
+        _ => "invalid_request",
+    }
+}
+
+fn set_refused(err: &'static str, description: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "err": err, "description": description }))
+}
+
+#[utoipa::path(post, path = "/agent/event/notify", tag = "agents",
+    summary = "Security Event Token push (RFC 8417 / RFC 8935) from a trusted agent provider: the identity-assertion revoked event revokes every registration and credential of its (iss, sub)",
+    request_body(content = String, content_type = "application/secevent+jwt"),
+    responses(
+        (status = 202, description = "Accepted (acted on, or carrying no event authmd handles)"),
+        (status = 400, description = "RFC 8935 error: {\"err\": invalid_request | invalid_key | invalid_issuer | invalid_audience, \"description\"}", body = SetError, content_type = "application/json"),
+    ))]
+pub async fn provider_event(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/secevent+jwt") {
+        return Ok(set_refused(
+            "invalid_request",
+            "Content-Type must be application/secevent+jwt",
+        ));
+    }
+    let Ok(token) = std::str::from_utf8(&body).map(str::trim) else {
+        return Ok(set_refused("invalid_request", "the body must be a JWT"));
+    };
+    if token.is_empty() {
+        return Ok(set_refused("invalid_request", "the body must be a JWT"));
+    }
+    let audit = extract::audit_context(&req, &state.config);
+    match service::agents::provider_event(&state, audit, token.to_owned()).await {
+        Ok(()) => Ok(HttpResponse::Accepted()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish()),
+        Err(AppError::Protocol(p)) if status_of(p.code) == StatusCode::BAD_REQUEST => {
+            Ok(set_refused(set_error_code(p.code), &p.description))
+        }
+        Err(AppError::Protocol(p)) if p.code == ErrorCode::ReplayDetected => Ok(set_refused(
+            "invalid_request",
+            "this SET was already delivered (jti replay)",
+        )),
+        Err(e) => Err(ApiError::agent(e)),
+    }
+}
+
+/// An RFC 8935 §2.4 error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SetError {
+    pub err: String,
+    pub description: String,
 }
 
 /// What the claim page renders.

@@ -39,6 +39,7 @@ use crate::state::AppState;
         agents::claim,
         agents::complete,
         agents::provider_revoke,
+        agents::provider_event,
         admin::clients_list,
         admin::client_show,
         admin::registrations,

@@ -135,6 +135,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         NotImplemented => StatusCode::NOT_IMPLEMENTED,
         ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         InvalidRequest
+        | UnsupportedIdentityType
         | AuthorizationPending
         | SlowDown
         | ExpiredToken

@@ -71,7 +71,12 @@ pub async fn register(
                 )),
             }
         }
-        Some(_) => Err(bad("type must be anonymous or identity_assertion")),
+        Some(other) => Err(AppError::protocol(
+            ErrorCode::UnsupportedIdentityType,
+            format!(
+                "identity type {other:?} is not supported here (anonymous, identity_assertion)"
+            ),
+        )),
         None => Err(bad("type is required")),
     }
 }
@@ -151,6 +156,22 @@ pub async fn provider_logout(
         agents::provider_logout(conn, ctx, &verified)
     })
     .await
+}
+
+/// `POST /agent/event/notify`: a provider's Security Event Token. Revokes everything issued for
+/// its `(iss, sub)` when it carries the revocation event; otherwise accepted and ignored.
+pub async fn provider_event(state: &AppState, audit: AuditContext, token: String) -> AppResult<()> {
+    let verified = state
+        .providers
+        .verify_security_event(&state.config, state.now(), &token)
+        .await?;
+    if let Some(verified) = verified {
+        write(state, audit, move |conn, ctx| {
+            agents::provider_logout(conn, ctx, &verified)
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// The claim page: what an attempt's link shows. Reads only.

@@ -21,6 +21,7 @@ crate::db_tests!(
     id_jag_registration_and_every_check,
     id_jag_at_the_token_endpoint,
     provider_logout_revokes_and_refuses_replay,
+    provider_security_events_revoke_and_refuse_replay,
     flows_can_be_turned_off,
     registration_is_rate_limited,
     api_keys_are_revoked_by_possession,
@@ -668,6 +669,150 @@ async fn provider_logout_revokes_and_refuses_replay(backend: Backend) {
     assert_eq!(flows::audit_count(&app, "registration.revoked").await, 1);
 }
 
+/// RFC 8935 push of an RFC 8417 Security Event Token (auth.md v0.3+): 202 and every credential
+/// of the `(iss, sub)` revoked; refusals as `{"err", "description"}`.
+async fn provider_security_events_revoke_and_refuse_replay(backend: Backend) {
+    let provider = TestProvider::start().await;
+    let app = TestApp::builder(backend)
+        .with_provider(&provider)
+        .start()
+        .await;
+    let meta = app
+        .get_json("/.well-known/oauth-authorization-server")
+        .await;
+    assert_eq!(
+        meta["agent_auth"]["events_endpoint"],
+        app.url("/agent/event/notify").as_str()
+    );
+    const REVOKED: &str = "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked";
+    assert!(meta["agent_auth"]["events_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(REVOKED)));
+
+    let rs = flows::resource_server(&app).await;
+    let now = app.now();
+    let register = |sub: &str| {
+        json!({"type": "identity_assertion", "assertion_type": "urn:ietf:params:oauth:token-type:id-jag",
+               "assertion": provider.id_jag(&app.base, now, json!({"sub": sub}))})
+    };
+    let leaver = app.post_value("/agent/auth", &register("leaver")).await;
+    let stayer = app.post_value("/agent/auth", &register("stayer")).await;
+    let (leaver_key, stayer_key) = (
+        leaver["credential"].as_str().unwrap().to_owned(),
+        stayer["credential"].as_str().unwrap().to_owned(),
+    );
+    let set = |sub: &str, events: Value, aud: &str| {
+        provider.sign(
+            "secevent+jwt",
+            &json!({"iss": provider.issuer, "sub": sub, "aud": aud, "iat": now,
+                    "jti": uuid::Uuid::new_v4().to_string(), "events": events}),
+        )
+    };
+    let send = |body: String, content_type: &'static str| {
+        app.client
+            .post(app.url("/agent/event/notify"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let refused = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["description"].is_string(), "{body}");
+        body["err"].as_str().unwrap().to_owned()
+    };
+
+    // An event authmd does not act on is accepted and changes nothing (RFC 8417 §2.2).
+    let other = set(
+        "leaver",
+        json!({"https://example.com/events/other": {}}),
+        &app.base,
+    );
+    let resp = send(other, "application/secevent+jwt").await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        flows::introspect(&app, &rs, &leaver_key).await["active"],
+        true
+    );
+
+    let revoke = set("leaver", json!({ REVOKED: {} }), &app.base);
+    assert_eq!(
+        refused(send(revoke.clone(), "application/json").await.unwrap()).await,
+        "invalid_request"
+    );
+    let resp = send(revoke.clone(), "application/secevent+jwt")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        flows::introspect(&app, &rs, &leaver_key).await["active"],
+        false
+    );
+    assert_eq!(
+        flows::introspect(&app, &rs, &stayer_key).await["active"],
+        true,
+        "another identity of the same provider is untouched"
+    );
+    // Replay, wrong audience, wrong type, an untrusted issuer, a bad signature, no events.
+    assert_eq!(
+        refused(send(revoke, "application/secevent+jwt").await.unwrap()).await,
+        "invalid_request"
+    );
+    let wrong_aud = set(
+        "stayer",
+        json!({ REVOKED: {} }),
+        "https://elsewhere.example",
+    );
+    assert_eq!(
+        refused(send(wrong_aud, "application/secevent+jwt").await.unwrap()).await,
+        "invalid_audience"
+    );
+    let logout_typed = provider.sign(
+        "logout+jwt",
+        &json!({"iss": provider.issuer, "sub": "stayer", "aud": app.base, "iat": now, "exp": now + 60,
+                "jti": "x1", "events": { REVOKED: {} }}),
+    );
+    assert_eq!(
+        refused(
+            send(logout_typed, "application/secevent+jwt")
+                .await
+                .unwrap()
+        )
+        .await,
+        "invalid_request"
+    );
+    let stranger = TestProvider::start().await;
+    let foreign = stranger.sign(
+        "secevent+jwt",
+        &json!({"iss": stranger.issuer, "sub": "stayer", "aud": app.base, "iat": now, "jti": "x2", "events": { REVOKED: {} }}),
+    );
+    assert_eq!(
+        refused(send(foreign, "application/secevent+jwt").await.unwrap()).await,
+        "invalid_issuer"
+    );
+    let forged = {
+        let good = set("stayer", json!({ REVOKED: {} }), &app.base);
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        parts[2] = parts[2].chars().rev().collect();
+        parts.join(".")
+    };
+    assert_eq!(
+        refused(send(forged, "application/secevent+jwt").await.unwrap()).await,
+        "invalid_key"
+    );
+    let empty = set("stayer", json!({}), &app.base);
+    assert_eq!(
+        refused(send(empty, "application/secevent+jwt").await.unwrap()).await,
+        "invalid_request"
+    );
+    assert_eq!(
+        flows::introspect(&app, &rs, &stayer_key).await["active"],
+        true
+    );
+}
+
 async fn flows_can_be_turned_off(backend: Backend) {
     // tokens&: no anonymous registration, no verified-email flow.
     let app = TestApp::builder(backend)
@@ -699,6 +844,17 @@ async fn flows_can_be_turned_off(backend: Backend) {
         err(open.post_json("/agent/auth", &bad).await).await,
         (400, "unsupported_credential_type".into())
     );
+    // An identity type nobody here knows, on either path.
+    for path in ["/agent/auth", "/agent/identity"] {
+        assert_eq!(
+            err(open
+                .post_json(path, &json!({"type": "carrier_pigeon"}))
+                .await)
+            .await,
+            (400, "unsupported_identity_type".into()),
+            "{path}"
+        );
+    }
     assert_eq!(
         err(open.post_json("/agent/auth", &json!({})).await).await,
         (400, "invalid_request".into())

@@ -137,7 +137,14 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
     );
     assert_eq!(
         m["agent_auth"]["events_supported"],
-        json!(["http://schemas.openid.net/event/backchannel-logout"])
+        json!([
+            "http://schemas.openid.net/event/backchannel-logout",
+            "https://schemas.workos.com/events/agent/auth/identity/assertion/revoked"
+        ])
+    );
+    assert_eq!(
+        m["agent_auth"]["events_endpoint"],
+        json!(format!("{}/agent/event/notify", provider.base))
     );
 }
 

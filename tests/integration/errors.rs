@@ -125,7 +125,7 @@ async fn error_shapes_follow_the_endpoint_family(backend: Backend) {
         .await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(body["error"], "unsupported_identity_type");
     assert!(
         body["message"].is_string() && body.get("error_description").is_none(),
         "agent endpoints use the auth.md shape: {body}"

@@ -111,7 +111,10 @@ impl TestApp {
         let (db_url, guard) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("authmd.db").display());
+                let path = dir.path().join("authmd.db");
+                let template = tokio::task::spawn_blocking(sqlite_template).await.unwrap();
+                std::fs::copy(template, &path).unwrap();
+                let url = format!("sqlite://{}", path.display());
                 (url, DbGuard::Sqlite(dir))
             }
             Backend::Postgres => {
@@ -273,6 +276,39 @@ pub fn replace_db_name(url: &str, name: &str) -> String {
     parsed.to_string()
 }
 
+/// Migrates a template database and gives it its signing keys. Every test starts from a copy,
+/// so an RSA key (slow to make in a debug build) is generated once per run rather than once per
+/// test; `binary.rs` starts the real binary on empty databases, where the keys are made as in
+/// production.
+fn prepare_template(config: &Config) {
+    let db = Db::connect(config).unwrap();
+    db.migrate().unwrap();
+    let now = authmd::clock::Clock::now(&authmd::clock::SystemClock);
+    authmd::domain::keys::ensure_signing_key(&mut db.get().unwrap(), now).unwrap();
+}
+
+/// The per-run SQLite template: migrated, keys made, every connection closed.
+fn sqlite_template() -> std::path::PathBuf {
+    static TEMPLATE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            // Kept for the whole run: the directory is never dropped.
+            let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+            let path = dir.path().join("template.db");
+            let mut config = Config::defaults();
+            config.database.url = format!("sqlite://{}", path.display());
+            config.database.max_connections = 1;
+            prepare_template(&config);
+            // Into the main file, so copying that one file copies everything.
+            let mut conn =
+                diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+                .unwrap();
+            path
+        })
+        .clone()
+}
+
 /// Creates the per-run template once (migrated), then a fresh copy for one test.
 pub fn fresh_pg_database(admin_url: &str) -> String {
     static TEMPLATE: OnceLock<String> = OnceLock::new();
@@ -290,8 +326,7 @@ pub fn fresh_pg_database(admin_url: &str) -> String {
             let mut config = Config::defaults();
             config.database.url = replace_db_name(admin_url, &name);
             config.database.max_connections = 1;
-            let db = Db::connect(&config).unwrap();
-            db.migrate().unwrap();
+            prepare_template(&config);
         }
         name
     });
