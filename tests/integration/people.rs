@@ -168,8 +168,9 @@ async fn account_page_lists_and_revokes(backend: Backend) {
     let client = flows::confidential(&app).await;
     let (browser, _) = flows::signed_in(&app, "acct@example.com").await;
 
-    // A claimed agent, an app with a grant, a personal token.
+    // Two claimed agents, an app with a grant, a personal token.
     let reg = flows::claim_agent(&app, &browser, "acct@example.com", 0).await;
+    let other_agent = flows::claim_agent(&app, &browser, "acct@example.com", 1).await;
     let pkce = flows::pkce();
     let code = flows::authorization_code(&app, &client, &pkce, "acct@example.com").await;
     let (_, pair) = flows::exchange(&app, &client, &code, &pkce.verifier).await;
@@ -215,6 +216,11 @@ async fn account_page_lists_and_revokes(backend: Backend) {
     assert_eq!(
         flows::introspect(&app, &rs, reg["credential"].as_str().unwrap()).await["active"],
         false
+    );
+    // Each agent is its own principal: the person's other agent keeps working.
+    assert_eq!(
+        flows::introspect(&app, &rs, other_agent["credential"].as_str().unwrap()).await["active"],
+        true
     );
 
     let resp = browser
