@@ -14,7 +14,8 @@
 //!   headers claim.
 //! - One fetch in flight per URL; the answer cached per `Cache-Control: max-age`, clamped to
 //!   [`MIN_CACHE_S`] .. [`MAX_CACHE_S`] (a document that says `no-store` is still kept for the
-//!   minimum, so strangers cannot make authmd fetch it on every request).
+//!   minimum, so strangers cannot make authmd fetch it on every request). A failure is
+//!   remembered for [`FAILURE_CACHE_S`], for the same reason.
 //!
 //! `oauth.cimd.allow_private_addresses` lifts the address rules and allows plain `http`, for
 //! tests and closed networks.
@@ -48,6 +49,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 pub const MAX_REDIRECTS: usize = 3;
 pub const MIN_CACHE_S: i64 = 60;
 pub const MAX_CACHE_S: i64 = 24 * 3600;
+/// How long a failed fetch or a refused document is remembered before the URL is tried again.
+pub const FAILURE_CACHE_S: i64 = 10;
 /// Cached documents kept at most; past it, expired entries are dropped first.
 const MAX_CACHED: usize = 4096;
 
@@ -340,7 +343,8 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 struct Cached {
-    client: DocumentClient,
+    /// The client, or why the document could not be used.
+    answer: Result<DocumentClient, ProtocolError>,
     expires_at: UnixTime,
 }
 
@@ -408,15 +412,27 @@ impl DocumentFetcher {
         // Held across the fetch: a second request for this URL waits and reads the result.
         let mut entry = slot.lock().await;
         if let Some(cached) = entry.as_ref().filter(|c| c.expires_at > now) {
-            return Ok(cached.client.clone());
+            return cached.answer.clone();
         }
-        let (body, lifetime) = self.fetch(url).await?;
-        let client = client_from_document(config, client_id, &body, now)?;
+        let (answer, lifetime) = match self.fetch(url).await {
+            Ok((body, lifetime)) => (
+                client_from_document(config, client_id, &body, now),
+                lifetime,
+            ),
+            Err(e) => (Err(e), FAILURE_CACHE_S),
+        };
+        // A refusal is remembered too (briefly, for a failed fetch), so a URL that fails cannot
+        // be made to cost a fetch per request.
+        let lifetime = if answer.is_err() {
+            lifetime.min(FAILURE_CACHE_S)
+        } else {
+            lifetime
+        };
         *entry = Some(Cached {
-            client: client.clone(),
+            answer: answer.clone(),
             expires_at: now + lifetime,
         });
-        Ok(client)
+        answer
     }
 
     fn slot(&self, url: &str, now: UnixTime) -> Arc<Mutex<Option<Cached>>> {

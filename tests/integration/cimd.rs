@@ -148,6 +148,19 @@ async fn documents_are_refused_on_a_page_with_the_reason(backend: Backend) {
         },
     );
 
+    // A failure is remembered briefly: asking again at once does not fetch again.
+    let missing = host.url("/missing.json");
+    for _ in 0..3 {
+        assert_eq!(
+            authorize_page(&app, &client_of(&missing)).await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(host.hits("/missing.json"), 1);
+    app.clock.advance(11);
+    authorize_page(&app, &client_of(&missing)).await;
+    assert_eq!(host.hits("/missing.json"), 2);
+
     for (url, reason) in [
         (host.url("/missing.json"), "404"),
         (mismatched, "does not equal the URL"),
