@@ -176,23 +176,29 @@ pub async fn provider_revoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/logout+jwt") {
-        return Err(bad("Content-Type must be application/logout+jwt"));
-    }
-    let token = std::str::from_utf8(&body)
-        .map_err(|_| bad("the body must be a JWT"))?
-        .trim()
-        .to_owned();
+    let token = jwt_body(&req, &body, "application/logout+jwt")
+        .map_err(|why| ApiError::new(ErrorCode::InvalidRequest, why, Shape::Agent))?;
     let audit = extract::audit_context(&req, &state.config);
     let revoked = service::agents::provider_logout(&state, audit, token)
         .await
         .map_err(ApiError::agent)?;
     Ok(no_store_json(&revoked))
+}
+
+/// A provider's JWT posted as the whole body with its media type (logout tokens, SETs).
+fn jwt_body(req: &HttpRequest, body: &[u8], media_type: &str) -> Result<String, String> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with(media_type) {
+        return Err(format!("Content-Type must be {media_type}"));
+    }
+    match std::str::from_utf8(body).map(str::trim) {
+        Ok(token) if !token.is_empty() => Ok(token.to_owned()),
+        _ => Err("the body must be a JWT".to_owned()),
+    }
 }
 
 /// RFC 8935 §2.4 error codes for a refused Security Event Token.
@@ -223,25 +229,12 @@ pub async fn provider_event(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/secevent+jwt") {
-        return Ok(set_refused(
-            "invalid_request",
-            "Content-Type must be application/secevent+jwt",
-        ));
-    }
-    let Ok(token) = std::str::from_utf8(&body).map(str::trim) else {
-        return Ok(set_refused("invalid_request", "the body must be a JWT"));
+    let token = match jwt_body(&req, &body, "application/secevent+jwt") {
+        Ok(token) => token,
+        Err(why) => return Ok(set_refused("invalid_request", &why)),
     };
-    if token.is_empty() {
-        return Ok(set_refused("invalid_request", "the body must be a JWT"));
-    }
     let audit = extract::audit_context(&req, &state.config);
-    match service::agents::provider_event(&state, audit, token.to_owned()).await {
+    match service::agents::provider_event(&state, audit, token).await {
         Ok(()) => Ok(HttpResponse::Accepted()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish()),
