@@ -72,3 +72,11 @@ mod tests {
         assert!(SystemClock.now() > 1_577_836_800);
     }
 }
+
+/// `t` as an RFC 3339 UTC timestamp with milliseconds (`2026-05-04T13:00:00.000Z`): the time
+/// format of auth.md v0.6 answers.
+pub fn rfc3339(t: UnixTime) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -229,6 +229,11 @@ pub struct AgentConfig {
     pub api_key_prefix: String,
     pub max_assertion_lifetime_s: i64,
     pub jwks_min_refetch_s: i64,
+    pub service_auth_enabled: bool,
+    pub user_code_ttl_s: i64,
+    pub claim_poll_interval_s: i64,
+    pub claim_email_enabled: bool,
+    pub id_jag_max_auth_age_s: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -510,6 +515,15 @@ impl Config {
         }
         for (key, value) in [
             ("agent.claim_ttl_s", self.agent.claim_ttl_s),
+            ("agent.user_code_ttl_s", self.agent.user_code_ttl_s),
+            (
+                "agent.claim_poll_interval_s",
+                self.agent.claim_poll_interval_s,
+            ),
+            (
+                "agent.id_jag_max_auth_age_s",
+                self.agent.id_jag_max_auth_age_s,
+            ),
             (
                 "agent.identity_assertion_ttl_s",
                 self.agent.identity_assertion_ttl_s,

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod endpoints;
 pub mod grants;
 pub mod idempotency;
+pub mod identity;
 pub mod keys;
 pub mod mail;
 pub mod oauth;

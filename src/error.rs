@@ -56,6 +56,16 @@ pub enum ErrorCode {
     ClaimExpired,
     ClaimSuperseded,
     PreviouslyClaimed,
+    // auth.md v0.6, at /agent/identity
+    ServiceAuthNotEnabled,
+    InvalidLoginHint,
+    /// 401: an ID-JAG matched an account by email with no delegation for its `(iss, sub)`;
+    /// the person must confirm on `/claim`.
+    InteractionRequired,
+    /// 401: an ID-JAG's `auth_time` is missing or older than `agent.id_jag_max_auth_age_s`.
+    LoginRequired,
+    /// 409: the registration is already claimed, or is not claimed this way.
+    ClaimedOrInFlight,
     RateLimited,
     /// RFC 6749 `temporarily_unavailable` answered with 429: a client that keeps failing to
     /// authenticate at the token endpoint.
@@ -110,6 +120,11 @@ impl ErrorCode {
             ClaimExpired => "claim_expired",
             ClaimSuperseded => "claim_superseded",
             PreviouslyClaimed => "previously_claimed",
+            ServiceAuthNotEnabled => "service_auth_not_enabled",
+            InvalidLoginHint => "invalid_login_hint",
+            InteractionRequired => "interaction_required",
+            LoginRequired => "login_required",
+            ClaimedOrInFlight => "claimed_or_in_flight",
             RateLimited => "rate_limited",
             TemporarilyUnavailable => "temporarily_unavailable",
             IdempotencyKeyReused => "idempotency_key_reused",
@@ -137,6 +152,8 @@ pub struct ProtocolError {
     /// For `insufficient_scope`: the scope the request needs, for the `WWW-Authenticate`
     /// challenge (RFC 6750 §3).
     pub required_scope: Option<&'static str>,
+    /// For `login_required`: the oldest sign-in accepted, in seconds (body and challenge).
+    pub max_age: Option<i64>,
 }
 
 impl ProtocolError {
@@ -147,6 +164,7 @@ impl ProtocolError {
             retry_after: None,
             rate_limit: None,
             required_scope: None,
+            max_age: None,
         }
     }
 
@@ -191,6 +209,14 @@ impl AppError {
             format!("this request needs scope {scope}"),
         );
         p.required_scope = Some(scope);
+        Self::Protocol(p)
+    }
+
+    /// `401 login_required` (auth.md v0.5): the agent must have the person sign in again at
+    /// its provider; `max_age` goes into the body and the `AgentAuth` challenge.
+    pub fn login_required(description: String, max_age: i64) -> Self {
+        let mut p = ProtocolError::new(ErrorCode::LoginRequired, description);
+        p.max_age = Some(max_age);
         Self::Protocol(p)
     }
 

@@ -11,6 +11,7 @@ pub mod device;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod identity;
 pub mod middleware;
 pub mod openapi;
 pub mod pages;
@@ -52,7 +53,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .get(authorize::authorize)
                 .post(authorize::decide),
         )
-        .service(resource("/login").post(authorize::login))
+        .service(
+            resource(paths::LOGIN)
+                .get(identity::login_page)
+                .post(authorize::login),
+        )
         .service(resource("/logout").post(authorize::logout))
         .service(resource(paths::TOKEN).post(token::token))
         .service(resource(paths::REVOKE).post(token::revoke))
@@ -78,9 +83,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .get(register::read)
                 .delete(register::delete),
         )
-        // auth.md agent registration, under both names seen in the wild
+        // auth.md agent registration: v0.1 at /agent/auth, v0.6 at /agent/identity
         .service(resource(paths::AGENT_EVENTS).post(agents::provider_event))
-        .service(web::scope("/agent/{kind:auth|identity}").configure(agent_routes))
+        .service(web::scope(paths::AGENT_AUTH).configure(agent_routes))
+        .service(
+            resource(paths::AGENT_IDENTITY)
+                .wrap(from_fn(idempotency::guard))
+                .post(identity::register),
+        )
+        .service(
+            resource(paths::IDENTITY_CLAIM)
+                .wrap(from_fn(idempotency::guard))
+                .post(identity::claim),
+        )
+        .service(
+            resource(paths::CLAIM_PAGE)
+                .get(identity::show)
+                .post(identity::submit),
+        )
         // People and operators (write endpoints honour Idempotency-Key)
         .service(resource("/account").get(account::page))
         .service(resource("/account/{kind}/{id}/revoke").post(account::revoke))

@@ -17,6 +17,7 @@ pub mod agents;
 pub mod authorize;
 pub mod clients;
 pub mod device;
+pub mod identity;
 pub mod oauth;
 pub mod ops;
 

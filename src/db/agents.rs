@@ -6,7 +6,9 @@ use super::schema::{
     access_tokens, agent_registrations, api_keys, claim_attempts, delegations, grants,
     refresh_tokens, seen_jtis,
 };
-use super::status::{AttemptStatus, CredentialType, RegistrationStatus, RegistrationType};
+use super::status::{
+    AttemptStatus, Ceremony, CredentialType, Protocol, RegistrationStatus, RegistrationType,
+};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -28,6 +30,9 @@ pub struct RegistrationRow {
     pub created_at: i64,
     pub claimed_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub protocol: Protocol,
+    pub claim_polled_at: Option<i64>,
+    pub claim_poll_interval: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -55,6 +60,7 @@ pub struct AttemptRow {
     pub failed_attempts: i32,
     pub created_at: i64,
     pub expires_at: i64,
+    pub ceremony: Ceremony,
 }
 
 pub fn insert_registration(conn: &mut DbConn, row: &RegistrationRow) -> QueryResult<()> {
@@ -145,6 +151,13 @@ pub fn revoke_registration(conn: &mut DbConn, id: &str, now: i64) -> QueryResult
         agent_registrations::revoked_at.eq(now),
     ))
     .execute(conn)?;
+    revoke_registration_credentials(conn, id, now)?;
+    Ok(n == 1)
+}
+
+/// Revokes every credential issued for a registration (API keys, access tokens, grants and
+/// their refresh tokens), leaving the registration itself as it is.
+pub fn revoke_registration_credentials(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<()> {
     diesel::update(
         api_keys::table
             .filter(api_keys::registration_id.eq(id))
@@ -177,7 +190,7 @@ pub fn revoke_registration(conn: &mut DbConn, id: &str, now: i64) -> QueryResult
     )
     .set(refresh_tokens::revoked_at.eq(now))
     .execute(conn)?;
-    Ok(n == 1)
+    Ok(())
 }
 
 /// After a claim, the registration's live tokens speak for the new subject with the new scopes.
@@ -394,4 +407,48 @@ pub fn insert_delegation(
         ))
         .execute(conn)
         .map(drop)
+}
+
+/// Records a claim-grant poll and the interval the next one must keep.
+pub fn set_claim_polled(conn: &mut DbConn, id: &str, now: i64, interval: i64) -> QueryResult<()> {
+    diesel::update(agent_registrations::table.find(id))
+        .set((
+            agent_registrations::claim_polled_at.eq(now),
+            agent_registrations::claim_poll_interval.eq(interval),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Notes the provider identity an anonymous registration is being claimed with (an ID-JAG
+/// that needs the person's confirmation), so the confirmation can bind it.
+pub fn set_provider_subject(conn: &mut DbConn, id: &str, iss: &str, sub: &str) -> QueryResult<()> {
+    diesel::update(agent_registrations::table.find(id))
+        .set((
+            agent_registrations::provider_iss.eq(iss),
+            agent_registrations::provider_sub.eq(sub),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Whether `user_id` has delegated to any identity of provider `issuer` before.
+pub fn issuer_linked(conn: &mut DbConn, issuer: &str, user_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        delegations::table
+            .filter(delegations::issuer.eq(issuer))
+            .filter(delegations::user_id.eq(user_id)),
+    ))
+    .get_result(conn)
+}
+
+/// Whether `user_id` owns a claimed registration other than `except`.
+pub fn has_other_claimed(conn: &mut DbConn, user_id: &str, except: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        agent_registrations::table
+            .filter(agent_registrations::user_id.eq(user_id))
+            .filter(agent_registrations::claimed_at.is_not_null())
+            .filter(agent_registrations::id.ne(except)),
+    ))
+    .get_result(conn)
 }

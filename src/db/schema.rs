@@ -176,6 +176,9 @@ diesel::table! {
         created_at -> BigInt,
         claimed_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        protocol -> Text,
+        claim_polled_at -> Nullable<BigInt>,
+        claim_poll_interval -> Nullable<BigInt>,
     }
 }
 
@@ -203,6 +206,7 @@ diesel::table! {
         failed_attempts -> Integer,
         created_at -> BigInt,
         expires_at -> BigInt,
+        ceremony -> Text,
     }
 }
 

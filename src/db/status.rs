@@ -104,6 +104,30 @@ text_enum! {
         VerifiedEmail => "email-verification",
         /// With an ID-JAG from a trusted agent provider.
         Provider => "agent-provider",
+        /// auth.md v0.6 `service_auth`: the agent names the person (`login_hint`); the person
+        /// confirms on `/claim` before any credential exists.
+        ServiceAuth => "service_auth",
+    }
+}
+
+text_enum! {
+    /// The auth.md generation a registration was made through.
+    Protocol {
+        /// `/agent/auth`: credentials at registration, claims by emailed one-time code.
+        V01 => "v0.1",
+        /// `/agent/identity`: identity assertions exchanged at the token endpoint, claims by a
+        /// `user_code` the signed-in person types on `/claim`, polled with the claim grant.
+        V06 => "v0.6",
+    }
+}
+
+text_enum! {
+    /// How a claim attempt's code travels.
+    Ceremony {
+        /// v0.1: the emailed page shows the code; the agent sends it back.
+        EmailOtp => "email_otp",
+        /// v0.6: the agent is given the code; the signed-in person types it on `/claim`.
+        UserCode => "user_code",
     }
 }
 
@@ -137,6 +161,8 @@ text_enum! {
         AuthorizationCode => "authorization_code",
         DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         JwtBearer => "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        /// auth.md v0.6: the access token the claim grant hands over once a person claimed.
+        AgentClaim => "urn:workos:agent-auth:grant-type:claim",
     }
 }
 

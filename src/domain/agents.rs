@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::db::agents::RegistrationRow;
-use crate::db::status::{CredentialType, RegistrationStatus, RegistrationType};
+use crate::db::status::{CredentialType, Protocol, RegistrationStatus, RegistrationType};
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::claims;
@@ -80,7 +80,7 @@ pub struct Revoked {
     pub revoked: usize,
 }
 
-fn new_registration(
+pub(crate) fn new_registration(
     ctx: &Ctx<'_>,
     kind: RegistrationType,
     status: RegistrationStatus,
@@ -106,6 +106,9 @@ fn new_registration(
         created_at: ctx.now,
         claimed_at: None,
         revoked_at: None,
+        protocol: Protocol::V01,
+        claim_polled_at: None,
+        claim_poll_interval: None,
     };
     (row, claim_token)
 }
@@ -240,21 +243,7 @@ pub fn register_id_jag(
     v: &VerifiedIdJag,
     kind: CredentialType,
 ) -> AppResult<Registered> {
-    // An ID-JAG made out to one of authmd's clients is that client's to redeem, authenticated,
-    // at the token endpoint; anyone else holding it must not turn it into a credential here.
-    if let Some(client_id) = &v.client_id {
-        if db::clients::find(conn, client_id)?.is_some() {
-            return Err(err(
-                ErrorCode::InvalidRequest,
-                "this ID-JAG names a client of this server: redeem it at the token endpoint with that client's authentication",
-            ));
-        }
-    }
-    let flow = Scopes::from_list(&ctx.config.agent.post_claim_scopes);
-    let scopes: Vec<String> = scope::assertion_scopes(&flow, v.scope.as_deref())?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let scopes = id_jag_scopes(conn, ctx, v)?;
     let (mut reg, _) = new_registration(
         ctx,
         RegistrationType::Provider,
@@ -286,6 +275,30 @@ pub fn register_id_jag(
         credential: Some(Issued::new(kind, credential, expires, &reg.scopes)),
         claim: None,
     })
+}
+
+/// The scopes an ID-JAG may have at `/agent/*`: the post-claim scopes narrowed by its `scope`
+/// claim. An ID-JAG made out to one of authmd's clients is that client's to redeem,
+/// authenticated, at the token endpoint; anyone else holding it must not turn it into a
+/// credential here.
+pub(crate) fn id_jag_scopes(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    v: &VerifiedIdJag,
+) -> AppResult<Vec<String>> {
+    if let Some(client_id) = &v.client_id {
+        if db::clients::find(conn, client_id)?.is_some() {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                "this ID-JAG names a client of this server: redeem it at the token endpoint with that client's authentication",
+            ));
+        }
+    }
+    let flow = Scopes::from_list(&ctx.config.agent.post_claim_scopes);
+    Ok(scope::assertion_scopes(&flow, v.scope.as_deref())?
+        .iter()
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Closes unclaimed registrations whose window has passed; one audit row each.

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::db::agents::{AttemptRow, RegistrationRow};
-use crate::db::status::{AttemptStatus, RegistrationStatus, RegistrationType};
+use crate::db::status::{AttemptStatus, Ceremony, RegistrationStatus, RegistrationType};
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::AuditEvent;
 use crate::domain::context::Ctx;
@@ -94,6 +94,7 @@ pub(crate) fn open_attempt(
         failed_attempts: 0,
         created_at: ctx.now,
         expires_at: reg.claim_token_expires,
+        ceremony: Ceremony::EmailOtp,
     };
     db::agents::insert_attempt(conn, &attempt)?;
     let url = format!(
@@ -284,7 +285,7 @@ pub fn view(conn: &mut DbConn, now: UnixTime, view_token: &str) -> AppResult<Att
 }
 
 /// A 6-digit code from the OS CSPRNG, uniform (rejection sampling).
-fn six_digits() -> String {
+pub(crate) fn six_digits() -> String {
     let rng = SystemRandom::new();
     loop {
         let mut b = [0u8; 4];
@@ -297,7 +298,7 @@ fn six_digits() -> String {
     }
 }
 
-fn otp_hash(attempt_id: &str, otp: &str) -> String {
+pub(crate) fn otp_hash(attempt_id: &str, otp: &str) -> String {
     HashedToken::of(&format!("{attempt_id}:{otp}"))
         .as_str()
         .to_owned()

@@ -12,6 +12,10 @@ pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// auth.md v0.4+: the agent polls the token endpoint with its claim token until a person has
+/// confirmed the claim's `user_code` (RFC 8628 §3.5 answers; a profile URN so it never collides
+/// with the device grant).
+pub const GRANT_AGENT_CLAIM: &str = "urn:workos:agent-auth:grant-type:claim";
 pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
 pub const ID_JAG_GRANT_PROFILE: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
 /// The `events` member a provider's logout token carries (OpenID Back-Channel Logout).
@@ -38,6 +42,11 @@ pub mod paths {
     pub const AGENT_CLAIM_COMPLETE: &str = "/agent/auth/claim/complete";
     pub const AGENT_REVOKE: &str = "/agent/auth/revoke";
     pub const AGENT_EVENTS: &str = "/agent/event/notify";
+    pub const AGENT_IDENTITY: &str = "/agent/identity";
+    pub const IDENTITY_CLAIM: &str = "/agent/identity/claim";
+    /// Where a signed-in person types a v0.6 claim's `user_code`.
+    pub const CLAIM_PAGE: &str = "/claim";
+    pub const LOGIN: &str = "/login";
 }
 
 /// The discovery documents, rendered once at start-up (the configuration does not change while
@@ -89,7 +98,8 @@ pub fn scopes_supported(config: &Config) -> Vec<String> {
     scopes
 }
 
-/// Identity types `POST /agent/auth` accepts with this configuration.
+/// Identity types accepted with this configuration: `anonymous` and `identity_assertion` on
+/// both paths, `service_auth` at `/agent/identity` (auth.md v0.6).
 pub fn identity_types(config: &Config) -> Vec<&'static str> {
     let mut types = Vec::new();
     if config.agent.anonymous_enabled {
@@ -98,7 +108,18 @@ pub fn identity_types(config: &Config) -> Vec<&'static str> {
     if !assertion_types(config).is_empty() {
         types.push("identity_assertion");
     }
+    if config.agent.service_auth_enabled {
+        types.push("service_auth");
+    }
     types
+}
+
+/// Whether anything can be claimed through the v0.6 ceremony (and so polled with the claim
+/// grant).
+pub fn claim_grant_enabled(config: &Config) -> bool {
+    config.agent.anonymous_enabled
+        || config.agent.service_auth_enabled
+        || !config.agent.trusted_providers.is_empty()
 }
 
 pub fn assertion_types(config: &Config) -> Vec<&'static str> {
@@ -117,6 +138,15 @@ pub const CREDENTIAL_TYPES: [&str; 3] = ["api_key", "access_token", "identity_as
 fn agent_auth_block(config: &Config) -> Value {
     let mut block = Map::new();
     block.insert("skill".into(), json!(url(config, paths::AUTH_MD)));
+    // v0.6 names (`/agent/identity`) beside the v0.1 ones (`/agent/auth`): adopters read both.
+    block.insert(
+        "identity_endpoint".into(),
+        json!(url(config, paths::AGENT_IDENTITY)),
+    );
+    block.insert(
+        "claim_endpoint".into(),
+        json!(url(config, paths::IDENTITY_CLAIM)),
+    );
     block.insert("register_uri".into(), json!(url(config, paths::AGENT_AUTH)));
     block.insert("claim_uri".into(), json!(url(config, paths::AGENT_CLAIM)));
     block.insert(
@@ -180,6 +210,9 @@ pub fn grant_types_supported(config: &Config) -> Vec<&'static str> {
     ];
     if config.oauth.device.enabled {
         grants.push(GRANT_DEVICE_CODE);
+    }
+    if claim_grant_enabled(config) {
+        grants.push(GRANT_AGENT_CLAIM);
     }
     grants
 }
@@ -371,6 +404,10 @@ struct AuthMdTemplate<'a> {
     device: bool,
     claim_ttl_s: i64,
     assertion_ttl_s: i64,
+    service_auth: bool,
+    claim_email: bool,
+    user_code_ttl_s: i64,
+    max_auth_age_s: i64,
 }
 
 /// The agent-facing guide, listing only the flows this configuration enables.
@@ -395,6 +432,10 @@ pub fn render_auth_md(config: &Config) -> String {
         device: config.oauth.device.enabled,
         claim_ttl_s: config.agent.claim_ttl_s,
         assertion_ttl_s: config.agent.identity_assertion_ttl_s,
+        service_auth: config.agent.service_auth_enabled,
+        claim_email: config.agent.claim_email_enabled,
+        user_code_ttl_s: config.agent.user_code_ttl_s,
+        max_auth_age_s: config.agent.id_jag_max_auth_age_s,
     };
     template
         .render()
@@ -417,22 +458,48 @@ mod tests {
             "https://auth.example.com/agent/auth"
         );
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+        // Both generations' names.
+        assert_eq!(
+            m["agent_auth"]["identity_endpoint"],
+            "https://auth.example.com/agent/identity"
+        );
+        assert_eq!(
+            m["agent_auth"]["claim_endpoint"],
+            "https://auth.example.com/agent/identity/claim"
+        );
+        assert_eq!(
+            m["agent_auth"]["claim_uri"],
+            "https://auth.example.com/agent/auth/claim"
+        );
+        assert!(m["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(GRANT_AGENT_CLAIM)));
+        assert!(m["agent_auth"]["identity_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("service_auth")));
     }
 
     #[test]
     fn disabled_flows_are_not_advertised() {
         let config = Config::from_toml_overlay(
-            "[agent]\nanonymous_enabled = false\nverified_email_enabled = false\n[oauth]\nregistration = \"off\"",
+            "[agent]\nanonymous_enabled = false\nverified_email_enabled = false\nservice_auth_enabled = false\n[oauth]\nregistration = \"off\"",
         )
         .unwrap();
         let m = authorization_server_metadata(&config);
         assert_eq!(m["agent_auth"]["identity_types_supported"], json!([]));
+        assert!(!m["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(GRANT_AGENT_CLAIM)));
         assert!(m["agent_auth"].get("anonymous").is_none());
         assert!(m.get("registration_endpoint").is_none());
         assert!(m.get("authorization_grant_profiles_supported").is_none());
         let md = render_auth_md(&config);
         assert!(!md.contains("\"type\": \"anonymous\""), "{md}");
         assert!(!md.contains("verified_email"), "{md}");
+        assert!(!md.contains("service_auth"), "{md}");
         assert!(!md.contains("/oauth2/register"), "{md}");
         assert!(md.contains("Client ID Metadata Document"), "{md}");
     }

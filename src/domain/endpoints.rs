@@ -11,8 +11,8 @@ use crate::domain::clients::{self, ClientAuth};
 use crate::domain::context::Ctx;
 use crate::domain::credentials::{self, Introspection, Kind, Revoker, TokenResponse};
 use crate::domain::discovery::{
-    GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_JWT_BEARER,
-    GRANT_REFRESH_TOKEN,
+    GRANT_AGENT_CLAIM, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
+    GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
 };
 use crate::domain::grants;
 use crate::domain::keys::KeyRing;
@@ -35,6 +35,8 @@ pub struct TokenRequest {
     pub id_jag: Option<VerifiedIdJag>,
     /// RFC 8628 `device_code`.
     pub device_code: Option<String>,
+    /// auth.md claim grant: the registration's `claim_token`.
+    pub claim_token: Option<String>,
 }
 
 fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str> {
@@ -112,6 +114,9 @@ pub fn token(
                 req.resource.as_deref(),
             ),
         },
+        GRANT_AGENT_CLAIM => {
+            crate::domain::identity::poll(conn, ctx, required(&req.claim_token, "claim_token")?)
+        }
         "" => Err(AppError::protocol(
             ErrorCode::InvalidRequest,
             "grant_type is required",

@@ -51,6 +51,8 @@ pub struct VerifiedIdJag {
     pub phone_number: Option<String>,
     pub client_id: Option<String>,
     pub scope: Option<String>,
+    /// When the person last signed in at the provider (OIDC `auth_time`).
+    pub auth_time: Option<i64>,
 }
 
 /// A provider's verified word to revoke everything issued for `(iss, sub)`: a logout token
@@ -79,6 +81,7 @@ struct RawClaims {
     client_id: Option<String>,
     scope: Option<String>,
     events: Option<Value>,
+    auth_time: Option<i64>,
 }
 
 fn truthy(v: &Option<Value>) -> bool {
@@ -287,6 +290,7 @@ impl ProviderKeys {
         token: &str,
         expected_typ: &str,
         exp_required: bool,
+        audiences: &[&str],
     ) -> Result<RawClaims, ProtocolError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| fail(ErrorCode::InvalidRequest, "the assertion is not a JWT"))?;
@@ -351,10 +355,10 @@ impl ProviderKeys {
         if !exp_required && claims.exp.is_none() {
             claims.exp = Some(claims.iat.unwrap_or(now) + config.agent.max_assertion_lifetime_s);
         }
-        if !audience_contains(&claims.aud, &config.server.issuer) {
+        if !audiences.iter().any(|a| audience_contains(&claims.aud, a)) {
             return Err(fail(
                 ErrorCode::InvalidAudience,
-                format!("aud must be {}", config.server.issuer),
+                format!("aud must be one of {}", audiences.join(", ")),
             ));
         }
         match claims.exp {
@@ -397,13 +401,42 @@ impl ProviderKeys {
         Ok(claims)
     }
 
+    /// An ID-JAG at the token endpoint or at `/agent/auth`: `aud` must be the issuer
+    /// (draft-ietf-oauth-identity-assertion-authz-grant: the ID-JAG is made out to the
+    /// authorization server that redeems it).
     pub async fn verify_id_jag(
         &self,
         config: &Config,
         now: UnixTime,
         token: &str,
     ) -> Result<VerifiedIdJag, ProtocolError> {
-        let c = self.verify(config, now, token, ID_JAG_TYP, true).await?;
+        self.verify_id_jag_for(config, now, token, &[config.server.issuer.as_str()])
+            .await
+    }
+
+    /// An ID-JAG at `/agent/identity`: auth.md v0.6 tells agents to mint it for the protected
+    /// resource's `resource`, so `aud` may be the issuer or any configured resource.
+    pub async fn verify_id_jag_at_identity(
+        &self,
+        config: &Config,
+        now: UnixTime,
+        token: &str,
+    ) -> Result<VerifiedIdJag, ProtocolError> {
+        let mut audiences = vec![config.server.issuer.as_str()];
+        audiences.extend(config.server.resources.iter().map(String::as_str));
+        self.verify_id_jag_for(config, now, token, &audiences).await
+    }
+
+    async fn verify_id_jag_for(
+        &self,
+        config: &Config,
+        now: UnixTime,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<VerifiedIdJag, ProtocolError> {
+        let c = self
+            .verify(config, now, token, ID_JAG_TYP, true, audiences)
+            .await?;
         let email_verified = truthy(&c.email_verified) && c.email.is_some();
         let phone_verified = truthy(&c.phone_number_verified) && c.phone_number.is_some();
         if !email_verified && !phone_verified {
@@ -422,6 +455,7 @@ impl ProviderKeys {
             phone_number: c.phone_number.filter(|_| phone_verified),
             client_id: c.client_id,
             scope: c.scope,
+            auth_time: c.auth_time,
         })
     }
 
@@ -433,7 +467,16 @@ impl ProviderKeys {
         now: UnixTime,
         token: &str,
     ) -> Result<Option<VerifiedLogout>, ProtocolError> {
-        let c = self.verify(config, now, token, SET_TYP, false).await?;
+        let c = self
+            .verify(
+                config,
+                now,
+                token,
+                SET_TYP,
+                false,
+                &[config.server.issuer.as_str()],
+            )
+            .await?;
         let Some(events) = c
             .events
             .as_ref()
@@ -463,7 +506,16 @@ impl ProviderKeys {
         now: UnixTime,
         token: &str,
     ) -> Result<VerifiedLogout, ProtocolError> {
-        let c = self.verify(config, now, token, LOGOUT_TYP, true).await?;
+        let c = self
+            .verify(
+                config,
+                now,
+                token,
+                LOGOUT_TYP,
+                true,
+                &[config.server.issuer.as_str()],
+            )
+            .await?;
         let has_event = c
             .events
             .as_ref()

@@ -1,5 +1,6 @@
-//! auth.md agent endpoints (under `/agent/auth` and the alias `/agent/identity`) and the claim
-//! pages. Errors use the auth.md shape `{"error", "message"}`.
+//! auth.md v0.1 agent endpoints under `/agent/auth`, their claim pages, and the provider event
+//! receiver. Errors use the auth.md v0.1 shape `{"error", "message"}` (v0.6 at
+//! `/agent/identity` is [`super::identity`]).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -70,7 +71,7 @@ impl RegisterBody {
 }
 
 #[utoipa::path(post, path = "/agent/auth", tag = "agents",
-    summary = "Register an agent: anonymous, verified email, or ID-JAG (alias /agent/identity)",
+    summary = "Register an agent (auth.md v0.1): anonymous, verified email, or ID-JAG",
     request_body(content = RegisterBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Registration (and credential where the flow gives one at once)", body = Registered, content_type = "application/json"),

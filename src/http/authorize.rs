@@ -14,7 +14,7 @@ use crate::state::AppState;
 /// Where a successful login may send the browser: a path on authmd's own origin (not
 /// `//host`, not `/\\host`, nothing but visible ASCII). Empty: the account page. Anything
 /// else is refused (an open redirect, or a header-breaking control character).
-fn return_to_path(path: &str) -> Option<&str> {
+pub(super) fn return_to_path(path: &str) -> Option<&str> {
     if path.is_empty() {
         return Some("/account");
     }

@@ -29,7 +29,7 @@ struct DevicePage<'a> {
 }
 
 /// The signed-in person and when they signed in; `Err`: an error page.
-async fn signed_in(
+pub(super) async fn signed_in(
     state: &AppState,
     req: &HttpRequest,
 ) -> Result<Option<(User, i64)>, HttpResponse> {

@@ -5,7 +5,8 @@ use utoipa::openapi::server::Server;
 use utoipa::OpenApi;
 
 use super::{
-    admin, agents, authorize, health, register, response, token, tokens_api, userinfo, well_known,
+    admin, agents, authorize, health, identity, register, response, token, tokens_api, userinfo,
+    well_known,
 };
 use crate::state::AppState;
 
@@ -40,6 +41,8 @@ use crate::state::AppState;
         agents::complete,
         agents::provider_revoke,
         agents::provider_event,
+        identity::register,
+        identity::claim,
         admin::clients_list,
         admin::client_show,
         admin::registrations,

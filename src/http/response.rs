@@ -18,12 +18,17 @@ use crate::error::{AppError, ErrorCode, ProtocolError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     OAuth,
+    /// auth.md v0.1 at `/agent/auth`: `{"error", "message"}`.
     Agent,
+    /// auth.md v0.6 at `/agent/identity`: `{"error", "error_description"}`.
+    Identity,
 }
 
 impl Shape {
     pub fn for_path(path: &str) -> Self {
-        if path.starts_with("/agent/") {
+        if path.starts_with("/agent/identity") {
+            Shape::Identity
+        } else if path.starts_with("/agent/") {
             Shape::Agent
         } else {
             Shape::OAuth
@@ -122,11 +127,12 @@ impl ResponseError for ApiError {
 pub fn status_of(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
     match code {
-        InvalidClient | InvalidToken | InvalidClaimToken | OtpInvalid => StatusCode::UNAUTHORIZED,
+        InvalidClient | InvalidToken | InvalidClaimToken | OtpInvalid | InteractionRequired
+        | LoginRequired => StatusCode::UNAUTHORIZED,
         AccessDenied | InsufficientScope => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        PreviouslyClaimed | IdempotencyKeyInUse => StatusCode::CONFLICT,
+        PreviouslyClaimed | ClaimedOrInFlight | IdempotencyKeyInUse => StatusCode::CONFLICT,
         OtpExpired | ClaimExpired | ClaimSuperseded => StatusCode::GONE,
         PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -157,7 +163,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ReplayDetected
         | InvalidAudience
         | CredentialExpired
-        | MissingVerifiedEmail => StatusCode::BAD_REQUEST,
+        | MissingVerifiedEmail
+        | ServiceAuthNotEnabled
+        | InvalidLoginHint => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -172,20 +180,29 @@ pub struct ErrorBody {
     /// auth.md description (agent endpoints).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `login_required`: the oldest sign-in accepted, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
 }
 
 impl ErrorBody {
     fn new(code: &str, description: String, shape: Shape) -> Self {
         let (error_description, message) = match shape {
-            Shape::OAuth => (Some(description), None),
+            Shape::OAuth | Shape::Identity => (Some(description), None),
             Shape::Agent => (None, Some(description)),
         };
         Self {
             error: code.to_owned(),
             error_description,
             message,
+            max_age: None,
         }
     }
+}
+
+/// An `AgentAuth` challenge (auth.md v0.5) parameter: quoted, with `\` and `"` escaped.
+fn challenge_param(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// Marks a 401 for the middleware that knows the issuer, which then adds
@@ -220,11 +237,19 @@ fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
             HeaderValue::from_static("Basic realm=\"authmd\""),
         ));
     }
-    let mut response = builder.json(ErrorBody::new(
-        p.code.as_str(),
-        p.description.to_string(),
-        shape,
-    ));
+    if p.code == ErrorCode::LoginRequired {
+        let challenge = format!(
+            "AgentAuth error=\"login_required\", max_age=\"{}\", error_description=\"{}\"",
+            p.max_age.unwrap_or_default(),
+            challenge_param(&p.description)
+        );
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            builder.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+    }
+    let mut body = ErrorBody::new(p.code.as_str(), p.description.to_string(), shape);
+    body.max_age = p.max_age;
+    let mut response = builder.json(body);
     if p.code == ErrorCode::InvalidToken {
         response.extensions_mut().insert(BearerChallenge {
             error: "invalid_token",

@@ -24,6 +24,8 @@ pub struct TokenRequestBody {
     assertion: Option<String>,
     /// RFC 8628, with grant_type urn:ietf:params:oauth:grant-type:device_code.
     device_code: Option<String>,
+    /// auth.md, with grant_type urn:workos:agent-auth:grant-type:claim.
+    claim_token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
 }
@@ -49,7 +51,7 @@ pub struct RevokeRequestBody {
 }
 
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
-    summary = "Token endpoint: authorization_code (PKCE; id_token with scope openid), refresh_token (rotating), client_credentials, JWT-bearer, device_code (RFC 8628: authorization_pending, slow_down, expired_token, access_denied); form or JSON body",
+    summary = "Token endpoint: authorization_code (PKCE; id_token with scope openid), refresh_token (rotating), client_credentials, JWT-bearer, device_code (RFC 8628: authorization_pending, slow_down, expired_token, access_denied), the auth.md claim grant (urn:workos:agent-auth:grant-type:claim: the same answers while pending, then an access token plus identity_assertion and assertion_expires); form or JSON body",
     request_body(content(
         (TokenRequestBody = "application/x-www-form-urlencoded"),
         (TokenRequestBody = "application/json"),
@@ -77,6 +79,7 @@ pub async fn token(
         assertion: params.owned("assertion"),
         id_jag: None,
         device_code: params.owned("device_code"),
+        claim_token: params.owned("claim_token"),
     };
     let audit = extract::audit_context(&req, &state.config);
     let response = service::oauth::token(&state, audit, auth, request).await?;

@@ -82,7 +82,15 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
     );
     assert_eq!(
         block["identity_types_supported"],
-        json!(["anonymous", "identity_assertion"])
+        json!(["anonymous", "identity_assertion", "service_auth"])
+    );
+    assert_eq!(
+        block["identity_endpoint"],
+        json!(format!("{issuer}/agent/identity"))
+    );
+    assert_eq!(
+        block["claim_endpoint"],
+        json!(format!("{issuer}/agent/identity/claim"))
     );
     assert_eq!(
         block["anonymous"]["credential_types_supported"],
@@ -100,6 +108,7 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
         .with_config(|c| {
             c.agent.anonymous_enabled = false;
             c.agent.verified_email_enabled = false;
+            c.agent.service_auth_enabled = false;
         })
         .start()
         .await;
@@ -107,6 +116,10 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
         .get_json("/.well-known/oauth-authorization-server")
         .await;
     assert_eq!(m["agent_auth"]["identity_types_supported"], json!([]));
+    assert!(!m["grant_types_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("urn:workos:agent-auth:grant-type:claim")));
     assert!(m["agent_auth"].get("anonymous").is_none());
     assert!(m["agent_auth"].get("identity_assertion").is_none());
 
@@ -125,7 +138,7 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
         .await;
     assert_eq!(
         m["agent_auth"]["identity_types_supported"],
-        json!(["identity_assertion"])
+        json!(["identity_assertion", "service_auth"])
     );
     assert_eq!(
         m["agent_auth"]["identity_assertion"]["assertion_types_supported"],
@@ -215,6 +228,7 @@ async fn auth_md_lists_only_enabled_flows(backend: Backend) {
         .with_config(|c| {
             c.agent.anonymous_enabled = false;
             c.agent.verified_email_enabled = false;
+            c.agent.service_auth_enabled = false;
             c.oauth.registration = authmd::config::RegistrationMode::Off;
         })
         .start()

@@ -121,15 +121,28 @@ async fn oversized_body_is_413(backend: Backend) {
 async fn error_shapes_follow_the_endpoint_family(backend: Backend) {
     let app = TestApp::start(backend).await;
     let resp = app
-        .post_json("/agent/identity", &json!({"type": "telepathy"}))
+        .post_json("/agent/auth", &json!({"type": "telepathy"}))
         .await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_identity_type");
     assert!(
         body["message"].is_string() && body.get("error_description").is_none(),
-        "agent endpoints use the auth.md shape: {body}"
+        "auth.md v0.1 endpoints use {{error, message}}: {body}"
     );
+    // auth.md v0.6 at /agent/identity: {error, error_description}.
+    for (path, body) in [
+        ("/agent/identity", json!({"type": "telepathy"})),
+        ("/agent/identity/claim", json!({"claim_token": "clm_nope", "email": "a@example.com"})),
+    ] {
+        let resp = app.post_json(path, &body).await;
+        assert!(resp.status().is_client_error(), "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error_description"].is_string() && body.get("message").is_none(),
+            "{path} uses the v0.6 shape: {body}"
+        );
+    }
     let resp = app.client.get(app.url("/api/tokens")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let body: Value = resp.json().await.unwrap();

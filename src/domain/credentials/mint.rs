@@ -26,6 +26,13 @@ pub struct TokenResponse {
     /// OpenID Connect: with scope `openid` on the code and device flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// auth.md v0.6 claim grant: the post-claim identity assertion, the agent's way to new
+    /// access tokens (there is no refresh token on that path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_assertion: Option<String>,
+    /// RFC 3339 expiry of `identity_assertion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_expires: Option<String>,
 }
 
 /// Who a token speaks for.
@@ -154,6 +161,8 @@ pub fn issue_for_grant(
         scope: scope.to_owned(),
         refresh_token,
         id_token: None,
+        identity_assertion: None,
+        assertion_expires: None,
     })
 }
 
@@ -168,6 +177,16 @@ pub struct AssertionClaims {
     pub jti: String,
     pub registration_id: String,
     pub scope: String,
+    /// v0.6: the person's address, once a person owns the registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// v0.6: issued to an anonymous registration before its claim. The claim supersedes it
+    /// (the claim grant returns the one to use), so it is refused once the registration is
+    /// claimed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pre_claim: bool,
 }
 
 /// Signs an identity assertion for `reg` speaking for `subject`; returns it and its expiry.
@@ -186,8 +205,40 @@ pub fn identity_assertion(
         jti: random_id(""),
         registration_id: reg.id.clone(),
         scope: reg.scopes.clone(),
+        email: None,
+        email_verified: None,
+        pre_claim: false,
     };
     Ok((ctx.keys.sign("JWT", &claims)?, exp))
+}
+
+/// The identity assertion of an auth.md v0.6 registration (`typ` `oauth-id-jag+jwt`, as the
+/// profile's reference signs it): re-exchangeable until it expires. `email` is the owner's,
+/// when a person owns the registration.
+pub fn identity_assertion_v06(
+    ctx: &Ctx<'_>,
+    reg: &RegistrationRow,
+    email: Option<&str>,
+) -> AppResult<(String, i64)> {
+    let exp = ctx.now + ctx.config.agent.identity_assertion_ttl_s;
+    let claims = AssertionClaims {
+        iss: ctx.config.server.issuer.clone(),
+        sub: super::subject_of(reg).to_owned(),
+        aud: ctx.config.server.issuer.clone(),
+        iat: ctx.now,
+        exp,
+        jti: random_id(""),
+        registration_id: reg.id.clone(),
+        scope: reg.scopes.clone(),
+        email: email.map(str::to_owned),
+        email_verified: email.map(|_| true),
+        pre_claim: reg.claimed_at.is_none(),
+    };
+    Ok((
+        ctx.keys
+            .sign(crate::domain::providers::ID_JAG_TYP, &claims)?,
+        exp,
+    ))
 }
 
 /// Checks an identity assertion authmd signed: its key, `iss` and `aud` (both this server) and

@@ -57,6 +57,8 @@ pub fn client_credentials(
             scope: scopes.clone(),
             refresh_token: None,
             id_token: None,
+            identity_assertion: None,
+            assertion_expires: None,
         })
     })
 }

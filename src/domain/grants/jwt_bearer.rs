@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::{issue_person_grant, narrow_scopes, resolve_resource, PersonGrant};
-use crate::db::status::GrantKind;
+use crate::db::status::{GrantKind, Protocol};
 use crate::db::tokens::GrantRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::agents;
@@ -44,11 +44,24 @@ pub fn exchange_identity_assertion(
     let audience = resolve_resource(ctx.config, resource)?;
     let claims = verify_identity_assertion(ctx, assertion)?;
     write_tx(conn, |conn| {
-        if !db::agents::record_jti(conn, &claims.iss, &claims.jti, claims.exp)? {
-            return Err(bad("assertion was already used (jti replay)"));
-        }
         let reg = db::agents::find_registration(conn, &claims.registration_id)?
             .ok_or_else(|| bad("assertion names no registration"))?;
+        // v0.1 assertions are single use; a v0.6 one is the agent's way back to new access
+        // tokens (that path has no refresh token), so it is re-exchangeable until it expires,
+        // unless revoked (RFC 7009 records its jti) or superseded by the claim.
+        let v06 = reg.protocol == Protocol::V06;
+        if v06 {
+            if db::agents::jti_seen(conn, &claims.iss, &claims.jti)? {
+                return Err(bad("assertion was revoked"));
+            }
+            if claims.pre_claim && reg.claimed_at.is_some() {
+                return Err(bad(
+                    "the registration was claimed: use the identity assertion the claim grant returned",
+                ));
+            }
+        } else if !db::agents::record_jti(conn, &claims.iss, &claims.jti, claims.exp)? {
+            return Err(bad("assertion was already used (jti replay)"));
+        }
         if !credentials::is_live(&reg, ctx.now) {
             return Err(bad("the registration is no longer active"));
         }
@@ -69,7 +82,7 @@ pub fn exchange_identity_assertion(
             provider_sub: None,
         };
         db::tokens::insert_grant(conn, &grant)?;
-        let response = issue_for_grant(conn, ctx, &grant, &scopes, true)?;
+        let response = issue_for_grant(conn, ctx, &grant, &scopes, !v06)?;
         ctx.record(
             conn,
             AuditEvent::TokenIssued,

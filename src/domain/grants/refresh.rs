@@ -194,6 +194,8 @@ mod tests {
             scope: "a".into(),
             refresh_token: Some("rt_y".into()),
             id_token: None,
+            identity_assertion: None,
+            assertion_expires: None,
         };
         let sealed = seal("rt_presented", &response).unwrap();
         assert_eq!(open("rt_presented", &sealed), Some(response));
