@@ -53,6 +53,14 @@ impl Clock for FixedClock {
     }
 }
 
+/// `t` as an RFC 3339 UTC timestamp with milliseconds (`2026-05-04T13:00:00.000Z`): the time
+/// format of auth.md v0.6 answers.
+pub fn rfc3339(t: UnixTime) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,12 +79,9 @@ mod tests {
     fn system_clock_is_after_2020() {
         assert!(SystemClock.now() > 1_577_836_800);
     }
-}
 
-/// `t` as an RFC 3339 UTC timestamp with milliseconds (`2026-05-04T13:00:00.000Z`): the time
-/// format of auth.md v0.6 answers.
-pub fn rfc3339(t: UnixTime) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    #[test]
+    fn rfc3339_has_milliseconds_and_z() {
+        assert_eq!(super::rfc3339(1_777_899_600), "2026-05-04T13:00:00.000Z");
+    }
 }

@@ -133,7 +133,10 @@ async fn error_shapes_follow_the_endpoint_family(backend: Backend) {
     // auth.md v0.6 at /agent/identity: {error, error_description}.
     for (path, body) in [
         ("/agent/identity", json!({"type": "telepathy"})),
-        ("/agent/identity/claim", json!({"claim_token": "clm_nope", "email": "a@example.com"})),
+        (
+            "/agent/identity/claim",
+            json!({"claim_token": "clm_nope", "email": "a@example.com"}),
+        ),
     ] {
         let resp = app.post_json(path, &body).await;
         assert!(resp.status().is_client_error(), "{path}");

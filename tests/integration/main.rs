@@ -12,6 +12,7 @@ mod discovery;
 mod errors;
 mod fakes;
 mod flows;
+mod identity;
 mod keys;
 mod mcp_client;
 mod oauth;
