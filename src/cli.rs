@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+pub mod conformance;
 mod keys;
 mod migrate;
 mod resource;
@@ -53,6 +54,15 @@ pub enum Command {
     /// The protected resources (`server.resources`).
     #[command(subcommand)]
     Resource(resource::ResourceCommand),
+    /// Walk a live auth.md service as an AUTH.md v0.6 agent would and print a pass/fail line
+    /// per requirement (exit code 1 when one it must meet fails). Reads no configuration.
+    Conformance {
+        /// The service's issuer (or a resource server whose metadata names it).
+        url: String,
+        /// The address claims and service_auth registrations are started for.
+        #[arg(long, default_value = "conformance@example.com")]
+        email: String,
+    },
 }
 
 /// Why a command failed; decides the exit code.
@@ -80,6 +90,7 @@ impl CliError {
 /// Parses nothing itself: `main` hands over the parsed arguments.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Conformance { url, email } => return conformance::run(&url, &email),
         Command::Serve => serve::run(cli.config.as_deref()),
         Command::Migrate => migrate::run(cli.config.as_deref()),
         Command::Client(cmd) => client::run(cli.config.as_deref(), cmd),

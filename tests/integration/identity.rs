@@ -19,6 +19,8 @@ db_tests!(
     claim_an_anonymous_registration_with_an_id_jag,
     a_security_event_ends_v06_registrations,
     flows_switched_off_answer_their_codes,
+    the_conformance_kit_passes_against_authmd,
+    the_conformance_kit_fails_a_service_that_does_not_conform,
 );
 
 const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
@@ -696,4 +698,62 @@ async fn flows_switched_off_answer_their_codes(backend: Backend) {
     service_auth(&quiet, "quiet@example.com").await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(quiet.mail.messages().is_empty());
+}
+
+async fn the_conformance_kit_passes_against_authmd(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let report = authmd::cli::conformance::check(&app.base, "kit@example.com").await;
+    let lines: Vec<String> = report.checks.iter().map(|c| c.line()).collect();
+    eprintln!("{}", lines.join("\n"));
+    assert!(report.failed().is_empty(), "{}", lines.join("\n"));
+    assert!(report.conforms());
+    let passed = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == authmd::cli::conformance::Outcome::Pass)
+        .count();
+    assert!(passed >= 18, "{}", lines.join("\n"));
+
+    // The binary prints the same walk and exits 0.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_authmd"))
+        .args(["conformance", &app.base])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("PASS  [MUST]   3a") && stdout.contains("0 failed"),
+        "{stdout}"
+    );
+}
+
+/// A service that answers every request with the same protected-resource document: the kit
+/// must say it does not conform.
+async fn the_conformance_kit_fails_a_service_that_does_not_conform(_backend: Backend) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let body = json!({"resource": base, "authorization_servers": [base]}).to_string();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let report = authmd::cli::conformance::check(&base, "kit@example.com").await;
+    assert!(!report.conforms());
+    let failed: Vec<&str> = report.failed().iter().map(|c| c.id).collect();
+    assert!(
+        failed.contains(&"1b") && failed.contains(&"1c"),
+        "{failed:?}"
+    );
 }
