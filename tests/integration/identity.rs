@@ -21,6 +21,7 @@ db_tests!(
     flows_switched_off_answer_their_codes,
     the_conformance_kit_passes_against_authmd,
     the_conformance_kit_fails_a_service_that_does_not_conform,
+    an_agent_reading_only_auth_md_succeeds_on_both_paths,
 );
 
 const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
@@ -756,4 +757,125 @@ async fn the_conformance_kit_fails_a_service_that_does_not_conform(_backend: Bac
         failed.contains(&"1b") && failed.contains(&"1c"),
         "{failed:?}"
     );
+}
+
+/// One ```http block of a document: method, URL, and body.
+struct HttpBlock {
+    method: String,
+    url: String,
+    body: String,
+}
+
+fn http_blocks(md: &str) -> Vec<HttpBlock> {
+    md.split("```http\n")
+        .skip(1)
+        .map(|rest| {
+            let block = rest.split("```").next().unwrap();
+            let (head, body) = block.split_once("\n\n").unwrap_or((block, ""));
+            let first = head.lines().next().unwrap();
+            let (method, url) = first.split_once(' ').unwrap();
+            HttpBlock {
+                method: method.to_owned(),
+                url: url.trim().to_owned(),
+                body: body.trim().to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// An agent that knows nothing but the rendered `/auth.md`: it runs the document's own
+/// requests, in both generations, filling in only what earlier answers gave it.
+async fn an_agent_reading_only_auth_md_succeeds_on_both_paths(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let md = app.get("/auth.md").await.text().await.unwrap();
+    let blocks = http_blocks(&md);
+    assert!(blocks.len() >= 5, "{md}");
+    for b in &blocks {
+        assert!(
+            b.url.starts_with(&app.base),
+            "every request goes to this server: {}",
+            b.url
+        );
+        assert_eq!(b.method, "POST");
+    }
+    let find = |pred: &dyn Fn(&HttpBlock) -> bool| {
+        blocks
+            .iter()
+            .find(|b| pred(b))
+            .unwrap_or_else(|| panic!("{md}"))
+    };
+    let send_json = |b: &HttpBlock, body: String| {
+        app.client
+            .post(&b.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let send_form = |b: &HttpBlock, body: String| {
+        app.client
+            .post(&b.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+
+    // auth.md v0.6: register, poll the claim grant, exchange.
+    let register = find(&|b| b.url.ends_with("/agent/identity") && b.body.contains("anonymous"));
+    let reg: Value = send_json(register, register.body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let claim_token = s(&reg["claim_token"]);
+    let start = find(&|b| b.url.ends_with("/agent/identity/claim"));
+    let resp = send_json(start, start.body.replace("clm_…", claim_token))
+        .await
+        .unwrap();
+    let started: Value = resp.json().await.unwrap();
+    assert_eq!(started["status"], "initiated", "{started}");
+    let poll_block = find(&|b| b.body.contains(CLAIM_GRANT));
+    let resp = send_form(poll_block, poll_block.body.replace("<clm_…>", claim_token))
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "authorization_pending", "{body}");
+    let exchange_block = find(&|b| b.body.contains("jwt-bearer&assertion=<identity_assertion>"));
+    let tokens: Value = send_form(
+        exchange_block,
+        exchange_block
+            .body
+            .replace("<identity_assertion>", s(&reg["identity_assertion"])),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let rs = flows::resource_server(&app).await;
+    let info = flows::introspect(&app, &rs, s(&tokens["access_token"])).await;
+    assert_eq!(info["active"], true, "{tokens}");
+
+    // auth.md v0.1: register for an API key.
+    let v01 = find(&|b| b.url.ends_with("/agent/auth") && b.body.contains("anonymous"));
+    let reg: Value = send_json(v01, v01.body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = flows::introspect(&app, &rs, s(&reg["credential"])).await;
+    assert_eq!(info["active"], true, "{reg}");
+
+    // Every discovery URL the text names answers.
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/jwks.json",
+        "/openapi.json",
+    ] {
+        let url = app.url(path);
+        assert!(md.contains(&url), "{url} is in the text");
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+    }
 }
