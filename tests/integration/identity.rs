@@ -22,6 +22,7 @@ db_tests!(
     the_conformance_kit_passes_against_authmd,
     the_conformance_kit_fails_a_service_that_does_not_conform,
     an_agent_reading_only_auth_md_succeeds_on_both_paths,
+    the_account_page_treats_both_generations_alike,
 );
 
 const CLAIM_GRANT: &str = "urn:workos:agent-auth:grant-type:claim";
@@ -878,4 +879,58 @@ async fn an_agent_reading_only_auth_md_succeeds_on_both_paths(backend: Backend) 
         assert!(md.contains(&url), "{url} is in the text");
         assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
     }
+}
+
+/// One registration model: a person's v0.6 agents and v0.1 agent sit on the same account
+/// page, and revoking one there leaves the others working (each agent its own principal).
+async fn the_account_page_treats_both_generations_alike(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let email = "both@example.com";
+    flows::user(&app, email).await;
+    let person = browser();
+    let mut assertions = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let reg = service_auth(&app, email).await;
+        let (_, html) =
+            open_claim_page(&app, &person, s(&reg["claim"]["verification_uri"]), email).await;
+        let (status, _) = type_code(&app, &person, &html, s(&reg["claim"]["user_code"])).await;
+        assert_eq!(status, 200);
+        app.clock.advance(10);
+        let (status, tokens) = poll(&app, s(&reg["claim_token"])).await;
+        assert_eq!(status, 200, "{tokens}");
+        assertions.push(s(&tokens["identity_assertion"]).to_owned());
+        ids.push(s(&reg["registration_id"]).to_owned());
+    }
+    app.mail.wait_for(2).await;
+    let v01 = flows::claim_agent(&app, &browser(), email, 2).await;
+
+    let html = person
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for id in &ids {
+        assert!(html.contains(id.as_str()), "{id} on the account page");
+    }
+    assert!(html.contains(s(&v01["registration_id"])));
+    let csrf = form_value(&html, "csrf_token").unwrap();
+    let resp = person
+        .post(app.url(&format!("/account/agents/{}/revoke", ids[0])))
+        .form(&[("csrf_token", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let (status, _) = exchange(&app, &assertions[0]).await;
+    assert_eq!(status, 400, "the revoked agent's assertion stops");
+    let (status, _) = exchange(&app, &assertions[1]).await;
+    assert_eq!(status, 200, "the person's other v0.6 agent keeps working");
+    let rs = flows::resource_server(&app).await;
+    let info = flows::introspect(&app, &rs, s(&v01["credential"])).await;
+    assert_eq!(info["active"], true, "and so does the v0.1 agent");
+    assert!(flows::audit_count(&app, "registration.revoked").await >= 1);
 }
