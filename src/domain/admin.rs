@@ -44,8 +44,11 @@ pub fn client(conn: &mut DbConn, config: &Config, id: &str) -> AppResult<Value> 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RegistrationInfo {
     pub registration_id: String,
-    /// `anonymous`, `email-verification` or `agent-provider`.
+    /// `anonymous`, `email-verification`, `agent-provider` or `service_auth`.
     pub registration_type: String,
+    /// The auth.md generation it was made through: `v0.1` (`/agent/auth`) or `v0.6`
+    /// (`/agent/identity`).
+    pub protocol: String,
     /// `pending`, `active`, `claimed`, `revoked` or `expired`.
     pub status: String,
     pub principal_id: String,
@@ -69,6 +72,7 @@ impl From<&RegistrationRow> for RegistrationInfo {
         Self {
             registration_id: r.id.clone(),
             registration_type: r.registration_type.as_str().to_owned(),
+            protocol: r.protocol.as_str().to_owned(),
             status: r.status.as_str().to_owned(),
             principal_id: r.principal_id.clone(),
             scopes: r.scopes.clone(),

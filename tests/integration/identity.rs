@@ -884,7 +884,11 @@ async fn an_agent_reading_only_auth_md_succeeds_on_both_paths(backend: Backend) 
 /// One registration model: a person's v0.6 agents and v0.1 agent sit on the same account
 /// page, and revoking one there leaves the others working (each agent its own principal).
 async fn the_account_page_treats_both_generations_alike(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    const ADMIN: &str = "admin-0123456789abcdefghijklmnopqrstuvwxyz";
+    let app = TestApp::builder(backend)
+        .with_admin_token(ADMIN)
+        .start()
+        .await;
     let email = "both@example.com";
     flows::user(&app, email).await;
     let person = browser();
@@ -933,4 +937,20 @@ async fn the_account_page_treats_both_generations_alike(backend: Backend) {
     let info = flows::introspect(&app, &rs, s(&v01["credential"])).await;
     assert_eq!(info["active"], true, "and so does the v0.1 agent");
     assert!(flows::audit_count(&app, "registration.revoked").await >= 1);
+    // The operator sees both generations in one list, each saying which it is.
+    let v06 = app
+        .get_value_as(&format!("/admin/registrations/{}", ids[1]), ADMIN)
+        .await;
+    assert_eq!(
+        (v06["protocol"].as_str(), v06["status"].as_str()),
+        (Some("v0.6"), Some("claimed"))
+    );
+    assert_eq!(v06["registration_type"], "service_auth");
+    let old = app
+        .get_value_as(
+            &format!("/admin/registrations/{}", s(&v01["registration_id"])),
+            ADMIN,
+        )
+        .await;
+    assert_eq!(old["protocol"], "v0.1");
 }
