@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::clock::UnixTime;
 use crate::db::agents::{AttemptRow, RegistrationRow};
-use crate::db::status::{AttemptStatus, Ceremony, RegistrationStatus, RegistrationType};
+use crate::db::status::{AttemptStatus, Ceremony, Protocol, RegistrationStatus, RegistrationType};
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::AuditEvent;
 use crate::domain::context::Ctx;
@@ -136,15 +136,39 @@ pub(crate) fn open_attempt(
     Ok((attempt, mail))
 }
 
-/// The registration a claim token names, checked for being claimable.
-fn claimable(conn: &mut DbConn, now: UnixTime, claim_token: &str) -> AppResult<RegistrationRow> {
+/// The registration a claim token names, checked for being claimable now through the
+/// ceremony of `protocol`'s generation (each generation claims only its own registrations).
+pub(crate) fn claimable(
+    conn: &mut DbConn,
+    now: UnixTime,
+    claim_token: &str,
+    protocol: Protocol,
+) -> AppResult<RegistrationRow> {
     let reg = db::agents::find_by_claim_token(conn, HashedToken::of(claim_token).as_str())?
         .ok_or_else(|| err(ErrorCode::InvalidClaimToken, "claim_token is not valid"))?;
-    match reg.status {
-        RegistrationStatus::Claimed => Err(err(
+    let (elsewhere, already) = match protocol {
+        Protocol::V01 => (
+            err(
+                ErrorCode::InvalidRequest,
+                "this registration was made at /agent/identity: claim it at /agent/identity/claim",
+            ),
             ErrorCode::PreviouslyClaimed,
-            "this registration has already been claimed",
-        )),
+        ),
+        Protocol::V06 => (
+            err(
+                ErrorCode::ClaimedOrInFlight,
+                "this registration was made at /agent/auth: claim it at /agent/auth/claim",
+            ),
+            ErrorCode::ClaimedOrInFlight,
+        ),
+    };
+    if reg.protocol != protocol {
+        return Err(elsewhere);
+    }
+    match reg.status {
+        RegistrationStatus::Claimed => {
+            Err(err(already, "this registration has already been claimed"))
+        }
         RegistrationStatus::Revoked => Err(err(
             ErrorCode::InvalidClaimToken,
             "this registration was revoked",
@@ -171,7 +195,7 @@ pub fn request_claim(
     let email = users::normalize_email(email)
         .ok_or_else(|| err(ErrorCode::InvalidRequest, "email is not a valid address"))?;
     write_tx(conn, |conn| {
-        let reg = claimable(conn, ctx.now, claim_token)?;
+        let reg = claimable(conn, ctx.now, claim_token, Protocol::V01)?;
         if reg.registration_type != RegistrationType::Anonymous {
             return Err(err(
                 ErrorCode::InvalidRequest,
@@ -352,7 +376,7 @@ pub fn complete(
 ) -> AppResult<Claimed> {
     // Wrong codes must be counted even though the answer is an error: commit, then fail.
     let outcome = write_tx(conn, |conn| -> AppResult<AppResult<Claimed>> {
-        let reg = claimable(conn, ctx.now, claim_token)?;
+        let reg = claimable(conn, ctx.now, claim_token, Protocol::V01)?;
         let attempt = db::agents::latest_attempt(conn, &reg.id)?.ok_or_else(|| {
             err(
                 ErrorCode::OtpInvalid,

@@ -43,7 +43,7 @@ use crate::db::tokens::GrantRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::agents::{self, id_jag_scopes, new_registration};
 use crate::domain::audit::{AuditEntry, AuditEvent};
-use crate::domain::claims::{otp_hash, six_digits, MAX_OTP_FAILURES};
+use crate::domain::claims::{claimable, otp_hash, six_digits, MAX_OTP_FAILURES};
 use crate::domain::context::Ctx;
 use crate::domain::credentials::mint::identity_assertion_v06;
 use crate::domain::credentials::{self, issue_for_grant, TokenResponse};
@@ -479,35 +479,6 @@ fn open_ceremony(
     Ok((attempt, block, mail))
 }
 
-/// The v0.6 registration a claim token names, checked for being claimable now.
-fn claimable(conn: &mut DbConn, now: UnixTime, claim_token: &str) -> AppResult<RegistrationRow> {
-    let reg = db::agents::find_by_claim_token(conn, HashedToken::of(claim_token).as_str())?
-        .ok_or_else(|| err(ErrorCode::InvalidClaimToken, "claim_token is not valid"))?;
-    if reg.protocol != Protocol::V06 {
-        return Err(err(
-            ErrorCode::ClaimedOrInFlight,
-            "this registration was made at /agent/auth: claim it at /agent/auth/claim",
-        ));
-    }
-    match reg.status {
-        RegistrationStatus::Claimed => Err(err(
-            ErrorCode::ClaimedOrInFlight,
-            "this registration has already been claimed",
-        )),
-        RegistrationStatus::Revoked => Err(err(
-            ErrorCode::InvalidClaimToken,
-            "this registration was revoked",
-        )),
-        RegistrationStatus::Expired => {
-            Err(err(ErrorCode::ClaimExpired, "the registration has expired"))
-        }
-        _ if reg.claim_token_expires <= now => {
-            Err(err(ErrorCode::ClaimExpired, "the registration has expired"))
-        }
-        _ => Ok(reg),
-    }
-}
-
 /// `POST /agent/identity/claim` with `{claim_token, email}`: a fresh ceremony (new
 /// `user_code`, new link). For `service_auth` and ID-JAG confirmations the email must be the
 /// one the registration names.
@@ -520,7 +491,7 @@ pub fn start_claim(
     let email = users::normalize_email(email)
         .ok_or_else(|| err(ErrorCode::InvalidRequest, "email is not a valid address"))?;
     write_tx(conn, |conn| {
-        let reg = claimable(conn, ctx.now, claim_token)?;
+        let reg = claimable(conn, ctx.now, claim_token, Protocol::V06)?;
         if reg.email.as_deref().is_some_and(|named| named != email) {
             return Err(err(
                 ErrorCode::InvalidRequest,
@@ -560,7 +531,7 @@ pub fn claim_with_id_jag(
     check_auth_time(ctx, v)?;
     id_jag_scopes(conn, ctx, v)?;
     write_tx(conn, |conn| {
-        let reg = claimable(conn, ctx.now, claim_token)?;
+        let reg = claimable(conn, ctx.now, claim_token, Protocol::V06)?;
         if reg.registration_type != RegistrationType::Anonymous {
             return Err(err(
                 ErrorCode::ClaimedOrInFlight,

@@ -438,6 +438,18 @@ async fn user_codes_expire_and_claims_are_reinitiated(backend: Backend) {
         (status.as_u16(), s(&body["error"])),
         (409, "claimed_or_in_flight")
     );
+    // Nor is a v0.6 registration claimed through v0.1's emailed code.
+    let (_, new) = identity(&app, json!({"type": "anonymous"})).await;
+    let resp = app
+        .post_json(
+            "/agent/auth/claim",
+            &json!({"claim_token": new["claim_token"], "email": email}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(s(&body["message"]).contains("/agent/identity/claim"));
 }
 
 fn id_jag_body(assertion: String) -> Value {
