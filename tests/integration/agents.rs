@@ -79,7 +79,8 @@ async fn anonymous_api_key_works_at_once(backend: Backend) {
     assert!(info["sub"].as_str().unwrap().starts_with("agt_"));
     assert_eq!(info["agent_registration"]["id"], reg["registration_id"]);
     assert_eq!(info["agent_registration"]["claimed"], false);
-    // The alias answers the same way; the audit row carries the caller's IP.
+    // A v0.6 registration at /agent/identity is the same kind of row; the audit row carries the
+    // caller's IP.
     let alias = app
         .post_json("/agent/identity", &json!({"type": "anonymous"}))
         .await;
