@@ -31,22 +31,7 @@ async fn browser_signs_in_and_revokes_an_agent() {
     let (_driver, _profile, browser) = chromium().await;
 
     let result = async {
-        browser.goto(&app.url("/account")).await?;
-        browser
-            .find(Locator::Css("input[name=email]"))
-            .await?
-            .send_keys("browser@example.com")
-            .await?;
-        browser
-            .find(Locator::Css("input[name=password]"))
-            .await?
-            .send_keys(flows::PASSWORD)
-            .await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
+        sign_in(&browser, &app.url("/account"), "browser@example.com").await?;
         browser
             .wait()
             .for_element(Locator::Css(&format!("#agent-{reg_id}")))
@@ -174,22 +159,7 @@ async fn browser_confirms_an_agent_claim_code() {
     let code = reg["claim"]["user_code"].as_str().unwrap().to_owned();
     let (_driver, _profile, browser) = chromium().await;
     let result = async {
-        browser.goto(&uri).await?;
-        browser
-            .find(Locator::Css("input[name=email]"))
-            .await?
-            .send_keys("coder@example.com")
-            .await?;
-        browser
-            .find(Locator::Css("input[name=password]"))
-            .await?
-            .send_keys(flows::PASSWORD)
-            .await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
+        sign_in(&browser, &uri, "coder@example.com").await?;
         browser
             .wait()
             .for_element(Locator::Css("[data-advisory=first_time_account]"))
@@ -231,4 +201,28 @@ async fn browser_confirms_an_agent_claim_code() {
         200,
         "the agent's poll after the person confirmed"
     );
+}
+
+/// Opens `url` (a page that shows the login form) and signs in as `email`.
+async fn sign_in(
+    browser: &fantoccini::Client,
+    url: &str,
+    email: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    browser.goto(url).await?;
+    browser
+        .find(Locator::Css("input[name=email]"))
+        .await?
+        .send_keys(email)
+        .await?;
+    browser
+        .find(Locator::Css("input[name=password]"))
+        .await?
+        .send_keys(flows::PASSWORD)
+        .await?;
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await?
+        .click()
+        .await
 }
