@@ -19,7 +19,11 @@ const ENV_PREFIX: &str = "AUTHMD_";
 
 /// Keys that no longer exist, and what replaced them: naming the replacement beats a bare
 /// "unknown key" for an operator upgrading.
-const REMOVED_KEYS: [(&str, &str); 4] = [
+const REMOVED_KEYS: [(&str, &str); 5] = [
+    (
+        "agent.api_key_prefix",
+        "moved: the prefix of agent API keys is tokens.prefixes.api_key",
+    ),
     (
         "oauth.client_id_metadata_documents",
         "removed: Client ID Metadata Documents are configured in [oauth.cimd] (enabled, allow_private_addresses, ca_file)",
@@ -61,6 +65,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub admin: AdminConfig,
     pub tokens: TokensConfig,
+    pub accounts: AccountsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -226,7 +231,6 @@ pub struct AgentConfig {
     pub trusted_providers: Vec<TrustedProvider>,
     pub claim_ttl_s: i64,
     pub identity_assertion_ttl_s: i64,
-    pub api_key_prefix: String,
     pub max_assertion_lifetime_s: i64,
     pub jwks_min_refetch_s: i64,
     pub service_auth_enabled: bool,
@@ -234,6 +238,82 @@ pub struct AgentConfig {
     pub claim_poll_interval_s: i64,
     pub claim_email_enabled: bool,
     pub id_jag_max_auth_age_s: i64,
+    pub default_credential_type: DefaultCredential,
+    pub unclaimed_credential_ttl_s: UnclaimedTtl,
+    pub claim_otp_delivery: OtpDelivery,
+}
+
+/// What `/agent/auth` issues when the request names no `requested_credential_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultCredential {
+    ApiKey,
+    AccessToken,
+    IdentityAssertion,
+}
+
+impl DefaultCredential {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::AccessToken => "access_token",
+            Self::IdentityAssertion => "identity_assertion",
+        }
+    }
+}
+
+/// `agent.unclaimed_credential_ttl_s`: `"claim_window"` or a number of seconds (0: until
+/// revoked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum UnclaimedTtl {
+    Seconds(i64),
+    Named(ClaimWindow),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimWindow {
+    ClaimWindow,
+}
+
+impl AgentConfig {
+    /// When the credentials of an anonymous registration made at `created_at` stop working
+    /// unless a person claims it first; `None`: not before they are revoked.
+    pub fn unclaimed_credentials_expire(&self, created_at: i64) -> Option<i64> {
+        match self.unclaimed_credential_ttl_s {
+            UnclaimedTtl::Named(ClaimWindow::ClaimWindow) => {
+                Some(created_at.saturating_add(self.claim_ttl_s))
+            }
+            UnclaimedTtl::Seconds(0) => None,
+            UnclaimedTtl::Seconds(s) => Some(created_at.saturating_add(s)),
+        }
+    }
+}
+
+/// How the one-time code of a v0.1 claim reaches the agent's person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtpDelivery {
+    /// The email links to a page that shows the code (the page needs the emailed link).
+    Page,
+    /// The code is in the email itself.
+    Email,
+}
+
+/// Who may open an account on `/signup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signup {
+    Off,
+    Open,
+    EmailVerified,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    pub signup: Signup,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -249,6 +329,10 @@ pub struct RateLimitConfig {
     pub otp_global: u32,
     pub register_per_ip: u32,
     pub register_global: u32,
+    pub tokens_per_ip: u32,
+    pub tokens_global: u32,
+    pub signup_per_ip: u32,
+    pub signup_global: u32,
     pub login_failure_window_s: i64,
     pub login_failures_per_account: u32,
     pub login_failures_per_ip: u32,
@@ -290,7 +374,21 @@ pub struct TokensConfig {
     pub refresh_token_ttl_s: i64,
     pub refresh_grace_s: i64,
     pub authorization_code_ttl_s: i64,
+    pub personal_max_ttl_s: i64,
+    pub prefixes: TokenPrefixes,
 }
+
+/// The readable prefixes of the secrets whose prefix a deployment may choose.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPrefixes {
+    pub personal: String,
+    pub api_key: String,
+    pub claim: String,
+}
+
+/// Prefixes authmd keeps for itself; a configured prefix may not be one of them.
+pub const FIXED_PREFIXES: [&str; 8] = ["at_", "rt_", "ac_", "dc_", "cv_", "cs_", "rat_", "ses_"];
 
 /// A configuration problem, always naming the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,23 +644,19 @@ impl Config {
                 ));
             }
         }
-        let p = &self.agent.api_key_prefix;
-        let other_prefixes = [
-            "at_", "rt_", "ac_", "dc_", "clm_", "cv_", "pat_", "cs_", "rat_", "ses_",
-        ];
-        if p.len() < 2
-            || p.len() > 16
-            || !p.ends_with('_')
-            || !p
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            || other_prefixes
-                .iter()
-                .any(|o| p.starts_with(o) || o.starts_with(p.as_str()))
-        {
+        self.validate_prefixes()?;
+        if let UnclaimedTtl::Seconds(s) = self.agent.unclaimed_credential_ttl_s {
+            if s < 0 {
+                return Err(ConfigError::new(
+                    "agent.unclaimed_credential_ttl_s",
+                    "must be \"claim_window\", 0 (until revoked) or a positive number of seconds",
+                ));
+            }
+        }
+        if self.tokens.personal_max_ttl_s < 0 {
             return Err(ConfigError::new(
-                "agent.api_key_prefix",
-                "must be 2-16 lower-case letters, digits or '_', end with '_', and differ from authmd's other prefixes",
+                "tokens.personal_max_ttl_s",
+                "must be 0 (no maximum) or a positive number of seconds",
             ));
         }
         // A short bearer secret can be guessed; 32 characters is 190 bits and more of base64.
@@ -609,6 +703,46 @@ impl Config {
                 "tokens.refresh_grace_s",
                 "must not be negative",
             ));
+        }
+        Ok(())
+    }
+
+    /// Each configurable prefix is `[a-z][a-z0-9]{1,7}_` and differs from the others and from
+    /// authmd's own: the prefix alone decides what kind of secret a presented string is. As
+    /// every prefix ends in `_` and `_` appears nowhere before it, two distinct prefixes never
+    /// start one another.
+    fn validate_prefixes(&self) -> Result<(), ConfigError> {
+        let p = &self.tokens.prefixes;
+        let all = [
+            ("tokens.prefixes.personal", &p.personal),
+            ("tokens.prefixes.api_key", &p.api_key),
+            ("tokens.prefixes.claim", &p.claim),
+        ];
+        for (i, (key, value)) in all.iter().enumerate() {
+            let body = value.strip_suffix('_').unwrap_or("");
+            let well_formed = (2..=8).contains(&body.len())
+                && body.as_bytes()[0].is_ascii_lowercase()
+                && body
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !well_formed {
+                return Err(ConfigError::new(
+                    *key,
+                    format!("{value:?} must be a lower-case letter, 1 to 7 more letters or digits, then '_'"),
+                ));
+            }
+            if FIXED_PREFIXES.contains(&value.as_str()) {
+                return Err(ConfigError::new(
+                    *key,
+                    format!("{value:?} is authmd's own prefix for another kind of secret"),
+                ));
+            }
+            if let Some((other, _)) = all[..i].iter().find(|(_, v)| v == value) {
+                return Err(ConfigError::new(
+                    *key,
+                    format!("{value:?} is already the prefix of {other}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod status;
 pub mod tokens;
 pub mod users;
+pub mod workspaces;
 
 use std::path::Path;
 use std::sync::{mpsc, Arc, OnceLock};

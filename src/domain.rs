@@ -28,6 +28,7 @@ pub mod registration;
 pub mod scope;
 pub mod secrets;
 pub mod users;
+pub mod workspaces;
 
 #[cfg(test)]
 pub(crate) mod testing;

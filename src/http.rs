@@ -115,6 +115,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(from_fn(idempotency::guard))
                 .delete(tokens_api::delete),
         )
+        .service(
+            resource("/api/workspaces")
+                .wrap(from_fn(idempotency::guard))
+                .get(tokens_api::list_workspaces)
+                .post(tokens_api::create_workspace),
+        )
+        .service(
+            resource("/api/workspaces/{id}")
+                .wrap(from_fn(idempotency::guard))
+                .delete(tokens_api::delete_workspace),
+        )
+        .service(
+            resource("/api/workspaces/{id}/members")
+                .wrap(from_fn(idempotency::guard))
+                .post(tokens_api::add_member),
+        )
+        .service(
+            resource("/api/workspaces/{id}/members/{user_id}")
+                .wrap(from_fn(idempotency::guard))
+                .delete(tokens_api::remove_member),
+        )
         .service(resource("/admin/clients").get(admin::clients_list))
         .service(resource("/admin/clients/{id}").get(admin::client_show))
         .service(resource("/admin/registrations").get(admin::registrations))

@@ -33,6 +33,8 @@ pub struct RegistrationRow {
     pub protocol: Protocol,
     pub claim_polled_at: Option<i64>,
     pub claim_poll_interval: Option<i64>,
+    /// When the credentials stop working unless the registration is claimed first.
+    pub credentials_expire_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -114,7 +116,8 @@ pub fn set_status(conn: &mut DbConn, id: &str, status: RegistrationStatus) -> Qu
         .map(drop)
 }
 
-/// Unclaimed registrations whose claim window has closed.
+/// Unclaimed registrations whose credentials have died (`credentials_expire_at`); once closed,
+/// a claim cannot bring them back.
 pub fn expired_unclaimed(conn: &mut DbConn, now: i64) -> QueryResult<Vec<RegistrationRow>> {
     agent_registrations::table
         .filter(
@@ -122,7 +125,7 @@ pub fn expired_unclaimed(conn: &mut DbConn, now: i64) -> QueryResult<Vec<Registr
                 .eq_any([RegistrationStatus::Active, RegistrationStatus::Pending]),
         )
         .filter(agent_registrations::claimed_at.is_null())
-        .filter(agent_registrations::claim_token_expires.le(now))
+        .filter(agent_registrations::credentials_expire_at.le(now))
         .select(RegistrationRow::as_select())
         .load(conn)
 }

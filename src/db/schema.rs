@@ -179,6 +179,7 @@ diesel::table! {
         protocol -> Text,
         claim_polled_at -> Nullable<BigInt>,
         claim_poll_interval -> Nullable<BigInt>,
+        credentials_expire_at -> Nullable<BigInt>,
     }
 }
 
@@ -272,7 +273,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    workspaces (id) {
+        id -> Text,
+        name -> Text,
+        owner_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    workspace_members (workspace_id, user_id) {
+        workspace_id -> Text,
+        user_id -> Text,
+        added_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    signup_links (token_hash) {
+        token_hash -> Text,
+        email -> Text,
+        password_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::joinable!(workspace_members -> workspaces (workspace_id));
+diesel::joinable!(workspace_members -> users (user_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    workspaces,
+    workspace_members,
+    signup_links,
     server_secrets,
     personal_tokens,
     idempotency_keys,

@@ -16,7 +16,8 @@ use crate::domain::credentials::{self, Kind};
 use crate::domain::discovery::scopes_supported;
 use crate::domain::keys::KeyRing;
 use crate::domain::scope::Scopes;
-use crate::domain::secrets::{prefix, random_id, PlainToken};
+use crate::domain::secrets::{random_id, PlainToken};
+use crate::domain::workspaces;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// Who calls `/api/tokens`: a user, with the scopes their credential carries, the workspace it
@@ -143,6 +144,7 @@ pub struct TokenRequest {
 /// this answer only.
 pub fn create_token(
     conn: &mut DbConn,
+    config: &Config,
     now: UnixTime,
     ctx: &AuditContext,
     caller: &Caller,
@@ -184,14 +186,10 @@ pub fn create_token(
         (Some(own), _) => Some(own.clone()),
         (None, requested) => requested.map(str::to_owned),
     };
-    if workspace
-        .as_deref()
-        .is_some_and(|w| w.is_empty() || w.len() > 200)
-    {
-        return Err(AppError::protocol(
-            ErrorCode::InvalidRequest,
-            "workspace must be 1 to 200 characters",
-        ));
+    if let Some(ws) = &workspace {
+        // Checked for the maker of a workspace token too: a member removed since then makes
+        // nothing more for it.
+        workspaces::may_mint_for(conn, caller, ws)?;
     }
     let name = name.unwrap_or("token").trim();
     if name.is_empty() || name.len() > 200 {
@@ -200,24 +198,8 @@ pub fn create_token(
             "name must be 1 to 200 characters",
         ));
     }
-    let expires_at = match (expires_in, caller.expires_at) {
-        (Some(s), _) if s <= 0 => {
-            return Err(AppError::protocol(
-                ErrorCode::InvalidRequest,
-                "expires_in must be a positive number of seconds",
-            ))
-        }
-        (Some(s), Some(maker)) if now.saturating_add(s) > maker => {
-            return Err(AppError::protocol(
-                ErrorCode::InvalidRequest,
-                "expires_in would outlive the token that makes it",
-            ))
-        }
-        (Some(s), _) => Some(now.saturating_add(s)),
-        // A token never outlives its maker.
-        (None, maker) => maker,
-    };
-    let token = PlainToken::generate(prefix::PERSONAL_TOKEN);
+    let expires_at = token_expiry(config, now, expires_in, caller.expires_at)?;
+    let token = PlainToken::generate(&config.tokens.prefixes.personal);
     let row = PersonalTokenRow {
         id: random_id("tok_"),
         token_hash: token.hash().as_str().to_owned(),
@@ -251,6 +233,38 @@ pub fn create_token(
     Ok(CreatedToken {
         info: TokenInfo::from(row),
         token: token.into_string(),
+    })
+}
+
+/// When a new token expires: `expires_in` if given, else the deployment's maximum
+/// (`tokens.personal_max_ttl_s`, 0 meaning none), and never after the token that makes it.
+fn token_expiry(
+    config: &Config,
+    now: UnixTime,
+    expires_in: Option<i64>,
+    maker_expires: Option<i64>,
+) -> AppResult<Option<i64>> {
+    let bad = |msg: String| Err(AppError::protocol(ErrorCode::InvalidRequest, msg));
+    let max = config.tokens.personal_max_ttl_s;
+    let asked = match expires_in {
+        Some(s) if s <= 0 => return bad("expires_in must be a positive number of seconds".into()),
+        Some(s) if max > 0 && s > max => {
+            return bad(format!(
+                "expires_in may be at most {max} seconds on this server"
+            ))
+        }
+        Some(s) => Some(now.saturating_add(s)),
+        None if max > 0 => Some(now.saturating_add(max)),
+        None => None,
+    };
+    Ok(match (asked, maker_expires) {
+        (Some(at), Some(maker)) if at > maker && expires_in.is_some() => {
+            return bad("expires_in would outlive the token that makes it".into())
+        }
+        // A token never outlives its maker.
+        (Some(at), Some(maker)) => Some(at.min(maker)),
+        (Some(at), None) => Some(at),
+        (None, maker) => maker,
     })
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::clock::UnixTime;
+use crate::config::{Config, DefaultCredential};
 use crate::db::agents::RegistrationRow;
 use crate::db::status::{CredentialType, Protocol, RegistrationStatus, RegistrationType};
 use crate::db::{self, write_tx, DbConn};
@@ -19,7 +20,7 @@ use crate::domain::discovery::paths;
 use crate::domain::mail::Email;
 use crate::domain::providers::{VerifiedIdJag, VerifiedLogout};
 use crate::domain::scope::{self, Scopes};
-use crate::domain::secrets::{prefix, random_id, PlainToken};
+use crate::domain::secrets::{random_id, PlainToken};
 use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -27,17 +28,14 @@ fn err(code: ErrorCode, msg: &'static str) -> AppError {
     AppError::protocol(code, msg)
 }
 
-/// `requested_credential_type`, absent meaning an API key.
-pub fn credential_type(s: Option<&str>) -> AppResult<CredentialType> {
-    match s {
-        None => Ok(CredentialType::ApiKey),
-        Some(s) => s.parse().map_err(|_| {
-            err(
-                ErrorCode::UnsupportedCredentialType,
-                "requested_credential_type must be api_key, access_token or identity_assertion",
-            )
-        }),
-    }
+/// `requested_credential_type`, absent meaning the deployment's `agent.default_credential_type`.
+pub fn credential_type(default: DefaultCredential, s: Option<&str>) -> AppResult<CredentialType> {
+    s.unwrap_or(default.as_str()).parse().map_err(|_| {
+        err(
+            ErrorCode::UnsupportedCredentialType,
+            "requested_credential_type must be api_key, access_token or identity_assertion",
+        )
+    })
 }
 
 /// The answer to a registration: the credential where the flow gives one at once, and the
@@ -87,8 +85,8 @@ pub(crate) fn new_registration(
     credential: CredentialType,
     scopes: &[String],
 ) -> (RegistrationRow, Option<PlainToken>) {
-    let claim_token =
-        (kind != RegistrationType::Provider).then(|| PlainToken::generate(prefix::CLAIM_TOKEN));
+    let claim_token = (kind != RegistrationType::Provider)
+        .then(|| PlainToken::generate(&ctx.config.tokens.prefixes.claim));
     let row = RegistrationRow {
         id: random_id("reg_"),
         registration_type: kind,
@@ -109,6 +107,12 @@ pub(crate) fn new_registration(
         protocol: Protocol::V01,
         claim_polled_at: None,
         claim_poll_interval: None,
+        credentials_expire_at: match status {
+            RegistrationStatus::Claimed => None,
+            // Nothing works before the claim: the registration ends with its claim window.
+            RegistrationStatus::Pending => Some(ctx.now + ctx.config.agent.claim_ttl_s),
+            _ => ctx.config.agent.unclaimed_credentials_expire(ctx.now),
+        },
     };
     (row, claim_token)
 }
@@ -118,6 +122,7 @@ pub fn register_anonymous(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
     kind: CredentialType,
+    requested: Option<&[String]>,
 ) -> AppResult<Registered> {
     if !ctx.config.agent.anonymous_enabled {
         return Err(err(
@@ -125,12 +130,14 @@ pub fn register_anonymous(
             "anonymous registration is not enabled",
         ));
     }
+    let pre_claim = Scopes::from_list(&ctx.config.agent.pre_claim_scopes);
+    let scopes = scope::list(&scope::requested(&pre_claim, requested)?.to_string());
     let (reg, claim_token) = new_registration(
         ctx,
         RegistrationType::Anonymous,
         RegistrationStatus::Active,
         kind,
-        &ctx.config.agent.pre_claim_scopes,
+        &scopes,
     );
     let (credential, expires) = write_tx(conn, |conn| {
         db::agents::insert_registration(conn, &reg)?;
@@ -301,6 +308,21 @@ pub(crate) fn id_jag_scopes(
         .collect())
 }
 
+/// Narrows what an ID-JAG registration gets (the post-claim scopes cut to its `scope` claim) to
+/// the `scopes` the request names, by narrowing the claim itself.
+pub fn narrow_id_jag(
+    config: &Config,
+    v: &mut VerifiedIdJag,
+    requested: Option<&[String]>,
+) -> AppResult<()> {
+    if requested.is_some() {
+        let flow = Scopes::from_list(&config.agent.post_claim_scopes);
+        let grant = scope::assertion_scopes(&flow, v.scope.as_deref())?;
+        v.scope = Some(scope::requested(&grant, requested)?.to_string());
+    }
+    Ok(())
+}
+
 /// Closes unclaimed registrations whose window has passed; one audit row each.
 pub fn expire_unclaimed(conn: &mut DbConn, ctx: &Ctx<'_>) -> AppResult<usize> {
     write_tx(conn, |conn| {
@@ -364,13 +386,18 @@ mod tests {
 
     #[test]
     fn credential_types() {
-        assert_eq!(credential_type(None).unwrap(), CredentialType::ApiKey);
+        let d = DefaultCredential::ApiKey;
+        assert_eq!(credential_type(d, None).unwrap(), CredentialType::ApiKey);
         assert_eq!(
-            credential_type(Some("access_token")).unwrap(),
+            credential_type(DefaultCredential::IdentityAssertion, None).unwrap(),
+            CredentialType::IdentityAssertion
+        );
+        assert_eq!(
+            credential_type(d, Some("access_token")).unwrap(),
             CredentialType::AccessToken
         );
         assert_eq!(
-            credential_type(Some("password")).unwrap_err().code(),
+            credential_type(d, Some("password")).unwrap_err().code(),
             Some(ErrorCode::UnsupportedCredentialType)
         );
     }

@@ -25,6 +25,11 @@ pub enum AuditEvent {
     DeviceDecided,
     ClientCreated,
     KeyRotated,
+    WorkspaceCreated,
+    WorkspaceDeleted,
+    WorkspaceMemberAdded,
+    WorkspaceMemberRemoved,
+    UserCreated,
 }
 
 impl AuditEvent {
@@ -46,6 +51,11 @@ impl AuditEvent {
             DeviceDecided => "device.decided",
             ClientCreated => "client.created",
             KeyRotated => "key.rotated",
+            WorkspaceCreated => "workspace.created",
+            WorkspaceDeleted => "workspace.deleted",
+            WorkspaceMemberAdded => "workspace.member_added",
+            WorkspaceMemberRemoved => "workspace.member_removed",
+            UserCreated => "user.created",
         }
     }
 }

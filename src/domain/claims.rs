@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::clock::UnixTime;
+use crate::config::OtpDelivery;
 use crate::db::agents::{AttemptRow, RegistrationRow};
 use crate::db::status::{AttemptStatus, Ceremony, Protocol, RegistrationStatus, RegistrationType};
 use crate::db::{self, write_tx, DbConn};
@@ -17,7 +18,7 @@ use crate::domain::credentials;
 use crate::domain::credentials::mint::Issued;
 use crate::domain::mail::Email;
 use crate::domain::ratelimit;
-use crate::domain::scope::Scopes;
+use crate::domain::scope::{self, Scopes};
 use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -50,6 +51,13 @@ pub struct Claimed {
     /// A verified-email registration's credential, issued now.
     #[serde(flatten)]
     pub credential: Option<Issued>,
+    /// An anonymous registration keeps its credential; these are its scopes now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// An anonymous registration: `merge` (its credential now speaks for the person) or `link`
+    /// (it keeps its own identity, owned by the person).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -59,6 +67,7 @@ struct ClaimText<'a> {
     url: &'a str,
     link: bool,
     expires: i64,
+    code: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -67,6 +76,7 @@ struct ClaimHtml<'a> {
     issuer: &'a str,
     url: &'a str,
     link: bool,
+    code: Option<&'a str>,
 }
 
 /// Opens a claim attempt and builds the email carrying its link. The link is built from
@@ -97,6 +107,12 @@ pub(crate) fn open_attempt(
         ceremony: Ceremony::EmailOtp,
     };
     db::agents::insert_attempt(conn, &attempt)?;
+    // agent.claim_otp_delivery = "email": the code is minted now and travels in the message;
+    // the link still lets the person say "this wasn't me".
+    let code = match ctx.config.agent.claim_otp_delivery {
+        OtpDelivery::Page => None,
+        OtpDelivery::Email => Some(mint_otp(conn, ctx, &attempt.id)?),
+    };
     let url = format!(
         "{}/agent/auth/claim/view?token={}",
         ctx.config.server.issuer,
@@ -115,6 +131,7 @@ pub(crate) fn open_attempt(
                 url: &url,
                 link,
                 expires: reg.claim_token_expires,
+                code: code.as_deref(),
             }
             .render(),
         )?,
@@ -123,6 +140,7 @@ pub(crate) fn open_attempt(
                 issuer,
                 url: &url,
                 link,
+                code: code.as_deref(),
             }
             .render(),
         )?,
@@ -179,6 +197,11 @@ pub(crate) fn claimable(
         _ if reg.claim_token_expires <= now => {
             Err(err(ErrorCode::ClaimExpired, "the claim window has closed"))
         }
+        // Credentials that died unclaimed stay dead: the registration is closed.
+        _ if reg.credentials_expire_at.is_some_and(|e| e <= now) => Err(err(
+            ErrorCode::ClaimExpired,
+            "this registration's credentials expired unclaimed",
+        )),
         _ => Ok(reg),
     }
 }
@@ -328,18 +351,24 @@ pub(crate) fn otp_hash(attempt_id: &str, otp: &str) -> String {
         .to_owned()
 }
 
+/// A fresh code for an attempt, replacing any earlier one; only its hash is kept.
+fn mint_otp(conn: &mut DbConn, ctx: &Ctx<'_>, attempt_id: &str) -> AppResult<String> {
+    let otp = six_digits();
+    db::agents::set_attempt_otp(
+        conn,
+        attempt_id,
+        &otp_hash(attempt_id, &otp),
+        ctx.now + OTP_TTL_S,
+    )?;
+    Ok(otp)
+}
+
 /// The page's button: mints a code (replacing any earlier one) and returns it to show.
 pub fn challenge(conn: &mut DbConn, ctx: &Ctx<'_>, view_token: &str) -> AppResult<String> {
     write_tx(conn, |conn| {
         let attempt = attempt_by_view_token(conn, view_token)?;
         let reg = open_attempt_check(conn, ctx.now, &attempt)?;
-        let otp = six_digits();
-        db::agents::set_attempt_otp(
-            conn,
-            &attempt.id,
-            &otp_hash(&attempt.id, &otp),
-            ctx.now + OTP_TTL_S,
-        )?;
+        let otp = mint_otp(conn, ctx, &attempt.id)?;
         ctx.record_registration(
             conn,
             AuditEvent::OtpGenerated,
@@ -424,8 +453,12 @@ pub fn complete(
             registration_id: reg.id.clone(),
             status: claimed.status.as_str().to_owned(),
             credential: None,
+            scopes: None,
+            mode: None,
         };
         if reg.registration_type == RegistrationType::Anonymous {
+            answer.scopes = Some(scope::list(&scopes));
+            answer.mode = Some(if link { "link" } else { "merge" });
             // Same credential, new scopes and (after a merge) the user as its subject.
             let subject = credentials::subject_of(&claimed);
             db::agents::retarget_tokens(conn, &reg.id, subject, &user_id, &scopes)?;
@@ -466,7 +499,7 @@ mod tests {
     /// An anonymous registration and the view token its claim mail links to.
     fn claim_mailed(fx: &Fixture, conn: &mut DbConn, email: &str) -> (String, String) {
         let ctx = fx.ctx(T0);
-        let reg = agents::register_anonymous(conn, &ctx, CredentialType::ApiKey).unwrap();
+        let reg = agents::register_anonymous(conn, &ctx, CredentialType::ApiKey, None).unwrap();
         let claim_token = reg.claim.unwrap().claim_token;
         let (started, mail) = request_claim(conn, &ctx, &claim_token, email, false).unwrap();
         assert_eq!(started.status, "initiated");

@@ -135,7 +135,13 @@ pub fn assertion_types(config: &Config) -> Vec<&'static str> {
 
 pub const CREDENTIAL_TYPES: [&str; 3] = ["api_key", "access_token", "identity_assertion"];
 
-fn agent_auth_block(config: &Config) -> Value {
+/// The `agent_auth` block; `None` when no agent registration is enabled (an endpoint that
+/// would only refuse is not advertised).
+fn agent_auth_block(config: &Config) -> Option<Value> {
+    let types = identity_types(config);
+    if types.is_empty() {
+        return None;
+    }
     let mut block = Map::new();
     block.insert("skill".into(), json!(url(config, paths::AUTH_MD)));
     // v0.6 names (`/agent/identity`) beside the v0.1 ones (`/agent/auth`): adopters read both.
@@ -143,20 +149,21 @@ fn agent_auth_block(config: &Config) -> Value {
         "identity_endpoint".into(),
         json!(url(config, paths::AGENT_IDENTITY)),
     );
-    block.insert(
-        "claim_endpoint".into(),
-        json!(url(config, paths::IDENTITY_CLAIM)),
-    );
     block.insert("register_uri".into(), json!(url(config, paths::AGENT_AUTH)));
-    block.insert("claim_uri".into(), json!(url(config, paths::AGENT_CLAIM)));
-    block.insert(
-        "revocation_uri".into(),
-        json!(url(config, paths::AGENT_REVOKE)),
-    );
-    block.insert(
-        "identity_types_supported".into(),
-        json!(identity_types(config)),
-    );
+    if claim_grant_enabled(config) {
+        block.insert(
+            "claim_endpoint".into(),
+            json!(url(config, paths::IDENTITY_CLAIM)),
+        );
+    }
+    // A v0.1 claim completes an anonymous or a verified-email registration.
+    if config.agent.anonymous_enabled || config.agent.verified_email_enabled {
+        block.insert("claim_uri".into(), json!(url(config, paths::AGENT_CLAIM)));
+    }
+    // Where an agent revokes its own credential (RFC 7009). A provider's logout and event
+    // tokens go to `events_endpoint`.
+    block.insert("revocation_uri".into(), json!(url(config, paths::REVOKE)));
+    block.insert("identity_types_supported".into(), json!(types));
     block.insert("credential_types_supported".into(), json!(CREDENTIAL_TYPES));
     let assertions = assertion_types(config);
     if !assertions.is_empty() {
@@ -197,7 +204,7 @@ fn agent_auth_block(config: &Config) -> Value {
         ]
     };
     block.insert("events_supported".into(), json!(events));
-    Value::Object(block)
+    Some(Value::Object(block))
 }
 
 /// The grants the token endpoint runs; the device grant when it is on.
@@ -293,7 +300,9 @@ pub fn authorization_server_metadata(config: &Config) -> Value {
             json!([ID_JAG_GRANT_PROFILE]),
         );
     }
-    m.insert("agent_auth".into(), agent_auth_block(config));
+    if let Some(block) = agent_auth_block(config) {
+        m.insert("agent_auth".into(), block);
+    }
     Value::Object(m)
 }
 
@@ -408,6 +417,9 @@ struct AuthMdTemplate<'a> {
     claim_email: bool,
     user_code_ttl_s: i64,
     max_auth_age_s: i64,
+    signup: bool,
+    max_ttl_s: i64,
+    personal_prefix: &'a str,
 }
 
 /// The agent-facing guide, listing only the flows this configuration enables.
@@ -436,6 +448,9 @@ pub fn render_auth_md(config: &Config) -> String {
         claim_email: config.agent.claim_email_enabled,
         user_code_ttl_s: config.agent.user_code_ttl_s,
         max_auth_age_s: config.agent.id_jag_max_auth_age_s,
+        signup: config.accounts.signup != crate::config::Signup::Off,
+        max_ttl_s: config.tokens.personal_max_ttl_s,
+        personal_prefix: &config.tokens.prefixes.personal,
     };
     template
         .render()
@@ -488,7 +503,7 @@ mod tests {
         )
         .unwrap();
         let m = authorization_server_metadata(&config);
-        assert_eq!(m["agent_auth"]["identity_types_supported"], json!([]));
+        assert!(m.get("agent_auth").is_none(), "{m}");
         assert!(!m["grant_types_supported"]
             .as_array()
             .unwrap()

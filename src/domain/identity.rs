@@ -51,7 +51,7 @@ use crate::domain::discovery::{paths, GRANT_AGENT_CLAIM};
 use crate::domain::mail::Email;
 use crate::domain::providers::VerifiedIdJag;
 use crate::domain::ratelimit;
-use crate::domain::scope;
+use crate::domain::scope::{self, Scopes};
 use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
 use crate::domain::users::{self, User};
 use crate::error::{AppError, AppResult, ErrorCode};
@@ -164,7 +164,7 @@ fn v06_registration(
     // Each v0.6 agent is its own principal, owned by the person who claims it.
     reg.link = Some(true);
     let token = token.unwrap_or_else(|| {
-        let t = PlainToken::generate(prefix::CLAIM_TOKEN);
+        let t = PlainToken::generate(&ctx.config.tokens.prefixes.claim);
         reg.claim_token_hash = Some(t.hash().as_str().to_owned());
         t
     });
@@ -181,18 +181,24 @@ fn created(ctx: &Ctx<'_>, conn: &mut DbConn, reg: &RegistrationRow) -> AppResult
 }
 
 /// `type: anonymous`: an identity assertion with the pre-claim scopes, and a claim token.
-pub fn register_anonymous(conn: &mut DbConn, ctx: &Ctx<'_>) -> AppResult<IdentityRegistered> {
+pub fn register_anonymous(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    requested: Option<&[String]>,
+) -> AppResult<IdentityRegistered> {
     if !ctx.config.agent.anonymous_enabled {
         return Err(err(
             ErrorCode::AnonymousNotEnabled,
             "anonymous registration is not enabled",
         ));
     }
+    let pre_claim = Scopes::from_list(&ctx.config.agent.pre_claim_scopes);
+    let scopes = scope::list(&scope::requested(&pre_claim, requested)?.to_string());
     let (reg, claim_token) = v06_registration(
         ctx,
         RegistrationType::Anonymous,
         RegistrationStatus::Active,
-        &ctx.config.agent.pre_claim_scopes,
+        &scopes,
     );
     write_tx(conn, |conn| {
         db::agents::insert_registration(conn, &reg)?;

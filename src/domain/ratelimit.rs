@@ -22,6 +22,10 @@ pub enum Action {
     Claim,
     Otp,
     Register,
+    /// `/api/tokens` and `/api/workspaces`: making, listing and revoking tokens.
+    Tokens,
+    /// The `/signup` form.
+    Signup,
 }
 
 impl Action {
@@ -31,6 +35,8 @@ impl Action {
             Action::Claim => "claim",
             Action::Otp => "otp",
             Action::Register => "register",
+            Action::Tokens => "tokens",
+            Action::Signup => "signup",
         }
     }
 
@@ -41,6 +47,8 @@ impl Action {
             Action::Claim => (c.claim_per_ip, c.claim_global),
             Action::Otp => (c.otp_per_ip, c.otp_global),
             Action::Register => (c.register_per_ip, c.register_global),
+            Action::Tokens => (c.tokens_per_ip, c.tokens_global),
+            Action::Signup => (c.signup_per_ip, c.signup_global),
         }
     }
 }

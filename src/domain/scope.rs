@@ -99,9 +99,60 @@ pub fn assertion_scopes(flow: &Scopes, claim: Option<&str>) -> AppResult<Scopes>
     Ok(granted)
 }
 
+/// The `scopes` a registration request names, checked against what its type grants before the
+/// claim: a subset of `granted` (absent: all of it). Anything else is `invalid_scope` naming it.
+pub fn requested(granted: &Scopes, requested: Option<&[String]>) -> AppResult<Scopes> {
+    let Some(list) = requested else {
+        return Ok(granted.clone());
+    };
+    if list.iter().any(|s| !crate::config::is_scope_token(s)) {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidScope,
+            "a scope in scopes is malformed",
+        ));
+    }
+    let asked = Scopes::from_list(list);
+    if asked.is_empty() {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidScope,
+            "scopes names no scope; leave it out for every scope this registration may have",
+        ));
+    }
+    if !asked.is_subset(granted) {
+        return Err(AppError::protocol(
+            ErrorCode::InvalidScope,
+            format!(
+                "not available to this registration before a person claims it: {}",
+                asked.missing_from(granted)
+            ),
+        ));
+    }
+    Ok(asked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requested_scopes_are_a_subset_of_the_grant() {
+        let granted = Scopes::parse("public.read api.read").unwrap();
+        let ask = |l: &[&str]| {
+            let l: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            requested(&granted, Some(&l))
+        };
+        assert_eq!(requested(&granted, None).unwrap(), granted);
+        assert_eq!(ask(&["public.read"]).unwrap().to_string(), "public.read");
+        for bad in [&["api.write"][..], &[], &["a\"b"]] {
+            assert_eq!(
+                ask(bad).unwrap_err().code(),
+                Some(ErrorCode::InvalidScope),
+                "{bad:?}"
+            );
+        }
+        let nothing = requested(&Scopes::default(), Some(&["api.read".to_owned()]));
+        assert!(nothing.unwrap_err().to_string().contains("api.read"));
+    }
 
     #[test]
     fn parse_dedups_and_sorts() {

@@ -11,16 +11,14 @@ use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
-/// The type prefixes of the secrets authmd issues (a leaked one says what it is).
+/// The type prefixes of the secrets authmd issues (a leaked one says what it is). Personal
+/// tokens, API keys and claim tokens take the deployment's prefixes (`tokens.prefixes.*`).
 pub mod prefix {
-    pub const API_KEY: &str = "sk_";
     pub const ACCESS_TOKEN: &str = "at_";
     pub const REFRESH_TOKEN: &str = "rt_";
     pub const AUTH_CODE: &str = "ac_";
     pub const DEVICE_CODE: &str = "dc_";
-    pub const CLAIM_TOKEN: &str = "clm_";
     pub const CLAIM_ATTEMPT: &str = "cv_";
-    pub const PERSONAL_TOKEN: &str = "pat_";
     pub const CLIENT_SECRET: &str = "cs_";
     pub const REGISTRATION_TOKEN: &str = "rat_";
 }
@@ -182,10 +180,10 @@ mod tests {
 
     #[test]
     fn tokens_have_prefix_and_256_bits() {
-        let t = PlainToken::generate(prefix::API_KEY);
+        let t = PlainToken::generate("sk_");
         let body = t.expose().strip_prefix("sk_").unwrap();
         assert_eq!(URL_SAFE_NO_PAD.decode(body).unwrap().len(), 32);
-        assert_ne!(t.expose(), PlainToken::generate(prefix::API_KEY).expose());
+        assert_ne!(t.expose(), PlainToken::generate("sk_").expose());
         assert_eq!(t.display_prefix().len(), 3 + 8);
         assert!(t.expose().starts_with(&t.display_prefix()));
     }

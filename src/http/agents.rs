@@ -51,6 +51,8 @@ pub struct RegisterBody {
     assertion: Option<String>,
     /// The list form some services use: `[{"type": "verified_email", "email": "…"}]`.
     assertions: Option<Vec<Value>>,
+    /// A subset of the scopes this type grants before the claim; otherwise `invalid_scope`.
+    scopes: Option<Vec<String>>,
 }
 
 impl RegisterBody {
@@ -89,6 +91,7 @@ pub async fn register(
         assertion: body.assertion(),
         kind: body.kind,
         requested_credential_type: body.requested_credential_type,
+        scopes: body.scopes,
     };
     let audit = extract::audit_context(&req, &state.config);
     let answer = service::agents::register(&state, audit, request)

@@ -37,6 +37,8 @@ pub struct IdentityBody {
     /// `identity_assertion`: `urn:ietf:params:oauth:token-type:id-jag`.
     assertion_type: Option<String>,
     assertion: Option<String>,
+    /// A subset of the scopes this type grants before the claim; otherwise `invalid_scope`.
+    scopes: Option<Vec<String>>,
 }
 
 /// The `401 interaction_required` body: the error, then the registration with its ceremony.
@@ -85,6 +87,7 @@ pub async fn register(
         login_hint: body.login_hint,
         assertion_type: body.assertion_type,
         assertion: body.assertion,
+        scopes: body.scopes,
     };
     let audit = extract::audit_context(&req, &state.config);
     match service::identity::register(&state, audit, request)

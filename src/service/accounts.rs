@@ -6,6 +6,7 @@ use crate::domain::accounts::{
 };
 use crate::domain::audit::AuditContext;
 use crate::domain::users::{self, User};
+use crate::domain::workspaces::{self, Member, Removed, Workspace, WorkspaceList};
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -46,7 +47,7 @@ pub async fn create_token(
     request: TokenRequest,
 ) -> AppResult<accounts::CreatedToken> {
     write(state, audit, move |conn, ctx| {
-        accounts::create_token(conn, ctx.now, ctx.audit, &caller, &request)
+        accounts::create_token(conn, ctx.config, ctx.now, ctx.audit, &caller, &request)
     })
     .await
 }
@@ -86,6 +87,60 @@ pub async fn revoke_own(
 ) -> AppResult<()> {
     write(state, audit, move |conn, ctx| {
         accounts::revoke_own(conn, ctx.now, ctx.audit, &user_id, &what)
+    })
+    .await
+}
+
+pub async fn create_workspace(
+    state: &AppState,
+    audit: AuditContext,
+    caller: Caller,
+    name: String,
+) -> AppResult<Workspace> {
+    write(state, audit, move |conn, ctx| {
+        workspaces::create(conn, ctx.now, ctx.audit, &caller, &name)
+    })
+    .await
+}
+
+pub async fn list_workspaces(state: &AppState, caller: Caller) -> AppResult<WorkspaceList> {
+    query(state, move |conn, _| workspaces::list(conn, &caller)).await
+}
+
+pub async fn add_member(
+    state: &AppState,
+    audit: AuditContext,
+    caller: Caller,
+    id: String,
+    email: String,
+) -> AppResult<Member> {
+    write(state, audit, move |conn, ctx| {
+        workspaces::add_member(conn, ctx.now, ctx.audit, &caller, &id, &email)
+    })
+    .await
+}
+
+pub async fn remove_member(
+    state: &AppState,
+    audit: AuditContext,
+    caller: Caller,
+    id: String,
+    member: String,
+) -> AppResult<Removed> {
+    write(state, audit, move |conn, ctx| {
+        workspaces::remove_member(conn, ctx.now, ctx.audit, &caller, &id, &member)
+    })
+    .await
+}
+
+pub async fn delete_workspace(
+    state: &AppState,
+    audit: AuditContext,
+    caller: Caller,
+    id: String,
+) -> AppResult<Removed> {
+    write(state, audit, move |conn, ctx| {
+        workspaces::delete(conn, ctx.now, ctx.audit, &caller, &id)
     })
     .await
 }

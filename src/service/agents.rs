@@ -6,6 +6,7 @@ use crate::domain::audit::AuditContext;
 use crate::domain::claims::{self, AttemptState, ClaimStarted, Claimed};
 use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
 use crate::domain::mail::Email;
+use crate::domain::scope::{self, Scopes};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
@@ -21,6 +22,8 @@ pub struct RegisterRequest {
     pub requested_credential_type: Option<String>,
     /// `(assertion_type, assertion)`.
     pub assertion: Option<(String, String)>,
+    /// A subset of what the type grants before the claim.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// `POST /agent/auth`: dispatches on `type` and `assertion_type`.
@@ -29,11 +32,15 @@ pub async fn register(
     audit: AuditContext,
     request: RegisterRequest,
 ) -> AppResult<Registered> {
-    let kind = agents::credential_type(request.requested_credential_type.as_deref())?;
+    let kind = agents::credential_type(
+        state.config.agent.default_credential_type,
+        request.requested_credential_type.as_deref(),
+    )?;
+    let scopes = request.scopes;
     match request.kind.as_deref() {
         Some("anonymous") => {
             write(state, audit, move |conn, ctx| {
-                agents::register_anonymous(conn, ctx, kind)
+                agents::register_anonymous(conn, ctx, kind, scopes.as_deref())
             })
             .await
         }
@@ -43,6 +50,8 @@ pub async fn register(
                 .ok_or_else(|| bad("assertion_type and assertion are required"))?;
             match assertion_type.as_str() {
                 "verified_email" => {
+                    // Nothing is granted before the person confirms.
+                    scope::requested(&Scopes::default(), scopes.as_deref())?;
                     let (answer, mail) = write(state, audit, move |conn, ctx| {
                         agents::register_verified_email(conn, ctx, &assertion, kind)
                     })
@@ -57,10 +66,11 @@ pub async fn register(
                     Ok(answer)
                 }
                 ID_JAG_TOKEN_TYPE => {
-                    let verified = state
+                    let mut verified = state
                         .providers
                         .verify_id_jag(&state.config, state.now(), &assertion)
                         .await?;
+                    agents::narrow_id_jag(&state.config, &mut verified, scopes.as_deref())?;
                     write(state, audit, move |conn, ctx| {
                         agents::register_id_jag(conn, ctx, &verified, kind)
                     })

@@ -7,6 +7,7 @@ use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
 use crate::domain::identity::{self, ClaimAttemptStarted, ClaimOutcome, ClaimPage, IdJagOutcome};
 use crate::domain::mail::Email;
 use crate::domain::providers::VerifiedIdJag;
+use crate::domain::scope::{self, Scopes};
 use crate::domain::users::User;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
@@ -22,6 +23,8 @@ pub struct IdentityRequest {
     pub login_hint: Option<String>,
     pub assertion_type: Option<String>,
     pub assertion: Option<String>,
+    /// A subset of what the type grants before the claim.
+    pub scopes: Option<Vec<String>>,
 }
 
 /// The v0.6 ceremony does not depend on the email (the agent already holds the code and the
@@ -64,11 +67,16 @@ pub async fn register(
     audit: AuditContext,
     request: IdentityRequest,
 ) -> AppResult<IdJagOutcome> {
+    let scopes = request.scopes;
     match request.kind.as_deref() {
-        Some("anonymous") => write(state, audit, identity::register_anonymous)
-            .await
-            .map(IdJagOutcome::Registered),
+        Some("anonymous") => write(state, audit, move |conn, ctx| {
+            identity::register_anonymous(conn, ctx, scopes.as_deref())
+        })
+        .await
+        .map(IdJagOutcome::Registered),
         Some("service_auth") => {
+            // Nothing is granted before the person confirms.
+            scope::requested(&Scopes::default(), scopes.as_deref())?;
             let hint = request
                 .login_hint
                 .ok_or_else(|| bad("login_hint is required"))?;
@@ -80,12 +88,13 @@ pub async fn register(
             Ok(IdJagOutcome::Registered(answer))
         }
         Some("identity_assertion") => {
-            let v = verified_id_jag(
+            let mut v = verified_id_jag(
                 state,
                 request.assertion_type.as_deref(),
                 request.assertion,
             )
             .await?;
+            crate::domain::agents::narrow_id_jag(&state.config, &mut v, scopes.as_deref())?;
             let (outcome, mail) = write(state, audit, move |conn, ctx| {
                 identity::register_id_jag(conn, ctx, &v)
             })

@@ -236,7 +236,8 @@ async fn claim_merges_the_agent_into_the_user(backend: Backend) {
     let done: Value = resp.json().await.unwrap();
     assert_eq!(
         done,
-        json!({"registration_id": reg["registration_id"], "status": "claimed"})
+        json!({"registration_id": reg["registration_id"], "status": "claimed",
+               "scopes": ["api.read", "api.write"], "mode": "merge"})
     );
 
     // Same key, post-claim scopes, the user as subject.
@@ -911,7 +912,7 @@ async fn a_broken_limiter_store_fails_open(backend: Backend) {
 
 async fn api_key_prefix_is_configurable(backend: Backend) {
     let app = TestApp::builder(backend)
-        .with_config(|c| c.agent.api_key_prefix = "dai_".to_owned())
+        .with_config(|c| c.tokens.prefixes.api_key = "dai_".to_owned())
         .start()
         .await;
     let rs = flows::resource_server(&app).await;

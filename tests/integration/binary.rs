@@ -549,8 +549,8 @@ async fn admin_revoke_agents_command() {
         audit: &audit,
     };
     let kind = authmd::db::status::CredentialType::ApiKey;
-    let a = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
-    let b = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
+    let a = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind, None).unwrap();
+    let b = authmd::domain::agents::register_anonymous(&mut conn, &ctx, kind, None).unwrap();
     drop(conn);
     let active = |key: &str| {
         let mut conn = db.get().unwrap();

@@ -78,7 +78,7 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
     );
     assert_eq!(
         block["revocation_uri"],
-        json!(format!("{issuer}/agent/auth/revoke"))
+        json!(format!("{issuer}/oauth2/revoke"))
     );
     assert_eq!(
         block["identity_types_supported"],
@@ -115,13 +115,12 @@ async fn agent_auth_block_follows_configuration(backend: Backend) {
     let m = closed
         .get_json("/.well-known/oauth-authorization-server")
         .await;
-    assert_eq!(m["agent_auth"]["identity_types_supported"], json!([]));
+    // No agent registration at all: no block, so no register or claim URI that would refuse.
+    assert!(m.get("agent_auth").is_none(), "{m}");
     assert!(!m["grant_types_supported"]
         .as_array()
         .unwrap()
         .contains(&json!("urn:workos:agent-auth:grant-type:claim")));
-    assert!(m["agent_auth"].get("anonymous").is_none());
-    assert!(m["agent_auth"].get("identity_assertion").is_none());
 
     let provider = TestApp::builder(backend)
         .with_config(|c| {

@@ -299,7 +299,7 @@ pub fn for_registration(
     let subject = super::subject_of(reg).to_owned();
     match kind {
         CredentialType::ApiKey => {
-            let key = PlainToken::generate(&ctx.config.agent.api_key_prefix);
+            let key = PlainToken::generate(&ctx.config.tokens.prefixes.api_key);
             db::agents::insert_api_key(
                 conn,
                 &ApiKeyRow {

@@ -86,7 +86,7 @@ pub struct KindSpec {
     pub name: &'static str,
     pub parents: &'static [Parent],
     /// The type prefix of a random secret (stored as its SHA-256). `None`: a JWT, recognised by
-    /// its signature, or the API key, whose prefix is configured (`agent.api_key_prefix`).
+    /// its signature, or a secret whose prefix the deployment chooses ([`configured_prefix`]).
     pub prefix: Option<&'static str>,
     /// Whether a resource server may accept it: only these ever introspect `active: true`.
     /// The others are one-step secrets of a ceremony, never bearer credentials for an API.
@@ -150,14 +150,14 @@ pub const KINDS: [KindSpec; 11] = [
         kind: Kind::PersonalToken,
         name: "personal_token",
         parents: &[Parent::User, Parent::MakerToken],
-        prefix: Some(prefix::PERSONAL_TOKEN),
+        prefix: None,
         bearer: true,
     },
     KindSpec {
         kind: Kind::ClaimToken,
         name: "claim_token",
         parents: &[Parent::Registration],
-        prefix: Some(prefix::CLAIM_TOKEN),
+        prefix: None,
         bearer: false,
     },
     KindSpec {
@@ -217,9 +217,19 @@ struct AssertionRef {
     registration_id: String,
 }
 
-/// Which kind a presented secret is, from the table: its type prefix, or a JWT signature by one
-/// of authmd's keys. The configured API key prefix is tried first, so an operator's prefix that
-/// starts like a built-in one still means what they configured.
+/// The prefix of a kind whose prefix is configured (`tokens.prefixes.*`).
+pub fn configured_prefix(config: &Config, kind: Kind) -> Option<&str> {
+    let p = &config.tokens.prefixes;
+    match kind {
+        Kind::PersonalToken => Some(&p.personal),
+        Kind::ApiKey => Some(&p.api_key),
+        Kind::ClaimToken => Some(&p.claim),
+        _ => None,
+    }
+}
+
+/// Which kind a presented secret is, from the table: its type prefix (configured or fixed; start-up
+/// refuses two that could both match), or a JWT signature by one of authmd's keys.
 pub fn recognise(config: &Config, keys: &KeyRing, token: &str) -> Option<Presented> {
     let hashed = |kind| {
         Some(Presented {
@@ -228,8 +238,11 @@ pub fn recognise(config: &Config, keys: &KeyRing, token: &str) -> Option<Present
             assertion: None,
         })
     };
-    if token.starts_with(config.agent.api_key_prefix.as_str()) {
-        return hashed(Kind::ApiKey);
+    if let Some(kind) = [Kind::PersonalToken, Kind::ApiKey, Kind::ClaimToken]
+        .into_iter()
+        .find(|k| configured_prefix(config, *k).is_some_and(|p| token.starts_with(p)))
+    {
+        return hashed(kind);
     }
     if let Some(spec) = KINDS
         .iter()

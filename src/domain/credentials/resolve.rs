@@ -40,9 +40,9 @@ pub fn is_live(reg: &RegistrationRow, now: UnixTime) -> bool {
         RegistrationStatus::Revoked | RegistrationStatus::Expired | RegistrationStatus::Pending => {
             false
         }
-        // Unclaimed registrations die with their claim window.
+        // Unclaimed registrations die when their credentials do (agent.unclaimed_credential_ttl_s).
         RegistrationStatus::Active | RegistrationStatus::Claimed => {
-            reg.claimed_at.is_some() || reg.claim_token_expires > now
+            reg.claimed_at.is_some() || reg.credentials_expire_at.is_none_or(|e| e > now)
         }
     }
 }

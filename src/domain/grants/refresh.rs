@@ -164,7 +164,7 @@ mod tests {
         let t0 = 1_700_000_000;
         let ctx = fx.ctx(t0);
         let kind = CredentialType::IdentityAssertion;
-        let reg = agents::register_anonymous(&mut conn, &ctx, kind).unwrap();
+        let reg = agents::register_anonymous(&mut conn, &ctx, kind, None).unwrap();
         let assertion = reg.credential.unwrap().credential;
         let first =
             exchange_identity_assertion(&mut conn, &ctx, None, &assertion, None, None).unwrap();
