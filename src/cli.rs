@@ -7,6 +7,7 @@ mod keys;
 mod migrate;
 mod resource;
 mod serve;
+mod token;
 mod user;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Human accounts.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Personal and workspace tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate::run(cli.config.as_deref()),
         Command::Client(cmd) => client::run(cli.config.as_deref(), cmd),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
+        Command::Token(cmd) => token::run(cli.config.as_deref(), cmd),
         Command::Keys(cmd) => keys::run(cli.config.as_deref(), cmd),
         Command::Admin(cmd) => admin::run(cli.config.as_deref(), cmd),
         Command::Resource(cmd) => resource::run(cli.config.as_deref(), cmd),

@@ -388,7 +388,9 @@ pub struct TokenPrefixes {
 }
 
 /// Prefixes authmd keeps for itself; a configured prefix may not be one of them.
-pub const FIXED_PREFIXES: [&str; 8] = ["at_", "rt_", "ac_", "dc_", "cv_", "cs_", "rat_", "ses_"];
+pub const FIXED_PREFIXES: [&str; 9] = [
+    "at_", "rt_", "ac_", "dc_", "cv_", "cs_", "rat_", "ses_", "sgn_",
+];
 
 /// A configuration problem, always naming the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod registration;
 pub mod scope;
 pub mod secrets;
+pub mod signup;
 pub mod users;
 pub mod workspaces;
 

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod pages;
 pub mod register;
 pub mod response;
+pub mod signup;
 pub mod token;
 pub mod tokens_api;
 pub mod userinfo;
@@ -102,7 +103,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .post(identity::submit),
         )
         // People and operators (write endpoints honour Idempotency-Key)
+        .service(resource("/signup").get(signup::show).post(signup::submit))
+        .service(resource("/signup/verify").get(signup::verify))
         .service(resource("/account").get(account::page))
+        .service(resource("/account/tokens").post(account::create_token))
         .service(resource("/account/{kind}/{id}/revoke").post(account::revoke))
         .service(
             resource("/api/tokens")
@@ -140,7 +144,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/admin/clients/{id}").get(admin::client_show))
         .service(resource("/admin/registrations").get(admin::registrations))
         .service(resource("/admin/registrations/{id}").get(admin::registration))
-        .service(resource("/admin/users").get(admin::users))
+        .service(
+            resource("/admin/users")
+                .get(admin::users)
+                .post(admin::create_user),
+        )
+        .service(resource("/admin/users/{id}/tokens").post(admin::mint_for_user))
         .service(resource("/admin/users/{id}").get(admin::user))
         .service(resource("/admin/audit").get(admin::audit))
         .service(

@@ -114,6 +114,7 @@ impl AppState {
                 crate::domain::ratelimit::purge(conn, &config.rate_limit, now)?;
                 crate::domain::idempotency::purge(conn, now)?;
                 crate::domain::device::purge(conn, now)?;
+                crate::domain::signup::purge(conn, now)?;
                 Ok(expired)
             })
             .await

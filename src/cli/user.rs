@@ -52,7 +52,7 @@ pub fn run(config_file: Option<&Path>, cmd: UserCommand) -> Result<(), CliError>
             }
             let db = open_db(&config)?;
             let mut conn = db.get()?;
-            let user = users::create(&mut conn, SystemClock.now(), &email, &password)?;
+            let user = users::create(&mut conn, SystemClock.now(), &email, Some(&password))?;
             if json {
                 println!(
                     "{}",

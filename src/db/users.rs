@@ -77,3 +77,45 @@ pub fn set_disabled(conn: &mut DbConn, id: &str, now: i64) -> QueryResult<()> {
 pub fn delete_user_sessions(conn: &mut DbConn, user_id: &str) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
 }
+
+/// A pending `email_verified` sign-up: the link's hash, the address and the password's hash.
+pub fn insert_signup_link(
+    conn: &mut DbConn,
+    token_hash: &str,
+    email: &str,
+    password_hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> QueryResult<()> {
+    use super::schema::signup_links as s;
+    diesel::insert_into(s::table)
+        .values((
+            s::token_hash.eq(token_hash),
+            s::email.eq(email),
+            s::password_hash.eq(password_hash),
+            s::created_at.eq(now),
+            s::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Removes a sign-up link and returns `(email, password hash, expires_at)`: a link works once.
+pub fn take_signup_link(
+    conn: &mut DbConn,
+    token_hash: &str,
+) -> QueryResult<Option<(String, String, i64)>> {
+    use super::schema::signup_links as s;
+    let row = s::table
+        .find(token_hash)
+        .select((s::email, s::password_hash, s::expires_at))
+        .first(conn)
+        .optional()?;
+    diesel::delete(s::table.find(token_hash)).execute(conn)?;
+    Ok(row)
+}
+
+pub fn purge_signup_links(conn: &mut DbConn, now: i64) -> QueryResult<usize> {
+    use super::schema::signup_links as s;
+    diesel::delete(s::table.filter(s::expires_at.le(now))).execute(conn)
+}

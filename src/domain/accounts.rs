@@ -329,6 +329,8 @@ pub struct Overview {
     pub agents: Vec<AgentView>,
     pub apps: Vec<AppView>,
     pub tokens: Vec<TokenInfo>,
+    /// The workspaces the person belongs to (a token can be made for one of them).
+    pub workspaces: Vec<workspaces::Workspace>,
 }
 
 pub fn overview(conn: &mut DbConn, user_id: &str) -> AppResult<Overview> {
@@ -360,10 +362,15 @@ pub fn overview(conn: &mut DbConn, user_id: &str) -> AppResult<Overview> {
         .into_iter()
         .map(TokenInfo::from)
         .collect();
+    let workspaces = db::workspaces::of_member(conn, user_id)?
+        .into_iter()
+        .map(workspaces::Workspace::from)
+        .collect();
     Ok(Overview {
         agents,
         apps,
         tokens,
+        workspaces,
     })
 }
 

@@ -9,10 +9,12 @@ use crate::config::Config;
 pub use crate::db::admin::AuditFilter;
 use crate::db::agents::RegistrationRow;
 use crate::db::{self, write_tx, DbConn};
-use crate::domain::audit::AuditContext;
+use crate::domain::accounts::{self, Caller, CreatedToken, TokenRequest};
+use crate::domain::audit::{self, AuditContext, AuditEvent};
 use crate::domain::clients;
 use crate::domain::credentials;
 use crate::domain::registration::client_metadata;
+use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 pub const MAX_PAGE: i64 = 200;
@@ -266,4 +268,62 @@ pub fn revoke_agents(
         }
         Ok(n)
     })
+}
+
+/// `POST /admin/users`: a new account (the operator vouches for the address).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NewUser {
+    pub id: String,
+    pub email: String,
+}
+
+pub fn create_user(
+    conn: &mut DbConn,
+    now: UnixTime,
+    ctx: &AuditContext,
+    email: &str,
+    password: Option<&str>,
+) -> AppResult<NewUser> {
+    write_tx(conn, |conn| {
+        let user = users::create(conn, now, email, password)?;
+        audit::record(
+            conn,
+            now,
+            ctx,
+            AuditEvent::UserCreated,
+            audit::AuditEntry {
+                user_id: Some(&user.id),
+                detail: Some(json!({ "password": password.is_some() })),
+                ..Default::default()
+            },
+        )?;
+        Ok(NewUser {
+            id: user.id,
+            email: user.email,
+        })
+    })
+}
+
+/// A token for a user, made by the operator (the first credential needs no browser): any of
+/// the deployment's scopes, a workspace the user is a member of, shown once.
+pub fn mint_for_user(
+    conn: &mut DbConn,
+    config: &Config,
+    now: UnixTime,
+    ctx: &AuditContext,
+    user: &str,
+    request: &TokenRequest,
+) -> AppResult<CreatedToken> {
+    let row = match user.contains('@') {
+        true => users::normalize_email(user)
+            .map(|e| db::users::find_by_email(conn, &e))
+            .transpose()?
+            .flatten(),
+        false => db::users::find(conn, user)?,
+    };
+    let row = row
+        .filter(|u| u.disabled_at.is_none())
+        .ok_or_else(|| AppError::protocol(ErrorCode::NotFound, "no such user"))?;
+    let caller = Caller::session(config, row.id);
+    accounts::create_token(conn, config, now, ctx, &caller, request)
 }

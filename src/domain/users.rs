@@ -92,11 +92,18 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-pub fn create(conn: &mut DbConn, now: UnixTime, email: &str, password: &str) -> AppResult<User> {
+/// A new account. Without a password the person cannot sign in on the login page; an operator
+/// can still make tokens for them (`POST /admin/users/{id}/tokens`, `authmd token create`).
+pub fn create(
+    conn: &mut DbConn,
+    now: UnixTime,
+    email: &str,
+    password: Option<&str>,
+) -> AppResult<User> {
     let email = normalize_email(email).ok_or_else(|| {
         AppError::protocol(ErrorCode::InvalidRequest, "email is not a valid address")
     })?;
-    if password.chars().count() < MIN_PASSWORD_LEN {
+    if password.is_some_and(|p| p.chars().count() < MIN_PASSWORD_LEN) {
         return Err(AppError::protocol(
             ErrorCode::InvalidRequest,
             format!("password must be at least {MIN_PASSWORD_LEN} characters"),
@@ -111,7 +118,7 @@ pub fn create(conn: &mut DbConn, now: UnixTime, email: &str, password: &str) -> 
     let row = UserRow {
         id: random_id("usr_"),
         email,
-        password_hash: Some(hash_password(password)?),
+        password_hash: password.map(hash_password).transpose()?,
         email_verified: false,
         created_at: now,
         disabled_at: None,

@@ -121,6 +121,65 @@ pub async fn user(
     Ok(no_store_json(&user))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NewUserBody {
+    email: String,
+    /// Leave out for an account that signs in only through tokens made for it.
+    password: Option<String>,
+}
+
+#[utoipa::path(post, path = "/admin/users", tag = "admin",
+    summary = "Create an account (no browser needed); without a password it cannot use the login page",
+    request_body(content = NewUserBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "id, email", body = crate::domain::admin::NewUser, content_type = "application/json"),
+        (status = 400, description = "invalid_request: a bad address, a short password, or the address is taken", body = super::response::ErrorBody),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
+    ))]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<NewUserBody>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let body = body.into_inner();
+    let audit = extract::audit_context(&req, &state.config);
+    let user = service::admin::create_user(&state, audit, body.email, body.password).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(user))
+}
+
+#[utoipa::path(post, path = "/admin/users/{id}/tokens", tag = "admin",
+    summary = "Make a personal or workspace token for a user (the first credential, no browser); shown once",
+    params(("id" = String, Path, description = "user id")),
+    request_body(content = super::tokens_api::CreateBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "the token, shown once, with its metadata", body = crate::domain::accounts::CreatedToken, content_type = "application/json"),
+        (status = 400, description = "invalid_scope or invalid_request", body = super::response::ErrorBody),
+        (status = 403, description = "access_denied: the user is not a member of the workspace", body = super::response::ErrorBody),
+        (status = 404, description = "not_found: no such user", body = super::response::ErrorBody),
+    ))]
+pub async fn mint_for_user(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<super::tokens_api::CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req)?;
+    let audit = extract::audit_context(&req, &state.config);
+    let created = service::admin::mint_for_user(
+        &state,
+        audit,
+        path.into_inner(),
+        body.into_inner().into_request(),
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(created))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
     event: Option<String>,

@@ -48,6 +48,8 @@ use crate::state::AppState;
         admin::registrations,
         admin::registration,
         admin::users,
+        admin::create_user,
+        admin::mint_for_user,
         admin::user,
         admin::audit,
         admin::revoke_agents,

@@ -72,6 +72,19 @@ pub struct CreateBody {
     expires_in: Option<i64>,
 }
 
+impl CreateBody {
+    pub fn into_request(self) -> accounts::TokenRequest {
+        accounts::TokenRequest {
+            scopes: self
+                .scopes
+                .or_else(|| self.scope.map(|s| crate::domain::scope::list(&s))),
+            name: self.name,
+            workspace: self.workspace,
+            expires_in: self.expires_in,
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/api/tokens", tag = "account",
     summary = "Create a personal or workspace token with chosen scopes (never more than the caller has); the plaintext is in this answer only",
     request_body(content = CreateBody, content_type = "application/json"),
@@ -87,20 +100,7 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &req).await?;
-    let body = body.into_inner();
-    let request = accounts::TokenRequest {
-        scopes: body.scopes.or_else(|| {
-            body.scope.map(|s| {
-                s.split(' ')
-                    .filter(|x| !x.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-        }),
-        name: body.name,
-        workspace: body.workspace,
-        expires_in: body.expires_in,
-    };
+    let request = body.into_inner().into_request();
     let audit = extract::audit_context(&req, &state.config);
     let created = service::accounts::create_token(&state, audit, caller, request).await?;
     Ok(HttpResponse::Created()

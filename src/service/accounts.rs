@@ -5,9 +5,11 @@ use crate::domain::accounts::{
     self, Caller, Overview, Revocable, TokenInfo, TokenList, TokenRequest,
 };
 use crate::domain::audit::AuditContext;
+use crate::domain::secrets::PlainToken;
+use crate::domain::signup;
 use crate::domain::users::{self, User};
 use crate::domain::workspaces::{self, Member, Removed, Workspace, WorkspaceList};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// The user a session cookie belongs to, if it is live.
@@ -143,4 +145,59 @@ pub async fn delete_workspace(
         workspaces::delete(conn, ctx.now, ctx.audit, &caller, &id)
     })
     .await
+}
+
+/// `POST /signup`: the password is hashed on the blocking pool, then the account (or the
+/// emailed link) is made; a link that cannot be mailed is a retryable 503.
+pub async fn signup(
+    state: &AppState,
+    audit: AuditContext,
+    email: String,
+    password: String,
+) -> AppResult<Option<PlainToken>> {
+    let email = signup::checked(&email, &password)?;
+    let hash = actix_web::rt::task::spawn_blocking(move || users::hash_password(&password))
+        .await
+        .map_err(|_| AppError::internal("the password hashing task failed"))??;
+    let outcome = write(state, audit, move |conn, ctx| {
+        signup::submit(conn, ctx, &email, &hash)
+    })
+    .await?;
+    match outcome {
+        signup::Outcome::SignedIn(session) => Ok(Some(session)),
+        signup::Outcome::Mailed(mail) => {
+            if let Err(e) = state.mailer.send(&mail).await {
+                tracing::warn!(error = %e, "the sign-up email could not be sent");
+                return Err(AppError::protocol(
+                    ErrorCode::ServiceUnavailable,
+                    "the email could not be sent; try again in a moment",
+                ));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// `GET /signup/verify`: the account, and a session for it.
+pub async fn confirm_signup(
+    state: &AppState,
+    audit: AuditContext,
+    token: String,
+) -> AppResult<PlainToken> {
+    write(state, audit, move |conn, ctx| {
+        signup::confirm(conn, ctx, &token)
+    })
+    .await
+    .map(|(_, session)| session)
+}
+
+/// The account page's "Make a token" form, and what it shows around the new token.
+pub async fn create_token_on_page(
+    state: &AppState,
+    audit: AuditContext,
+    user_id: String,
+    request: TokenRequest,
+) -> AppResult<accounts::CreatedToken> {
+    let caller = Caller::session(&state.config, user_id);
+    create_token(state, audit, caller, request).await
 }

@@ -3,6 +3,8 @@
 use serde_json::Value;
 
 use super::{query, write};
+use crate::domain::accounts::{CreatedToken, TokenRequest};
+use crate::domain::admin::NewUser;
 use crate::domain::admin::{
     self, AuditFilter, AuditPage, RegistrationInfo, RegistrationPage, RevokeTarget, UserInfo,
     UserPage,
@@ -71,6 +73,31 @@ pub async fn revoke_agents(
 ) -> AppResult<usize> {
     write(state, audit, move |conn, ctx| {
         admin::revoke_agents(conn, ctx.now, ctx.audit, &target)
+    })
+    .await
+}
+
+pub async fn create_user(
+    state: &AppState,
+    audit: AuditContext,
+    email: String,
+    password: Option<String>,
+) -> AppResult<NewUser> {
+    write(state, audit, move |conn, ctx| {
+        admin::create_user(conn, ctx.now, ctx.audit, &email, password.as_deref())
+    })
+    .await
+}
+
+/// `user`: an id or an email address.
+pub async fn mint_for_user(
+    state: &AppState,
+    audit: AuditContext,
+    user: String,
+    request: TokenRequest,
+) -> AppResult<CreatedToken> {
+    write(state, audit, move |conn, ctx| {
+        admin::mint_for_user(conn, ctx.config, ctx.now, ctx.audit, &user, &request)
     })
     .await
 }

@@ -100,7 +100,7 @@ pub async fn user(app: &TestApp, email: &str) -> String {
     let email = email.to_owned();
     app.state
         .db
-        .run(move |conn| users::create(conn, now, &email, PASSWORD))
+        .run(move |conn| users::create(conn, now, &email, Some(PASSWORD)))
         .await
         .unwrap()
         .id
