@@ -442,6 +442,8 @@ impl Person {
         let resp = self
             .browser
             .post(app.url("/api/tokens"))
+            // A session write must come from this server's own pages.
+            .header("origin", &app.base)
             .json(&body)
             .send()
             .await

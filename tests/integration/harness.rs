@@ -61,6 +61,8 @@ impl Drop for TestApp {
 pub struct TestAppBuilder {
     backend: Backend,
     configure: Vec<ConfigChange>,
+    /// A configuration file laid over the defaults, as `serve --config FILE` would.
+    file: Option<std::path::PathBuf>,
 }
 
 /// One `with_config` closure.
@@ -70,6 +72,13 @@ impl TestAppBuilder {
     /// Changes the configuration, e.g. `.with_config(|c| c.agent.claim_ttl_s = 600)`.
     pub fn with_config(mut self, f: impl FnOnce(&mut Config) + Send + 'static) -> Self {
         self.configure.push(Box::new(f));
+        self
+    }
+
+    /// Starts from a configuration file (relative to the crate root), read the way `serve
+    /// --config` reads it; the harness then sets what it owns (issuer, database, mail).
+    pub fn with_config_file(mut self, path: &str) -> Self {
+        self.file = Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path));
         self
     }
 
@@ -88,7 +97,7 @@ impl TestAppBuilder {
     }
 
     pub async fn start(self) -> TestApp {
-        TestApp::start_with(self.backend, self.configure).await
+        TestApp::start_with(self.backend, self.configure, self.file).await
     }
 }
 
@@ -101,10 +110,15 @@ impl TestApp {
         TestAppBuilder {
             backend,
             configure: Vec::new(),
+            file: None,
         }
     }
 
-    async fn start_with(backend: Backend, configure: Vec<ConfigChange>) -> Self {
+    async fn start_with(
+        backend: Backend,
+        configure: Vec<ConfigChange>,
+        file: Option<std::path::PathBuf>,
+    ) -> Self {
         capture_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -134,7 +148,11 @@ impl TestApp {
         };
         // The harness's own settings come first, so a test's closure can read them (the
         // issuer, say) and must not change them.
-        let mut config = Config::defaults();
+        let mut config = match &file {
+            Some(path) => Config::load(Some(path), std::iter::empty())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+            None => Config::defaults(),
+        };
         config.server.issuer = base.clone();
         config.database.url = db_url;
         let mail = crate::fakes::SmtpSink::start().await;

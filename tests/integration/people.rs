@@ -72,13 +72,25 @@ async fn personal_tokens_lifecycle(backend: Backend) {
     let id = created["id"].as_str().unwrap();
     let resp = other
         .delete(app.url(&format!("/api/tokens/{id}")))
+        .header("origin", &app.base)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(flows::introspect(&app, &rs, &token).await["active"], true);
+    // A session write from another site's page (no Origin, or another origin) is refused.
+    for origin in [None, Some("https://evil.example")] {
+        let mut req = browser.delete(app.url(&format!("/api/tokens/{id}")));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "{origin:?}");
+    }
+    assert_eq!(flows::introspect(&app, &rs, &token).await["active"], true);
     let resp = browser
         .delete(app.url(&format!("/api/tokens/{id}")))
+        .header("origin", &app.base)
         .send()
         .await
         .unwrap();
@@ -96,27 +108,72 @@ async fn personal_tokens_lifecycle(backend: Backend) {
     );
 }
 
+/// `POST`/`DELETE` on `/api/workspaces…` with a bearer token: status and body.
+async fn workspaces_api(
+    app: &TestApp,
+    bearer: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value) {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(bearer);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status(), resp.json().await.unwrap_or(Value::Null))
+}
+
 async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
+    use reqwest::Method;
     let app = TestApp::start(backend).await;
     let rs = flows::resource_server(&app).await;
     let person = flows::person(&app, "ws@example.com").await;
     let (_, personal) = person.create_token(&app, json!({"name": "me"})).await;
+    let pat = personal["token"].as_str().unwrap();
+    // Workspaces are owned: one for A, one for B, both the person's.
+    let (status, ws_a) = workspaces_api(
+        &app,
+        pat,
+        Method::POST,
+        "/api/workspaces",
+        Some(json!({"name": "A"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{ws_a}");
+    assert_eq!(ws_a["owner"], json!(person.user_id));
+    let ws_a_id = ws_a["id"].as_str().unwrap().to_owned();
+    let (_, ws_b) = workspaces_api(
+        &app,
+        pat,
+        Method::POST,
+        "/api/workspaces",
+        Some(json!({"name": "B"})),
+    )
+    .await;
+    let ws_b_id = ws_b["id"].as_str().unwrap().to_owned();
     let a = &person
-        .token(&app, json!({"name": "a", "workspace": "ws-a"}))
+        .token(&app, json!({"name": "a", "workspace": ws_a_id}))
         .await;
-    assert_eq!(flows::introspect(&app, &rs, a).await["workspace"], "ws-a");
+    assert_eq!(
+        flows::introspect(&app, &rs, a).await["workspace"],
+        json!(ws_a_id)
+    );
 
-    let cross = create_token(&app, a, json!({"workspace": "ws-b"})).await;
+    let cross = create_token(&app, a, json!({"workspace": ws_b_id})).await;
     assert_eq!(cross.status(), 403);
     let same = create_token(&app, a, json!({"name": "a2"})).await;
     assert_eq!(same.status(), 201);
     assert_eq!(
         same.json::<Value>().await.unwrap()["workspace"],
-        "ws-a",
+        json!(ws_a_id),
         "inherits its workspace"
     );
     let (_, listed) = flows::tokens_api(&app, a, None).await;
-    assert_eq!(listed["count"], 2, "only ws-a's tokens: {listed}");
+    assert_eq!(listed["count"], 2, "only A's tokens: {listed}");
     let id = personal["id"].as_str().unwrap();
     let resp = app
         .client
@@ -130,6 +187,91 @@ async fn workspace_tokens_stay_in_their_workspace(backend: Backend) {
         404,
         "a workspace token cannot touch another workspace's token"
     );
+    // A workspace token does not manage workspaces.
+    let (status, _) = workspaces_api(
+        &app,
+        a,
+        Method::POST,
+        "/api/workspaces",
+        Some(json!({"name": "C"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Someone else cannot mint for A by naming it, nor manage it, until the owner adds them.
+    let other = flows::person(&app, "other-ws@example.com").await;
+    let other_pat = &other.token(&app, json!({"name": "o"})).await;
+    let denied = create_token(&app, other_pat, json!({"workspace": ws_a_id})).await;
+    assert_eq!(denied.status(), 403);
+    let (status, _) = workspaces_api(
+        &app,
+        other_pat,
+        Method::DELETE,
+        &format!("/api/workspaces/{ws_a_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "a stranger learns nothing about the workspace");
+    let (status, member) = workspaces_api(
+        &app,
+        pat,
+        Method::POST,
+        &format!("/api/workspaces/{ws_a_id}/members"),
+        Some(json!({"email": "other-ws@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{member}");
+    assert_eq!(member["user_id"], json!(other.user_id));
+    let resp = create_token(&app, other_pat, json!({"workspace": ws_a_id})).await;
+    assert_eq!(resp.status(), 201);
+    let other_ws_token = resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, theirs) = workspaces_api(&app, other_pat, Method::GET, "/api/workspaces", None).await;
+    assert_eq!(theirs["count"], 1, "{theirs}");
+    // A member who is not the owner cannot delete it.
+    let (status, _) = workspaces_api(
+        &app,
+        other_pat,
+        Method::DELETE,
+        &format!("/api/workspaces/{ws_a_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Removing the member revokes their tokens for A; deleting A revokes everyone's.
+    let (status, removed) = workspaces_api(
+        &app,
+        pat,
+        Method::DELETE,
+        &format!("/api/workspaces/{ws_a_id}/members/{}", other.user_id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["tokens_revoked"], 1);
+    assert_eq!(
+        flows::introspect(&app, &rs, &other_ws_token).await["active"],
+        false
+    );
+    assert_eq!(flows::introspect(&app, &rs, a).await["active"], true);
+    let (status, deleted) = workspaces_api(
+        &app,
+        pat,
+        Method::DELETE,
+        &format!("/api/workspaces/{ws_a_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["tokens_revoked"], 2, "a and the a2 it made");
+    assert_eq!(flows::introspect(&app, &rs, a).await["active"], false);
+    assert_eq!(flows::introspect(&app, &rs, pat).await["active"], true);
+    let (_, mine) = workspaces_api(&app, pat, Method::GET, "/api/workspaces", None).await;
+    assert_eq!(mine["workspaces"][0]["id"], json!(ws_b_id));
+    assert_eq!(mine["count"], 1);
 }
 
 async fn last_used_is_written_at_most_once_a_minute(backend: Backend) {
@@ -176,6 +318,7 @@ async fn account_page_lists_and_revokes(backend: Backend) {
     let (_, pair) = flows::exchange(&app, &client, &code, &pkce.verifier).await;
     browser
         .post(app.url("/api/tokens"))
+        .header("origin", &app.base)
         .json(&json!({"name": "laptop"}))
         .send()
         .await

@@ -95,6 +95,7 @@ async fn idempotency_records_belong_to_their_caller(backend: Backend) {
     let mint = |client: &reqwest::Client, bearer: Option<&str>| {
         let mut req = client
             .post(app.url("/api/tokens"))
+            .header("origin", &app.base)
             .header("idempotency-key", "short")
             .json(&json!({"name": "ci"}));
         if let Some(b) = bearer {
