@@ -92,7 +92,7 @@ async fn session(socket: tokio::net::TcpStream, store: Arc<Mutex<Vec<String>>>) 
 }
 
 /// Undoes quoted-printable soft breaks and escapes.
-fn decode_qp(s: &str) -> String {
+pub fn decode_qp(s: &str) -> String {
     let joined = s.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -174,10 +174,12 @@ pub fn authorize_url(
         q.append_pair("response_type", "code")
             .append_pair("client_id", &client.id)
             .append_pair("redirect_uri", &client.redirect_uri)
-            .append_pair("scope", "api.read")
             .append_pair("state", "st-123")
             .append_pair("code_challenge", &pkce.challenge)
             .append_pair("code_challenge_method", "S256");
+        if !extra.iter().any(|(k, _)| *k == "scope") {
+            q.append_pair("scope", "api.read");
+        }
         for (k, v) in extra {
             q.append_pair(k, v);
         }

@@ -19,5 +19,6 @@ mod oauth;
 mod oauth2_crate;
 mod oidc;
 mod people;
+mod profiles;
 mod register;
 mod trust;
