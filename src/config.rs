@@ -1029,6 +1029,114 @@ mod tests {
     }
 
     #[test]
+    fn token_prefixes_are_checked_and_must_not_clash() {
+        let ok = Config::from_toml_overlay(
+            "[tokens.prefixes]\npersonal = \"dai_\"\napi_key = \"sk_\"\nclaim = \"ct_\"",
+        )
+        .unwrap();
+        assert_eq!(ok.tokens.prefixes.personal, "dai_");
+        for (text, key) in [
+            (
+                "[tokens.prefixes]\npersonal = \"Dai_\"",
+                "tokens.prefixes.personal",
+            ),
+            (
+                "[tokens.prefixes]\npersonal = \"dai\"",
+                "tokens.prefixes.personal",
+            ),
+            (
+                "[tokens.prefixes]\npersonal = \"d_\"",
+                "tokens.prefixes.personal",
+            ),
+            (
+                "[tokens.prefixes]\npersonal = \"abcdefghi_\"",
+                "tokens.prefixes.personal",
+            ),
+            (
+                "[tokens.prefixes]\npersonal = \"1ab_\"",
+                "tokens.prefixes.personal",
+            ),
+            // authmd's own prefixes, and one kind's prefix for another.
+            (
+                "[tokens.prefixes]\napi_key = \"at_\"",
+                "tokens.prefixes.api_key",
+            ),
+            (
+                "[tokens.prefixes]\nclaim = \"cv_\"",
+                "tokens.prefixes.claim",
+            ),
+            (
+                "[tokens.prefixes]\nclaim = \"sk_\"",
+                "tokens.prefixes.claim",
+            ),
+            (
+                "[tokens.prefixes]\napi_key = \"pat_\"",
+                "tokens.prefixes.api_key",
+            ),
+        ] {
+            let err = Config::from_toml_overlay(text).unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn unclaimed_credential_lifetime_and_personal_maximum() {
+        let c = Config::defaults();
+        assert_eq!(
+            c.agent.unclaimed_credentials_expire(100),
+            Some(100 + c.agent.claim_ttl_s)
+        );
+        let c = Config::from_toml_overlay("[agent]\nunclaimed_credential_ttl_s = 0").unwrap();
+        assert_eq!(c.agent.unclaimed_credentials_expire(100), None);
+        let c = Config::from_toml_overlay("[agent]\nunclaimed_credential_ttl_s = 60").unwrap();
+        assert_eq!(c.agent.unclaimed_credentials_expire(100), Some(160));
+        let env = vec![(
+            "AUTHMD_AGENT__UNCLAIMED_CREDENTIAL_TTL_S".into(),
+            "claim_window".into(),
+        )];
+        assert!(Config::load(None, env).is_ok());
+        for (text, key) in [
+            (
+                "[agent]\nunclaimed_credential_ttl_s = -1",
+                "agent.unclaimed_credential_ttl_s",
+            ),
+            (
+                "[agent]\nunclaimed_credential_ttl_s = \"forever\"",
+                "agent.unclaimed_credential_ttl_s",
+            ),
+            (
+                "[tokens]\npersonal_max_ttl_s = -5",
+                "tokens.personal_max_ttl_s",
+            ),
+            ("[accounts]\nsignup = \"maybe\"", "accounts.signup"),
+            (
+                "[agent]\nclaim_otp_delivery = \"sms\"",
+                "agent.claim_otp_delivery",
+            ),
+            (
+                "[agent]\ndefault_credential_type = \"password\"",
+                "agent.default_credential_type",
+            ),
+        ] {
+            let err = Config::from_toml_overlay(text).unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_example_deployments_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deployments");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            Config::load(Some(&path), Vec::new())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+    }
+
+    #[test]
     fn an_unknown_key_is_named_once() {
         let err = Config::from_toml_overlay("[server]\nbindd = \"1.2.3.4:1\"").unwrap_err();
         assert_eq!(err.key, "server.bindd");
@@ -1052,6 +1160,11 @@ mod tests {
                 "[rate_limit]\nlogin_per_ip = 5",
                 "rate_limit.login_per_ip",
                 "rate_limit.login_failures_per_ip",
+            ),
+            (
+                "[agent]\napi_key_prefix = \"dai_\"",
+                "agent.api_key_prefix",
+                "tokens.prefixes.api_key",
             ),
         ] {
             let err = Config::from_toml_overlay(text).unwrap_err();

@@ -81,16 +81,18 @@ fn url(config: &Config, path: &str) -> String {
     format!("{}{path}", config.server.issuer)
 }
 
-/// Every scope authmd can grant: the OAuth scopes plus the agent scopes, first mention first.
+/// Every scope authmd can grant: the OAuth scopes plus, while agents can register, the agent
+/// scopes, first mention first.
 pub fn scopes_supported(config: &Config) -> Vec<String> {
     let mut scopes: Vec<String> = Vec::new();
-    for s in config
-        .oauth
-        .scopes
+    let agents = !identity_types(config).is_empty();
+    let agent_scopes = config
+        .agent
+        .pre_claim_scopes
         .iter()
-        .chain(&config.agent.pre_claim_scopes)
         .chain(&config.agent.post_claim_scopes)
-    {
+        .filter(|_| agents);
+    for s in config.oauth.scopes.iter().chain(agent_scopes) {
         if !scopes.contains(s) {
             scopes.push(s.clone());
         }

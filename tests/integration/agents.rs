@@ -27,6 +27,8 @@ crate::db_tests!(
     api_keys_are_revoked_by_possession,
     api_key_prefix_is_configurable,
     a_broken_limiter_store_fails_open,
+    unclaimed_credentials_that_died_stay_dead,
+    registration_scopes_narrow_or_are_refused,
 );
 
 async fn anon(app: &TestApp, body: Value) -> Value {
@@ -945,4 +947,88 @@ async fn api_keys_are_revoked_by_possession(backend: Backend) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(flows::introspect(&app, &rs, key).await["active"], false);
+}
+
+/// `agent.unclaimed_credential_ttl_s` shorter than the claim window: the key dies at its own
+/// time, and a claim afterwards cannot bring it back (the registration is closed).
+async fn unclaimed_credentials_that_died_stay_dead(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .with_config(|c| {
+            c.agent.unclaimed_credential_ttl_s = authmd::config::UnclaimedTtl::Seconds(600);
+        })
+        .start()
+        .await;
+    let rs = flows::resource_server(&app).await;
+    let reg = anon(&app, json!({"type": "anonymous"})).await;
+    let key = reg["credential"].as_str().unwrap();
+    let claim_token = reg["claim_token"].as_str().unwrap();
+    app.clock.advance(599);
+    assert_eq!(flows::introspect(&app, &rs, key).await["active"], true);
+    app.clock.advance(2);
+    assert_eq!(flows::introspect(&app, &rs, key).await["active"], false);
+    // Still inside the claim window (a day), but the registration is closed.
+    let resp = app
+        .post_json(
+            "/agent/auth/claim",
+            &json!({"claim_token": claim_token, "email": "late@example.com"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 410);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "claim_expired"
+    );
+    app.state.sweep().await.unwrap();
+    assert_eq!(flows::introspect(&app, &rs, key).await["active"], false);
+    assert_eq!(flows::audit_count(&app, "registration.expired").await, 1);
+}
+
+/// A registration's `scopes` narrow what its type grants before the claim; anything else is
+/// `invalid_scope`, on both generations.
+async fn registration_scopes_narrow_or_are_refused(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.agent.pre_claim_scopes = vec!["api.read".into(), "api.write".into()])
+        .start()
+        .await;
+    let rs = flows::resource_server(&app).await;
+    let reg = anon(&app, json!({"type": "anonymous", "scopes": ["api.read"]})).await;
+    assert_eq!(reg["scopes"], json!(["api.read"]));
+    let info = flows::introspect(&app, &rs, reg["credential"].as_str().unwrap()).await;
+    assert_eq!(info["scope"], "api.read");
+    for (path, body) in [
+        (
+            "/agent/auth",
+            json!({"type": "anonymous", "scopes": ["admin"]}),
+        ),
+        ("/agent/auth", json!({"type": "anonymous", "scopes": []})),
+        (
+            "/agent/identity",
+            json!({"type": "anonymous", "scopes": ["admin"]}),
+        ),
+        // Nothing is granted before a person confirms: any scope is too much.
+        (
+            "/agent/auth",
+            json!({"type": "identity_assertion", "assertion_type": "verified_email",
+                   "assertion": "s@example.com", "scopes": ["api.read"]}),
+        ),
+        (
+            "/agent/identity",
+            json!({"type": "service_auth", "login_hint": "s@example.com", "scopes": ["api.read"]}),
+        ),
+    ] {
+        let resp = app.post_json(path, &body).await;
+        assert_eq!(resp.status(), 400, "{path} {body}");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["error"],
+            "invalid_scope",
+            "{body}"
+        );
+    }
+    let v06: Value = app
+        .post_value(
+            "/agent/identity",
+            &json!({"type": "anonymous", "scopes": ["api.write"]}),
+        )
+        .await;
+    assert_eq!(v06["pre_claim_scopes"], json!(["api.write"]));
 }

@@ -226,3 +226,110 @@ async fn sign_in(
         .click()
         .await
 }
+
+/// tokens&'s person side in a real browser: sign up on /signup, sign out, sign in, make a
+/// token on the account page (shown once), and revoke it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_signs_up_and_makes_a_token() {
+    if !browsers_installed() {
+        return;
+    }
+    let app = TestApp::builder(Backend::Sqlite)
+        .with_config_file("examples/deployments/tokensand.toml")
+        .start()
+        .await;
+    let rs = flows::resource_server(&app).await;
+    let (_driver, _profile, browser) = chromium().await;
+    let email = "new-dev@tokensand.example";
+
+    let result = async {
+        // Sign up: the account exists at once and the browser is signed in.
+        browser.goto(&app.url("/signup")).await?;
+        browser
+            .find(Locator::Css("input[name=email]"))
+            .await?
+            .send_keys(email)
+            .await?;
+        browser
+            .find(Locator::Css("input[name=password]"))
+            .await?
+            .send_keys(flows::PASSWORD)
+            .await?;
+        browser.find(Locator::Id("sign-up")).await?.click().await?;
+        browser.wait().for_element(Locator::Id("sign-out")).await?;
+        assert!(browser.source().await?.contains(email));
+        browser.find(Locator::Id("sign-out")).await?.click().await?;
+
+        // Sign in again with the new password.
+        sign_in(&browser, &app.url("/account"), email).await?;
+        browser
+            .wait()
+            .for_element(Locator::Id("make-token"))
+            .await?;
+
+        // Make a token with one scope.
+        browser
+            .find(Locator::Id("token-name"))
+            .await?
+            .send_keys("my coding agent")
+            .await?;
+        let scopes = browser.find(Locator::Id("token-scopes")).await?;
+        scopes.clear().await?;
+        scopes.send_keys("project:read").await?;
+        browser
+            .find(Locator::Id("make-token-button"))
+            .await?
+            .click()
+            .await?;
+        let shown = browser
+            .wait()
+            .for_element(Locator::Id("new-token-value"))
+            .await?
+            .text()
+            .await?;
+        let shot = browser.screenshot().await?;
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("account-token.png");
+        std::fs::write(&path, &shot).unwrap();
+        assert!(shot.starts_with(b"\x89PNG"), "{}", path.display());
+
+        // Shown once: the next visit lists its prefix only.
+        browser.goto(&app.url("/account")).await?;
+        let html = browser.source().await?;
+        assert!(!html.contains(&shown) && html.contains(&shown[..12]));
+        Ok::<_, fantoccini::error::CmdError>(shown)
+    }
+    .await;
+    let token = match result {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = browser.close().await;
+            panic!("browser steps: {e}");
+        }
+    };
+    assert!(token.starts_with("dai_"), "{token}");
+    let info = flows::introspect(&app, &rs, &token).await;
+    assert_eq!(
+        (info["active"].as_bool(), info["scope"].as_str()),
+        (Some(true), Some("project:read"))
+    );
+
+    // Revoke it on the page.
+    let revoked = async {
+        browser
+            .find(Locator::Css("button[name=revoke]"))
+            .await?
+            .click()
+            .await?;
+        for _ in 0..50 {
+            if !browser.source().await?.contains("name=\"revoke\"") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, fantoccini::error::CmdError>(())
+    }
+    .await;
+    let _ = browser.close().await;
+    revoked.expect("revoke in the browser");
+    assert_eq!(flows::introspect(&app, &rs, &token).await["active"], false);
+}

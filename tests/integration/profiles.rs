@@ -116,6 +116,11 @@ async fn tokensand(backend: Backend) {
         .await;
     assert!(m.get("agent_auth").is_none(), "{m}");
     assert!(m.get("registration_endpoint").is_none());
+    let scopes = m["scopes_supported"].as_array().unwrap();
+    assert!(
+        !scopes.contains(&json!("api.read")),
+        "agent scopes only with agents: {scopes:?}"
+    );
     for (path, body, code) in [
         (
             "/agent/identity",
