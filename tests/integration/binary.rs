@@ -625,3 +625,103 @@ async fn resource_metadata_command_prints_the_document_to_serve() {
     assert_eq!(code, 2);
     assert!(stderr.contains("not a configured resource"), "{stderr}");
 }
+
+/// `authmd token create`: the first credential of a deployment without a browser, with the
+/// profile's prefix, only its hash stored; an unknown user or a workspace the user is not a
+/// member of is refused.
+#[tokio::test]
+async fn token_create_command_makes_the_first_credential() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tok.db").display());
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deployments/tokensand.toml");
+    let cli = |args: &[&str]| {
+        let mut cmd = authmd(dir.path());
+        cmd.arg("--config")
+            .arg(&profile)
+            .args(args)
+            .env("AUTHMD_DATABASE__URL", &url);
+        cmd
+    };
+    let mut child = cli(&[
+        "user",
+        "create",
+        "--email",
+        "ops@tokensand.example",
+        "--password-stdin",
+        "--json",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let user: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let (code, stdout, stderr) = run(&mut cli(&[
+        "token",
+        "create",
+        "--user",
+        "ops@tokensand.example",
+        "--scope",
+        "project:read tools:read",
+        "--expires-in",
+        "3600",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let created: Value = serde_json::from_str(&stdout).unwrap();
+    let token = created["token"].as_str().unwrap();
+    assert!(token.starts_with("dai_"), "{token}");
+    assert_eq!(
+        created["scopes"],
+        serde_json::json!(["project:read", "tools:read"])
+    );
+    assert!(created["expires_at"].is_i64());
+
+    // Stored as its hash, never as plaintext.
+    let mut config = authmd::config::Config::load(Some(&profile), Vec::new()).unwrap();
+    config.database.url = url.clone();
+    let db = authmd::db::Db::connect(&config).unwrap();
+    let hash = authmd::domain::secrets::HashedToken::of(token)
+        .as_str()
+        .to_owned();
+    let row = db
+        .run(move |conn| Ok(authmd::db::accounts::find_token_by_hash(conn, &hash)?))
+        .await
+        .unwrap()
+        .expect("the token's hash is stored");
+    assert_eq!(row.user_id, user["id"].as_str().unwrap());
+    assert!(!std::fs::read(dir.path().join("tok.db"))
+        .unwrap()
+        .windows(token.len())
+        .any(|w| w == token.as_bytes()));
+
+    for (args, needle) in [
+        (vec!["--user", "nobody@tokensand.example"], "no such user"),
+        (
+            vec!["--user", "ops@tokensand.example", "--workspace", "ws_nope"],
+            "member",
+        ),
+        (
+            vec!["--user", "ops@tokensand.example", "--scope", "admin"],
+            "admin",
+        ),
+    ] {
+        let mut all = vec!["token", "create"];
+        all.extend(args);
+        let (code, _, stderr) = run(&mut cli(&all)).await;
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+        assert!(!stderr.contains("dai_"), "{stderr}");
+    }
+}

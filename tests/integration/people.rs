@@ -13,6 +13,8 @@ crate::db_tests!(
     account_page_lists_and_revokes,
     admin_api_lists_filters_and_revokes,
     idempotent_writes_replay_and_refuse_reuse,
+    signup_with_a_verified_email,
+    admin_makes_accounts_and_their_first_token,
 );
 
 async fn create_token(app: &TestApp, bearer: &str, body: Value) -> reqwest::Response {
@@ -651,4 +653,165 @@ async fn idempotent_writes_replay_and_refuse_reuse(backend: Backend) {
     assert_eq!(fresh.status(), 200);
     let bad_key = send("", json!({"type": "anonymous"})).await.unwrap();
     assert_eq!(bad_key.status(), 400);
+}
+
+/// `accounts.signup = "email_verified"`: the account exists only once the emailed link is
+/// followed (once); an address that has an account gets a note, and the page says the same.
+async fn signup_with_a_verified_email(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .with_config(|c| c.accounts.signup = authmd::config::Signup::EmailVerified)
+        .start()
+        .await;
+    let submit = |browser: reqwest::Client, email: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let html = browser
+                .get(app.url("/signup"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = flows::form_value(&html, "csrf_token").unwrap();
+            browser
+                .post(app.url("/signup"))
+                .form(&[
+                    ("email", email),
+                    ("password", password),
+                    ("csrf_token", &csrf),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let browser = flows::browser();
+    let short = submit(browser.clone(), "new@example.com", "short").await;
+    assert_eq!(short.status(), 400);
+    assert!(short.text().await.unwrap().contains("at least 8"));
+    let page = submit(browser.clone(), "new@example.com", flows::PASSWORD).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Check your email"));
+    assert_eq!(
+        flows::login(&app, &flows::browser(), "new@example.com", flows::PASSWORD)
+            .await
+            .status(),
+        401,
+        "no account before the link is followed"
+    );
+    let mail = crate::fakes::decode_qp(&app.mail.wait_for(1).await[0]);
+    let at = mail.find("/signup/verify?token=").expect("a link");
+    let begin = mail[..at].rfind("http").unwrap();
+    let end = at
+        + mail[at..]
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+            .unwrap();
+    let link = mail[begin..end].to_owned();
+    let resp = browser.get(&link).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/account");
+    let account = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("new@example.com") && account.contains("make-token"));
+    let again = flows::browser().get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 400, "a link works once");
+    assert_eq!(
+        flows::login(&app, &flows::browser(), "new@example.com", flows::PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    // An address with an account: the same page, and a note instead of a link.
+    let page = submit(flows::browser(), "new@example.com", "another password").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Check your email"));
+    let note = crate::fakes::decode_qp(&app.mail.wait_for(2).await[1]);
+    assert!(
+        note.contains("already have one") && !note.contains("/signup/verify"),
+        "{note}"
+    );
+    // Off by default.
+    let off = TestApp::start(backend).await;
+    assert_eq!(off.get("/signup").await.status(), 404);
+}
+
+/// `POST /admin/users` and `/admin/users/{id}/tokens`: an account and its first token, no
+/// browser; with a password the person can also sign in.
+async fn admin_makes_accounts_and_their_first_token(backend: Backend) {
+    const ADMIN: &str = "admin-token-for-people-tests-0123456789";
+    let app = TestApp::builder(backend)
+        .with_admin_token(ADMIN)
+        .start()
+        .await;
+    let rs = flows::resource_server(&app).await;
+    let post = |path: &str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+    };
+    let resp = post(
+        "/admin/users",
+        json!({"email": "Ada@Example.com", "password": flows::PASSWORD}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+    let user: Value = resp.json().await.unwrap();
+    assert_eq!(user["email"], "ada@example.com");
+    let taken = post("/admin/users", json!({"email": "ada@example.com"}))
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 400);
+    let bad = post("/admin/users", json!({"email": "not an address"}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let id = user["id"].as_str().unwrap();
+    let resp = post(
+        &format!("/admin/users/{id}/tokens"),
+        json!({"scopes": ["api.read"], "expires_in": 600, "name": "first"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let created: Value = resp.json().await.unwrap();
+    let token = created["token"].as_str().unwrap();
+    let info = flows::introspect(&app, &rs, token).await;
+    assert_eq!(
+        (info["active"].as_bool(), info["sub"].as_str()),
+        (Some(true), Some(id))
+    );
+    assert_eq!(info["scope"], "api.read");
+    let wide = post(
+        &format!("/admin/users/{id}/tokens"),
+        json!({"scopes": ["root"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wide.status(), 400);
+    assert_eq!(
+        flows::login(&app, &flows::browser(), "ada@example.com", flows::PASSWORD)
+            .await
+            .status(),
+        303
+    );
+    let resp = app
+        .client
+        .post(app.url(&format!("/admin/users/{id}/tokens")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the admin token is required");
+    assert_eq!(flows::audit_count(&app, "user.created").await, 1);
 }
