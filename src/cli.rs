@@ -1,6 +1,7 @@
 //! The `authmd` command line: one file per subcommand under `cli/`.
 
 mod admin;
+mod backup;
 mod client;
 pub mod conformance;
 mod keys;
@@ -40,6 +41,11 @@ pub enum Command {
     Serve,
     /// Run pending migrations and exit.
     Migrate,
+    /// Copy a SQLite database to FILE while it stays in use (consistent; integrity-checked).
+    Backup {
+        /// Where to write the copy; an existing file is never overwritten.
+        file: std::path::PathBuf,
+    },
     /// OAuth clients.
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -97,6 +103,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Conformance { url, email } => return conformance::run(&url, &email),
         Command::Serve => serve::run(cli.config.as_deref()),
         Command::Migrate => migrate::run(cli.config.as_deref()),
+        Command::Backup { file } => backup::run(cli.config.as_deref(), &file),
         Command::Client(cmd) => client::run(cli.config.as_deref(), cmd),
         Command::User(cmd) => user::run(cli.config.as_deref(), cmd),
         Command::Token(cmd) => token::run(cli.config.as_deref(), cmd),

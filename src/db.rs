@@ -418,6 +418,37 @@ pub(crate) fn batch_failed(e: &AppError) -> AppError {
 }
 
 /// Readiness: one round trip to the database.
+/// Copies a SQLite database to `target` while it stays in use (`VACUUM INTO` reads in one
+/// transaction), then runs `PRAGMA integrity_check` on the copy. PostgreSQL has its own tools.
+pub fn backup_sqlite(conn: &mut DbConn, target: &str) -> AppResult<()> {
+    use diesel::sql_types::Text;
+    use diesel::{QueryableByName, RunQueryDsl};
+    let DbConn::Sqlite(c) = conn else {
+        return Err(crate::error::AppError::protocol(
+            crate::error::ErrorCode::InvalidRequest,
+            "authmd backup copies SQLite databases; for PostgreSQL use pg_dump",
+        ));
+    };
+    diesel::sql_query("VACUUM INTO ?")
+        .bind::<Text, _>(target)
+        .execute(c)?;
+    let mut copy = SqliteConnection::establish(target).map_err(|e| {
+        crate::error::AppError::internal(format!("the backup cannot be opened: {e}"))
+    })?;
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = Text)]
+        integrity_check: String,
+    }
+    let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(&mut copy)?;
+    match rows.first().map(|r| r.integrity_check.as_str()) {
+        Some("ok") => Ok(()),
+        other => Err(crate::error::AppError::internal(format!(
+            "the backup failed its integrity check: {other:?}"
+        ))),
+    }
+}
+
 pub fn ping(conn: &mut DbConn) -> AppResult<()> {
     conn.batch_execute("SELECT 1").map_err(AppError::from)
 }

@@ -202,6 +202,10 @@ async fn serve_with_defaults_creates_everything_and_logs_no_secrets() {
         .unwrap();
     assert!(stderr.contains("authmd listening"), "{stderr}");
     assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI colour codes when stderr is not a terminal: {stderr:?}"
+    );
+    assert!(
         stderr.contains("/oauth2/token"),
         "the access log names the path: {stderr}"
     );
@@ -724,4 +728,110 @@ async fn token_create_command_makes_the_first_credential() {
         assert!(stderr.contains(needle), "{needle}: {stderr}");
         assert!(!stderr.contains("dai_"), "{stderr}");
     }
+}
+
+/// `authmd backup FILE` while `serve` takes writes: the copy is consistent (integrity-checked by
+/// the command), holds what was committed before it started, never overwrites a file, and a
+/// server restored from it works.
+#[tokio::test]
+async fn backup_is_online_and_restores() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    let cli = |args: &[&str], url: &str| {
+        let mut cmd = authmd(dir.path());
+        cmd.args(args).env("AUTHMD_DATABASE__URL", url);
+        cmd
+    };
+    let mut child = cli(
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        &url,
+    )
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .await
+        .unwrap();
+    assert!(child.wait_with_output().await.unwrap().status.success());
+
+    // A server writing registrations the whole time the backup runs.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = cli(&["serve"], &url)
+        .env("AUTHMD_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("AUTHMD_SERVER__ISSUER", &base)
+        .env("AUTHMD_RATE_LIMIT__ENABLED", "false")
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let writer = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..200 {
+                let resp = client
+                    .post(format!("{base}/agent/auth"))
+                    .json(&serde_json::json!({"type": "anonymous"}))
+                    .send()
+                    .await;
+                if resp.is_ok_and(|r| r.status() == 200) {
+                    ok += 1;
+                }
+            }
+            ok
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copy = dir.path().join("copy.db");
+    let (code, stdout, stderr) = run(&mut cli(&["backup", copy.to_str().unwrap()], &url)).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("integrity ok"), "{stdout}");
+    let written = writer.await.unwrap();
+    assert_eq!(written, 200, "the server kept answering during the backup");
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+
+    // Never over an existing file.
+    let (code, _, stderr) = run(&mut cli(&["backup", copy.to_str().unwrap()], &url)).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("exists"), "{stderr}");
+
+    // Restore: the copy as another deployment's database; what it holds still works.
+    let restored = format!("sqlite://{}", copy.display());
+    let (code, stdout, stderr) = run(&mut cli(
+        &["token", "create", "--user", "ops@example.com", "--json"],
+        &restored,
+    ))
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"token\""));
+    let mut config = authmd::config::Config::defaults();
+    config.database.url = restored;
+    let db = authmd::db::Db::connect(&config).unwrap();
+    let registrations = db
+        .run(|conn| Ok(authmd::db::admin::live_registration_ids(conn, None)?.len()))
+        .await
+        .unwrap();
+    assert!(
+        registrations > 0,
+        "registrations committed before the copy are in it"
+    );
 }
