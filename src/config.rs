@@ -66,6 +66,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub tokens: TokensConfig,
     pub accounts: AccountsConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -308,6 +309,23 @@ pub enum Signup {
     Off,
     Open,
     EmailVerified,
+}
+
+/// `GET /metrics`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub token: String,
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -647,6 +665,12 @@ impl Config {
             }
         }
         self.validate_prefixes()?;
+        if self.metrics.enabled && self.metrics.token.is_empty() {
+            return Err(ConfigError::new(
+                "metrics.token",
+                "is required when metrics.enabled is true (at least 32 characters)",
+            ));
+        }
         if let UnclaimedTtl::Seconds(s) = self.agent.unclaimed_credential_ttl_s {
             if s < 0 {
                 return Err(ConfigError::new(
@@ -668,6 +692,7 @@ impl Config {
                 "oauth.initial_access_token",
                 &self.oauth.initial_access_token,
             ),
+            ("metrics.token", &self.metrics.token),
         ] {
             if !secret.is_empty() && secret.chars().count() < MIN_SECRET_CHARS {
                 return Err(ConfigError::new(

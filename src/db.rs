@@ -347,6 +347,12 @@ impl Db {
         run_migrations(&mut conn)
     }
 
+    /// `(open connections, idle connections)` of the pool now.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+
     /// Connections the pool may open.
     pub fn max_size(&self) -> u32 {
         self.pool.max_size()

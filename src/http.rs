@@ -48,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(paths::OPENAPI).get(openapi::openapi_json))
         .service(resource("/healthz").get(health::healthz))
         .service(resource("/readyz").get(health::readyz))
+        .service(resource("/metrics").get(health::metrics))
         // OAuth 2.0
         .service(
             resource(paths::AUTHORIZE)

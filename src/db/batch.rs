@@ -150,6 +150,9 @@ fn serve<R: BatchRead>(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receive
 /// Reads a batch with one [`BatchRead::fetch`] and answers each of its requests; a connection
 /// that could not be had, or a failed or panicking read, fails every request of the batch.
 fn answer<R: BatchRead>(conn: AppResult<&mut DbConn>, batch: Vec<Job<R>>) {
+    crate::metrics::metrics()
+        .batch_size
+        .observe(batch.len() as f64);
     let keys: Vec<&R::Key> = batch.iter().map(|job| &job.key).collect();
     let rows = match conn {
         // A panic fails this batch's requests, not the thread or worker it ran on.

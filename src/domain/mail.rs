@@ -98,6 +98,14 @@ impl Mailer {
     }
 
     pub async fn send(&self, email: &Email) -> AppResult<()> {
+        let sent = self.send_once(email).await;
+        if sent.is_err() {
+            crate::metrics::metrics().mail_failures.inc();
+        }
+        sent
+    }
+
+    async fn send_once(&self, email: &Email) -> AppResult<()> {
         let message = self.message(email)?;
         match self.config.transport {
             MailTransport::Smtp => {

@@ -1,6 +1,6 @@
-//! Liveness and readiness.
+//! Liveness, readiness and Prometheus metrics.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Liveness (`ok`) or readiness (`ready`, with the backend reached).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -11,7 +11,9 @@ pub struct Health {
     database: Option<&'static str>,
 }
 
-use super::response::ApiError;
+use super::response::{ApiError, Shape};
+use crate::domain::secrets::constant_time_eq;
+use crate::error::ErrorCode;
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -45,4 +47,39 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         status: "ready",
         database: Some(backend),
     }))
+}
+
+/// `GET /metrics` for a Prometheus scraper holding `metrics.token` (404 while metrics are off).
+pub async fn metrics(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let config = &state.config.metrics;
+    if !config.enabled {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "metrics are not enabled",
+            Shape::OAuth,
+        ));
+    }
+    let presented = super::extract::bearer(&req).unwrap_or_default();
+    if !constant_time_eq(config.token.as_bytes(), presented.as_bytes()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "the metrics token is required",
+            Shape::OAuth,
+        ));
+    }
+    let m = crate::metrics::metrics();
+    let (open, idle) = state.db.pool_state();
+    m.pool_connections.set(i64::from(open));
+    m.pool_idle.set(i64::from(idle));
+    m.pool_max.set(i64::from(state.db.max_size()));
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(m.render()))
 }

@@ -65,12 +65,43 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    record(&res, &method, started.elapsed());
     if state.as_ref().is_none_or(|s| s.config.log.access_log) {
         let status = res.status().as_u16();
         let latency_us = started.elapsed().as_micros() as u64;
         span.in_scope(|| tracing::info!(target: "authmd::access", status, latency_us, "request"));
     }
     Ok(res)
+}
+
+/// Counts the answer for `/metrics`: by route pattern (never the raw path, whose values are
+/// unbounded), method and status; its latency by route; a 429 as a rate-limit refusal.
+fn record(
+    res: &ServiceResponse<BoxBody>,
+    method: &actix_web::http::Method,
+    took: std::time::Duration,
+) {
+    use crate::metrics::{metrics, RequestLabels, RouteLabels};
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let m = metrics();
+    let status = res.status().as_u16();
+    m.requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method: method.as_str().to_owned(),
+            status,
+        })
+        .inc();
+    let by_route = RouteLabels { route };
+    m.latency
+        .get_or_create(&by_route)
+        .observe(took.as_secs_f64());
+    if status == 429 {
+        m.rate_limited.get_or_create(&by_route).inc();
+    }
 }
 
 /// Reads a JSON body once, before any handler: refuses a body over the limit (also one sent

@@ -82,7 +82,13 @@ pub async fn token(
         claim_token: params.owned("claim_token"),
     };
     let audit = extract::audit_context(&req, &state.config);
+    let grant_type = request.grant_type.clone();
     let response = service::oauth::token(&state, audit, auth, request).await?;
+    // Only a grant the endpoint runs gets this far: the label's values are bounded.
+    crate::metrics::metrics()
+        .tokens_issued
+        .get_or_create(&crate::metrics::GrantLabels { grant_type })
+        .inc();
     Ok(no_store_json(&response))
 }
 
@@ -175,5 +181,11 @@ pub async fn introspect(
     };
     let token = params.require("token")?.to_owned();
     let answer = service::oauth::introspect(&state, auth, token).await?;
+    crate::metrics::metrics()
+        .introspections
+        .get_or_create(&crate::metrics::ActiveLabels {
+            active: answer.active.to_string(),
+        })
+        .inc();
     Ok(no_store_json(&answer))
 }

@@ -18,6 +18,7 @@ mod mcp_client;
 mod oauth;
 mod oauth2_crate;
 mod oidc;
+mod operations;
 mod people;
 mod profiles;
 mod register;
