@@ -52,7 +52,12 @@ pub fn run(config_file: Option<&Path>, cmd: UserCommand) -> Result<(), CliError>
             }
             let db = open_db(&config)?;
             let mut conn = db.get()?;
-            let user = users::create(&mut conn, SystemClock.now(), &email, Some(&password))?;
+            let user = users::create(
+                &mut conn,
+                SystemClock.now(),
+                &email,
+                Some(users::new_password(&password)?),
+            )?;
             if json {
                 println!(
                     "{}",

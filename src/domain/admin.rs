@@ -282,10 +282,11 @@ pub fn create_user(
     now: UnixTime,
     ctx: &AuditContext,
     email: &str,
-    password: Option<&str>,
+    password_hash: Option<String>,
 ) -> AppResult<NewUser> {
+    let has_password = password_hash.is_some();
     write_tx(conn, |conn| {
-        let user = users::create(conn, now, email, password)?;
+        let user = users::create(conn, now, email, password_hash.clone())?;
         audit::record(
             conn,
             now,
@@ -293,7 +294,7 @@ pub fn create_user(
             AuditEvent::UserCreated,
             audit::AuditEntry {
                 user_id: Some(&user.id),
-                detail: Some(json!({ "password": password.is_some() })),
+                detail: Some(json!({ "password": has_password })),
                 ..Default::default()
             },
         )?;

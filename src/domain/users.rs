@@ -92,23 +92,30 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// A new account. Without a password the person cannot sign in on the login page; an operator
-/// can still make tokens for them (`POST /admin/users/{id}/tokens`, `authmd token create`).
-pub fn create(
-    conn: &mut DbConn,
-    now: UnixTime,
-    email: &str,
-    password: Option<&str>,
-) -> AppResult<User> {
-    let email = normalize_email(email).ok_or_else(|| {
-        AppError::protocol(ErrorCode::InvalidRequest, "email is not a valid address")
-    })?;
-    if password.is_some_and(|p| p.chars().count() < MIN_PASSWORD_LEN) {
+/// A new password, checked and hashed (Argon2id: tens of milliseconds, so callers run this
+/// before, never inside, a write transaction).
+pub fn new_password(password: &str) -> AppResult<String> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(AppError::protocol(
             ErrorCode::InvalidRequest,
             format!("password must be at least {MIN_PASSWORD_LEN} characters"),
         ));
     }
+    hash_password(password)
+}
+
+/// A new account, with a password hash from [`new_password`]. Without one the person cannot
+/// sign in on the login page; an operator can still make tokens for them
+/// (`POST /admin/users/{id}/tokens`, `authmd token create`).
+pub fn create(
+    conn: &mut DbConn,
+    now: UnixTime,
+    email: &str,
+    password_hash: Option<String>,
+) -> AppResult<User> {
+    let email = normalize_email(email).ok_or_else(|| {
+        AppError::protocol(ErrorCode::InvalidRequest, "email is not a valid address")
+    })?;
     if db::users::find_by_email(conn, &email)?.is_some() {
         return Err(AppError::protocol(
             ErrorCode::InvalidRequest,
@@ -118,7 +125,7 @@ pub fn create(
     let row = UserRow {
         id: random_id("usr_"),
         email,
-        password_hash: password.map(hash_password).transpose()?,
+        password_hash,
         email_verified: false,
         created_at: now,
         disabled_at: None,

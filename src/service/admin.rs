@@ -83,8 +83,19 @@ pub async fn create_user(
     email: String,
     password: Option<String>,
 ) -> AppResult<NewUser> {
+    // Hashed on the blocking pool before the write: the writer never waits for Argon2.
+    let hash = match password {
+        Some(p) => Some(
+            actix_web::rt::task::spawn_blocking(move || crate::domain::users::new_password(&p))
+                .await
+                .map_err(|_| {
+                    crate::error::AppError::internal("the password hashing task failed")
+                })??,
+        ),
+        None => None,
+    };
     write(state, audit, move |conn, ctx| {
-        admin::create_user(conn, ctx.now, ctx.audit, &email, password.as_deref())
+        admin::create_user(conn, ctx.now, ctx.audit, &email, hash)
     })
     .await
 }

@@ -100,7 +100,7 @@ pub async fn user(app: &TestApp, email: &str) -> String {
     let email = email.to_owned();
     app.state
         .db
-        .run(move |conn| users::create(conn, now, &email, Some(PASSWORD)))
+        .run(move |conn| users::create(conn, now, &email, Some(users::new_password(PASSWORD)?)))
         .await
         .unwrap()
         .id
