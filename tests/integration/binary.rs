@@ -835,3 +835,51 @@ async fn backup_is_online_and_restores() {
         "registrations committed before the copy are in it"
     );
 }
+
+/// `log.format = "json"`: every line on standard error is one JSON object, the access line
+/// carries the request id the response sent, and nothing is coloured.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    use tokio::io::AsyncReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = authmd(dir.path())
+        .arg("serve")
+        .env("AUTHMD_SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("AUTHMD_SERVER__ISSUER", &base)
+        .env("AUTHMD_LOG__FORMAT", "json")
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut request_id = None;
+    for _ in 0..100 {
+        if let Ok(resp) = client.get(format!("{base}/healthz")).send().await {
+            request_id = Some(resp.headers()["x-request-id"].to_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request_id = request_id.expect("server came up");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.to_string().contains(&request_id)),
+        "the access line names {request_id}: {stderr}"
+    );
+}
