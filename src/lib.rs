@@ -34,6 +34,9 @@ pub mod metrics;
 pub mod service;
 pub mod state;
 
+#[cfg(test)]
+mod properties;
+
 /// The layer rules above, checked by import.
 #[cfg(test)]
 mod layers {

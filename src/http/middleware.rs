@@ -150,7 +150,7 @@ async fn screen_body(
 }
 
 /// A JSON body is UTF-8 with no raw NUL and no `\u0000` escape in a string.
-fn json_is_clean(body: &[u8]) -> bool {
+pub(crate) fn json_is_clean(body: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(body) else {
         return false;
     };
