@@ -428,7 +428,7 @@ pub(crate) fn batch_failed(e: &AppError) -> AppError {
 /// transaction), then runs `PRAGMA integrity_check` on the copy. PostgreSQL has its own tools.
 pub fn backup_sqlite(conn: &mut DbConn, target: &str) -> AppResult<()> {
     use diesel::sql_types::Text;
-    use diesel::{QueryableByName, RunQueryDsl};
+    use diesel::RunQueryDsl;
     let DbConn::Sqlite(c) = conn else {
         return Err(crate::error::AppError::protocol(
             crate::error::ErrorCode::InvalidRequest,
@@ -438,19 +438,30 @@ pub fn backup_sqlite(conn: &mut DbConn, target: &str) -> AppResult<()> {
     diesel::sql_query("VACUUM INTO ?")
         .bind::<Text, _>(target)
         .execute(c)?;
-    let mut copy = SqliteConnection::establish(target).map_err(|e| {
+    let copy = SqliteConnection::establish(target).map_err(|e| {
         crate::error::AppError::internal(format!("the backup cannot be opened: {e}"))
     })?;
+    integrity_check(&mut DbConn::Sqlite(copy))
+}
+
+/// SQLite's `PRAGMA integrity_check` (every page, index and constraint); PostgreSQL checks its
+/// own pages, so there it is `Ok`.
+pub fn integrity_check(conn: &mut DbConn) -> AppResult<()> {
+    use diesel::sql_types::Text;
+    use diesel::{QueryableByName, RunQueryDsl};
+    let DbConn::Sqlite(c) = conn else {
+        return Ok(());
+    };
     #[derive(QueryableByName)]
     struct Check {
         #[diesel(sql_type = Text)]
         integrity_check: String,
     }
-    let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(&mut copy)?;
+    let rows: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(c)?;
     match rows.first().map(|r| r.integrity_check.as_str()) {
         Some("ok") => Ok(()),
         other => Err(crate::error::AppError::internal(format!(
-            "the backup failed its integrity check: {other:?}"
+            "integrity check failed: {other:?}"
         ))),
     }
 }

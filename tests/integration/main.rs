@@ -11,6 +11,7 @@ mod device;
 mod discovery;
 mod errors;
 mod fakes;
+mod faults;
 mod flows;
 mod identity;
 mod keys;
