@@ -70,16 +70,11 @@ pub async fn metrics(
             Shape::OAuth,
         ));
     }
-    let m = crate::metrics::metrics();
-    let (open, idle) = state.db.pool_state();
-    m.pool_connections.set(i64::from(open));
-    m.pool_idle.set(i64::from(idle));
-    m.pool_max.set(i64::from(state.db.max_size()));
     Ok(HttpResponse::Ok()
         .insert_header((
             actix_web::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .body(m.render()))
+        .body(crate::service::ops::metrics_text(&state)))
 }

@@ -79,3 +79,13 @@ pub async fn finish_idempotent(
     )
     .await
 }
+
+/// The metrics text for `/metrics`, with the connection pool read now.
+pub fn metrics_text(state: &AppState) -> String {
+    let m = crate::metrics::metrics();
+    let (open, idle) = state.db.pool_state();
+    m.pool_connections.set(i64::from(open));
+    m.pool_idle.set(i64::from(idle));
+    m.pool_max.set(i64::from(state.db.max_size()));
+    m.render()
+}
