@@ -184,9 +184,9 @@ pub struct Db {
 }
 
 /// A write handed to the SQLite writer thread: runs inside the batch's transaction and returns
-/// whether the database itself failed, and what to do once the batch's commit has succeeded
-/// (`Ok`) or failed (`Err`).
-type Job = Box<dyn FnOnce(&mut DbConn) -> (bool, Deliver) + Send>;
+/// the database's own failure, if it had one (the batch then fails with it), and what to do
+/// once the batch's commit has succeeded (`Ok`) or failed (`Err`).
+type Job = Box<dyn FnOnce(&mut DbConn) -> (Option<AppError>, Deliver) + Send>;
 type Deliver = Box<dyn FnOnce(Result<(), &AppError>) + Send>;
 
 /// Most writes one batch commits together.
@@ -298,14 +298,14 @@ impl Db {
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let result = f(conn);
-            let db_failed = matches!(
-                result,
-                Err(AppError::Internal(_) | AppError::Unavailable(_))
-            );
-            if let (true, Err(e)) = (db_failed, &result) {
-                // Its caller will see the batch's failure; the cause is logged here.
-                tracing::error!(error = %e, "a batched write failed; failing its batch");
-            }
+            let db_failed = match &result {
+                Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
+                    // Its caller will see the batch's failure; the cause is logged here.
+                    tracing::error!(error = %e, "a batched write failed; failing its batch");
+                    Some(batch_failed(e))
+                }
+                _ => None,
+            };
             let deliver: Deliver = Box::new(move |commit: Result<(), &AppError>| {
                 let answer = match commit {
                     Ok(()) => result,
@@ -395,9 +395,10 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
                         let (db_failed, deliver) = job(conn);
                         delivers.push(deliver);
                         // SQLite may have rolled the whole transaction back (disk full, I/O):
-                        // later writes would run outside it. Fail the batch instead.
-                        if db_failed {
-                            return Err(AppError::internal("a write in the batch failed"));
+                        // later writes would run outside it. Fail the batch instead, as that
+                        // write failed: an outage stays a retryable 503 for every caller.
+                        if let Some(e) = db_failed {
+                            return Err(e);
                         }
                     }
                     Ok(())
@@ -419,6 +420,7 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
 pub(crate) fn batch_failed(e: &AppError) -> AppError {
     match e {
         AppError::Unavailable(m) => AppError::Unavailable(m.clone()),
+        AppError::Internal(m) => AppError::Internal(m.clone()),
         other => AppError::internal(format!("batched commit failed: {other}")),
     }
 }

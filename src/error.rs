@@ -239,8 +239,40 @@ impl From<ProtocolError> for AppError {
 }
 
 impl From<diesel::result::Error> for AppError {
+    /// A lost PostgreSQL connection, or SQLite refusing to write (disk full, read-only file,
+    /// I/O error, lock held past `busy_timeout`), is an outage the caller may retry through
+    /// (503 with `Retry-After`); nothing was committed, since the write's transaction failed
+    /// with it. Anything else is a bug, answered 500 with a reference.
     fn from(e: diesel::result::Error) -> Self {
-        Self::Internal(format!("database: {e}"))
+        if storage_unavailable(&e) {
+            Self::Unavailable(format!("database: {e}"))
+        } else {
+            Self::Internal(format!("database: {e}"))
+        }
+    }
+}
+
+/// Whether `e` says the database cannot be reached or written now, rather than that a query
+/// is wrong. SQLite reports these only as messages (diesel maps its result codes to `Unknown`);
+/// the strings are SQLite's own `sqlite3_errstr` texts, stable across versions.
+fn storage_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            const SQLITE_OUTAGES: [&str; 5] = [
+                "database or disk is full",
+                "attempt to write a readonly database",
+                "disk I/O error",
+                "database is locked",
+                "unable to open database file",
+            ];
+            SQLITE_OUTAGES.contains(&info.message())
+        }
+        _ => false,
     }
 }
 

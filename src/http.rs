@@ -218,6 +218,9 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
     // Database work runs on each worker's blocking pool; a handful of threads per worker keeps
     // them hot instead of waking hundreds (bench/README.md has the measurements).
     .worker_max_blocking_threads(blocking_threads)
+    // SIGTERM and SIGINT stop accepting, then wait this long for requests in flight (and the
+    // writes they wait on) before exiting: a rolling restart loses no answered request.
+    .shutdown_timeout(30)
     .listen(listener)?
     .run();
     Ok(server)

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::db::accounts::PersonalTokenRow;
 use crate::db::{self, write_tx, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
-use crate::domain::credentials::{self, Kind};
+use crate::domain::credentials::{self, Kind, RecordUse};
 use crate::domain::discovery::scopes_supported;
 use crate::domain::keys::KeyRing;
 use crate::domain::scope::Scopes;
@@ -63,7 +63,7 @@ pub fn caller_from_bearer(
     if !presented.kind.spec().bearer {
         return Ok(None);
     }
-    let Some(live) = credentials::resolve(conn, config, now, &presented)? else {
+    let Some(live) = credentials::resolve(conn, config, now, &presented, RecordUse::Yes)? else {
         return Ok(None);
     };
     if presented.kind != Kind::PersonalToken {

@@ -9,7 +9,7 @@ use crate::db::point_reads::{PointReads, PointRows};
 use crate::db::{self, DbConn};
 use crate::domain::clients::{self, ClientAuth};
 use crate::domain::context::Ctx;
-use crate::domain::credentials::{self, Introspection, Kind, Revoker, TokenResponse};
+use crate::domain::credentials::{self, Introspection, Kind, RecordUse, Revoker, TokenResponse};
 use crate::domain::discovery::{
     GRANT_AGENT_CLAIM, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
     GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN,
@@ -176,11 +176,12 @@ pub fn introspect_for(
     now: UnixTime,
     caller: Option<&ClientAuth>,
     token: &str,
+    record: RecordUse,
 ) -> AppResult<Introspection> {
     if let Some(auth) = caller {
         check_introspection_caller(auth, |id| Ok(db::clients::find(conn, id)?))?;
     }
-    credentials::introspect(conn, config, keys, now, token)
+    credentials::introspect(conn, config, keys, now, token, record)
 }
 
 /// The primary-key reads that answer most introspections without anything else (see

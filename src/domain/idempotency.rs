@@ -13,7 +13,7 @@ use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::db::accounts::IdempotencyRow;
 use crate::db::{self, DbConn};
-use crate::domain::credentials::{self, Kind};
+use crate::domain::credentials::{self, Kind, RecordUse};
 use crate::domain::keys::KeyRing;
 use crate::domain::secrets::{constant_time_eq, open, seal, sha256_hex, HashedToken};
 use crate::domain::users;
@@ -109,7 +109,8 @@ pub fn principal(
     }
     if let Some(token) = &p.bearer {
         if let Some(presented) = credentials::recognise(config, keys, token) {
-            if let Some(live) = credentials::resolve(conn, config, now, &presented)? {
+            if let Some(live) = credentials::resolve(conn, config, now, &presented, RecordUse::Yes)?
+            {
                 return Ok(Some(match (presented.kind, &live.user_id) {
                     (Kind::PersonalToken, Some(user)) => format!("user:{user}"),
                     _ => format!(

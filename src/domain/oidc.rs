@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::db::{self, DbConn};
 use crate::domain::clients::Client;
 use crate::domain::context::Ctx;
-use crate::domain::credentials::{self, Kind};
+use crate::domain::credentials::{self, Kind, RecordUse};
 use crate::domain::keys::KeyRing;
 use crate::domain::scope::Scopes;
 use crate::domain::users::User;
@@ -234,7 +234,7 @@ pub fn userinfo_for_bearer(
     if !matches!(presented.kind, Kind::AccessToken | Kind::AccessJwt) {
         return Ok(None);
     }
-    let Some(live) = credentials::resolve(conn, config, now, &presented)? else {
+    let Some(live) = credentials::resolve(conn, config, now, &presented, RecordUse::Yes)? else {
         return Ok(None);
     };
     let scope = Scopes::parse(&live.scope).unwrap_or_default();

@@ -68,9 +68,7 @@ pub fn failure_page(error: &AppError) -> HttpResponse {
         AppError::Protocol(p) => {
             let status = super::response::status_of(p.code);
             let mut resp = error_page(status, p.code.as_str(), &p.description);
-            let retry_after = p
-                .retry_after
-                .or((status == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+            let retry_after = super::response::retry_after(p);
             if let Some(seconds) = retry_after {
                 if let Ok(v) = header::HeaderValue::from_str(&seconds.to_string()) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -91,10 +91,10 @@ impl ResponseError for ApiError {
         match &self.error {
             AppError::Protocol(p) => protocol_response(p, self.shape),
             AppError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "database pool exhausted");
+                tracing::warn!(cause = %cause, "database unavailable");
                 let p = ProtocolError::new(
                     ErrorCode::ServiceUnavailable,
-                    "the database is busy; retry shortly",
+                    "the database is unavailable or busy; retry shortly",
                 )
                 .with_retry_after(1);
                 protocol_response(&p, self.shape)
@@ -200,6 +200,15 @@ impl ErrorBody {
     }
 }
 
+/// Every 429 and 503 says when to come back (RFC 9110 §10.2.3); a lock with no natural end (a
+/// claim locked by wrong codes) can be retried, with a new attempt, at once.
+pub(super) fn retry_after(p: &ProtocolError) -> Option<u64> {
+    let status = status_of(p.code);
+    p.retry_after.or((status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::SERVICE_UNAVAILABLE)
+        .then_some(1))
+}
+
 /// An `AgentAuth` challenge (auth.md v0.5) parameter: quoted, with `\` and `"` escaped.
 fn challenge_param(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
@@ -217,11 +226,7 @@ pub struct BearerChallenge {
 fn protocol_response(p: &ProtocolError, shape: Shape) -> HttpResponse {
     let mut builder = HttpResponse::build(status_of(p.code));
     builder.insert_header((header::CACHE_CONTROL, "no-store"));
-    // Every 429 says when to come back; a lock with no natural end (a claim locked by wrong
-    // codes) can be retried, with a new attempt, at once.
-    let retry_after = p
-        .retry_after
-        .or((status_of(p.code) == StatusCode::TOO_MANY_REQUESTS).then_some(1));
+    let retry_after = retry_after(p);
     if let Some(seconds) = retry_after {
         builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
     }

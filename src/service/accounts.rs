@@ -9,7 +9,7 @@ use crate::domain::secrets::PlainToken;
 use crate::domain::signup;
 use crate::domain::users::{self, User};
 use crate::domain::workspaces::{self, Member, Removed, Workspace, WorkspaceList};
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
 use crate::state::AppState;
 
 /// The user a session cookie belongs to, if it is live.
@@ -168,10 +168,12 @@ pub async fn signup(
         signup::Outcome::Mailed(mail) => {
             if let Err(e) = state.mailer.send(&mail).await {
                 tracing::warn!(error = %e, "the sign-up email could not be sent");
-                return Err(AppError::protocol(
+                return Err(ProtocolError::new(
                     ErrorCode::ServiceUnavailable,
                     "the email could not be sent; try again in a moment",
-                ));
+                )
+                .with_retry_after(super::agents::MAIL_RETRY_AFTER_S)
+                .into());
             }
             Ok(None)
         }

@@ -7,7 +7,7 @@ use crate::domain::claims::{self, AttemptState, ClaimStarted, Claimed};
 use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
 use crate::domain::mail::Email;
 use crate::domain::scope::{self, Scopes};
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
 use crate::state::AppState;
 
 fn bad(msg: &'static str) -> AppError {
@@ -116,6 +116,9 @@ pub async fn claim(
     Ok(answer)
 }
 
+/// How long a caller is told to wait after the mail server refused or could not be reached.
+pub(crate) const MAIL_RETRY_AFTER_S: u64 = 5;
+
 /// Sends `mail`; when it cannot be sent, runs `compensate` and answers a retryable 503.
 async fn deliver<F>(
     state: &AppState,
@@ -133,10 +136,14 @@ where
     };
     tracing::warn!(error = %e, "{what} could not be sent; undoing what was waiting for it");
     write(state, AuditContext::default(), compensate).await?;
-    Err(AppError::protocol(
+    // Nothing waits on the unsent mail (compensated above), so the same request, repeated once
+    // the mail server answers, starts afresh.
+    Err(ProtocolError::new(
         ErrorCode::ServiceUnavailable,
         format!("{what} could not be sent; retry later"),
-    ))
+    )
+    .with_retry_after(MAIL_RETRY_AFTER_S)
+    .into())
 }
 
 /// `POST /agent/auth/claim/complete`.

@@ -4,7 +4,7 @@ use super::{read, write};
 use crate::db::DbConn;
 use crate::domain::audit::AuditContext;
 use crate::domain::clients::{self, ClientAuth};
-use crate::domain::credentials::{Introspection, TokenResponse};
+use crate::domain::credentials::{Introspection, RecordUse, TokenResponse};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::endpoints::{self, TokenRequest};
 use crate::domain::oidc;
@@ -103,12 +103,30 @@ pub async fn introspect(
     }
     // API keys and personal tokens record when they were last used: those may write.
     let writes = endpoints::introspection_writes(&config, &keys, &token);
-    let work = move |conn: &mut DbConn, ctx: &crate::domain::context::Ctx<'_>| {
-        endpoints::introspect_for(conn, ctx.config, ctx.keys, ctx.now, caller.as_ref(), &token)
+    let work = move |record: RecordUse| {
+        let (caller, token) = (caller.clone(), token.clone());
+        move |conn: &mut DbConn, ctx: &crate::domain::context::Ctx<'_>| {
+            endpoints::introspect_for(
+                conn,
+                ctx.config,
+                ctx.keys,
+                ctx.now,
+                caller.as_ref(),
+                &token,
+                record,
+            )
+        }
     };
-    if writes {
-        write(state, AuditContext::default(), work).await
-    } else {
-        read(state, work).await
+    if !writes {
+        return read(state, work(RecordUse::No)).await;
+    }
+    match write(state, AuditContext::default(), work(RecordUse::Yes)).await {
+        // The database takes no writes (disk full, read-only file) but may still be read:
+        // whether a credential is live must not wait on recording when it was used.
+        Err(AppError::Unavailable(cause)) => {
+            tracing::warn!(cause = %cause, "introspection could not record a use; answering from a read");
+            read(state, work(RecordUse::No)).await
+        }
+        answer => answer,
     }
 }

@@ -558,9 +558,16 @@ async fn admin_revoke_agents_command() {
     drop(conn);
     let active = |key: &str| {
         let mut conn = db.get().unwrap();
-        authmd::domain::credentials::introspect(&mut conn, &config, &keys, now, key)
-            .unwrap()
-            .active
+        authmd::domain::credentials::introspect(
+            &mut conn,
+            &config,
+            &keys,
+            now,
+            key,
+            authmd::domain::credentials::RecordUse::No,
+        )
+        .unwrap()
+        .active
     };
     let cli = |args: &[&str]| {
         let mut cmd = authmd(dir.path());

@@ -14,10 +14,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 /// A minimal SMTP server: greets, accepts MAIL/RCPT/DATA, stores each message, answers 250.
+/// While [`SmtpSink::set_reachable`] is off it closes every connection before its greeting,
+/// as a mail server that is down or cut off looks to a client.
 #[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
     messages: Arc<Mutex<Vec<String>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SmtpSink {
@@ -25,13 +28,26 @@ impl SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let messages = Arc::new(Mutex::new(Vec::new()));
-        let store = messages.clone();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (store, is_down) = (messages.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    drop(socket);
+                    continue;
+                }
                 tokio::spawn(session(socket, store.clone()));
             }
         });
-        Self { port, messages }
+        Self {
+            port,
+            messages,
+            down,
+        }
+    }
+
+    pub fn set_reachable(&self, reachable: bool) {
+        self.down.store(!reachable, Ordering::SeqCst);
     }
 
     pub fn messages(&self) -> Vec<String> {

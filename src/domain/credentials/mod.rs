@@ -32,7 +32,7 @@ use crate::domain::secrets::{prefix, HashedToken};
 pub use mint::{issue_for_grant, mint_access, Subject, TokenResponse};
 pub use resolve::{
     access_live, answer, introspect, is_live, is_stale, resolve, subject_of, AgentRegistration,
-    Introspection, Live,
+    Introspection, Live, RecordUse,
 };
 pub use revoke::{
     revoke, revoke_from, revoke_provider_subject, revoke_registration, Dying, Revoker,

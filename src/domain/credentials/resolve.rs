@@ -132,13 +132,24 @@ pub fn access_live(row: AccessTokenRow, now: UnixTime) -> Option<Live> {
     })
 }
 
-/// Whether the credential is live now, and what it speaks for. Reads (and for API keys and
-/// personal tokens, writes `last_used_at` at most once a minute); never revokes.
+/// Whether resolving a credential records its use (`last_used_at` of API keys and personal
+/// tokens, at most once a minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordUse {
+    Yes,
+    /// Read only: the database cannot take writes now (disk full, read-only), and when a
+    /// credential was last used is bookkeeping, never a reason to refuse to say it is live.
+    No,
+}
+
+/// Whether the credential is live now, and what it speaks for. Reads (and, with
+/// [`RecordUse::Yes`], writes `last_used_at` at most once a minute); never revokes.
 pub fn resolve(
     conn: &mut DbConn,
     config: &Config,
     now: UnixTime,
     p: &Presented,
+    record: RecordUse,
 ) -> AppResult<Option<Live>> {
     let live = match p.kind {
         Kind::AccessToken | Kind::AccessJwt => {
@@ -174,7 +185,7 @@ pub fn resolve(
             if row.revoked_at.is_some() {
                 return Ok(None);
             }
-            if is_stale(row.last_used_at, now) {
+            if record == RecordUse::Yes && is_stale(row.last_used_at, now) {
                 db::accounts::touch_api_key(conn, &row.key_hash, now)?;
             }
             let Some(reg) = db::agents::find_registration(conn, &row.registration_id)? else {
@@ -223,7 +234,7 @@ pub fn resolve(
             if row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
                 return Ok(None);
             }
-            if is_stale(row.last_used_at, now) {
+            if record == RecordUse::Yes && is_stale(row.last_used_at, now) {
                 db::accounts::touch_token(conn, &row.id, now)?;
             }
             Some(Live {
@@ -271,6 +282,7 @@ pub fn introspect(
     keys: &KeyRing,
     now: UnixTime,
     token: &str,
+    record: RecordUse,
 ) -> AppResult<Introspection> {
     let Some(p) = recognise(config, keys, token) else {
         return Ok(Introspection::inactive());
@@ -278,7 +290,7 @@ pub fn introspect(
     if !p.kind.spec().bearer {
         return Ok(Introspection::inactive());
     }
-    Ok(match resolve(conn, config, now, &p)? {
+    Ok(match resolve(conn, config, now, &p, record)? {
         Some(live) => answer(config, p.kind, live),
         None => Introspection::inactive(),
     })
