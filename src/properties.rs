@@ -10,7 +10,7 @@ use crate::domain::credentials::{recognise, Kind};
 use crate::domain::keys::KeyRing;
 use crate::domain::scope::{self, Scopes};
 use crate::http::extract::Params;
-use crate::http::middleware::json_is_clean;
+use crate::http::middleware::{json_is_clean, url_is_clean};
 
 fn config() -> &'static Config {
     static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
@@ -129,6 +129,25 @@ proptest! {
         };
         let bytes = serde_json::to_vec(&body).unwrap();
         prop_assert_eq!(json_is_clean(&bytes), !nul);
+    }
+
+    /// The URL screen refuses `%00` anywhere in the path or query, and nothing else.
+    #[test]
+    fn url_screen_finds_encoded_nul(
+        segment in "[A-Za-z0-9%._~-]{0,12}",
+        value in "[A-Za-z0-9%._~-]{0,12}",
+        in_query in any::<bool>(),
+        nul in any::<bool>(),
+    ) {
+        let (segment, value) = match (nul, in_query) {
+            (true, false) => (format!("{segment}%00"), value),
+            (true, true) => (segment, format!("%00{value}")),
+            _ => (segment, value),
+        };
+        let uri: actix_web::http::Uri = format!("/x/{segment}?v={value}").parse().unwrap();
+        let generated_nul = format!("{segment}?{value}").contains("%00");
+        prop_assert_eq!(url_is_clean(&uri), !generated_nul);
+        prop_assert!(!nul || generated_nul);
     }
 
     /// Any presented string is recognised by its prefix or not at all: never a panic, never a

@@ -221,7 +221,7 @@ pub struct RevokeBody {
     user_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/admin/revoke-agents", tag = "admin", summary = "Bulk revocation of agent credentials: {all: true}, {registration_id} or {user_id}", request_body(content = RevokeBody, content_type = "application/json"), responses((status = 200, description = "revoked count", body = crate::domain::agents::Revoked, content_type = "application/json"), (status = 400, description = "invalid_request", body = super::response::ErrorBody)))]
+#[utoipa::path(post, path = "/admin/revoke-agents", tag = "admin", summary = "Bulk revocation of agent credentials: {all: true}, {registration_id} or {user_id}", request_body(content = RevokeBody, content_type = "application/json"), responses((status = 200, description = "revoked count", body = crate::domain::agents::Revoked, content_type = "application/json"), (status = 400, description = "invalid_request", body = super::response::ErrorBody), (status = 401, description = "invalid_token: not the admin token", body = super::response::ErrorBody), (status = 404, description = "not_found: no such registration", body = super::response::ErrorBody)))]
 pub async fn revoke_agents(
     state: web::Data<AppState>,
     req: HttpRequest,

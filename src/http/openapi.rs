@@ -8,6 +8,7 @@ use super::{
     admin, agents, authorize, health, identity, register, response, token, tokens_api, userinfo,
     well_known,
 };
+use crate::domain::discovery::paths;
 use crate::state::AppState;
 
 /// Every JSON body is a typed schema except where the shape is open by its RFC: the
@@ -80,7 +81,62 @@ pub fn document(issuer: &str) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.servers = Some(vec![Server::new(issuer)]);
+    add_common_answers(&mut doc);
     doc
+}
+
+/// Paths that never reach the database: they cannot answer 503.
+const WITHOUT_DATABASE: [&str; 7] = [
+    "/healthz",
+    paths::OPENAPI,
+    paths::AUTH_MD,
+    paths::AS_METADATA,
+    paths::OIDC_METADATA,
+    paths::PR_METADATA,
+    paths::JWKS,
+];
+
+/// Answers every operation can give for the same reason, documented once here rather than on
+/// each handler: `400 invalid_request` where the operation takes a body or parameters (one
+/// error mapping answers every malformed input so, a `%00` in a path segment included), and `503 temporarily_unavailable` with
+/// `Retry-After` where it reaches the database (an outage or a full disk).
+fn add_common_answers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let has_input = operation.request_body.is_some()
+                || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let responses = &mut operation.responses.responses;
+            if has_input {
+                responses.entry("400".to_owned()).or_insert_with(|| {
+                    error("invalid_request: a parameter is missing, repeated or malformed").into()
+                });
+            }
+            if !WITHOUT_DATABASE.contains(&path.as_str()) {
+                responses.entry("503".to_owned()).or_insert_with(|| {
+                    error("temporarily_unavailable: the database cannot be reached or written; retry after Retry-After seconds").into()
+                });
+            }
+        }
+    }
 }
 
 #[utoipa::path(

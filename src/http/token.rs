@@ -50,6 +50,17 @@ pub struct RevokeRequestBody {
     client_secret: Option<String>,
 }
 
+/// The members of an introspection request (RFC 7662 §2.1, form-encoded); the caller
+/// authenticates as a client (Basic or `client_secret_post`) or with the admin bearer token.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct IntrospectRequestBody {
+    token: String,
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth",
     summary = "Token endpoint: authorization_code (PKCE; id_token with scope openid), refresh_token (rotating), client_credentials, JWT-bearer, device_code (RFC 8628: authorization_pending, slow_down, expired_token, access_denied), the auth.md claim grant (urn:workos:agent-auth:grant-type:claim: the same answers while pending, then an access token plus identity_assertion and assertion_expires); form or JSON body",
     request_body(content(
@@ -155,7 +166,9 @@ pub async fn revoke(
 
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth",
     summary = "Token introspection (RFC 7662), for clients allowed to introspect or the admin token",
-    request_body(content_type = "application/x-www-form-urlencoded", content = String),
+    request_body(content(
+        (IntrospectRequestBody = "application/x-www-form-urlencoded"),
+    )),
     responses(
         (status = 200, description = "active plus scope, client_id, sub, exp, iat, token_type, aud, iss", body = Introspection, content_type = "application/json"),
         (status = 401, description = "invalid_client", body = super::response::ErrorBody),

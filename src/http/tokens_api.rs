@@ -125,6 +125,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     params(("id" = String, Path, description = "Token id")),
     responses(
         (status = 200, description = "revoked", body = Deleted, content_type = "application/json"),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
         (status = 404, description = "not_found", body = super::response::ErrorBody),
     ))]
 pub async fn delete(
@@ -194,6 +195,7 @@ pub struct MemberBody {
     request_body(content = MemberBody, content_type = "application/json"),
     responses(
         (status = 201, description = "workspace_id, user_id, email", body = crate::domain::workspaces::Member, content_type = "application/json"),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
         (status = 403, description = "access_denied: not the owner", body = super::response::ErrorBody),
         (status = 404, description = "not_found: no such workspace, or no account with that email", body = super::response::ErrorBody),
     ))]
@@ -223,6 +225,7 @@ pub async fn add_member(
     params(("id" = String, Path, description = "Workspace id"), ("user_id" = String, Path, description = "The member's user id")),
     responses(
         (status = 200, description = "removed, tokens_revoked", body = crate::domain::workspaces::Removed, content_type = "application/json"),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
         (status = 403, description = "access_denied: not the owner", body = super::response::ErrorBody),
         (status = 404, description = "not_found", body = super::response::ErrorBody),
     ))]
@@ -244,6 +247,7 @@ pub async fn remove_member(
     params(("id" = String, Path, description = "Workspace id")),
     responses(
         (status = 200, description = "deleted, tokens_revoked", body = crate::domain::workspaces::Removed, content_type = "application/json"),
+        (status = 401, description = "invalid_token", body = super::response::ErrorBody),
         (status = 403, description = "access_denied: not the owner", body = super::response::ErrorBody),
         (status = 404, description = "not_found", body = super::response::ErrorBody),
     ))]

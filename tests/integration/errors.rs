@@ -8,6 +8,7 @@ crate::db_tests!(
     unknown_path_is_json_404,
     wrong_method_is_json_405,
     malformed_json_is_invalid_request,
+    a_nul_in_the_url_is_invalid_request,
     oversized_body_is_413,
     error_shapes_follow_the_endpoint_family,
     responses_carry_a_request_id,
@@ -82,6 +83,42 @@ async fn malformed_json_is_invalid_request(backend: Backend) {
             .contains("Content-Type"),
         "{body}"
     );
+}
+
+/// Found by the schema-driven fuzzer: a `%00` in a path segment or query value reached
+/// PostgreSQL as text, which refuses it with an error (a 500). Refused for every route alike.
+async fn a_nul_in_the_url_is_invalid_request(backend: Backend) {
+    const ADMIN: &str = "errors-admin-token-0123456789abcdefghij";
+    let app = TestApp::builder(backend)
+        .with_admin_token(ADMIN)
+        .start()
+        .await;
+    for path in [
+        "/admin/users/%00",
+        "/admin/users?after=%00",
+        "/admin/registrations/a%00b",
+        "/oauth2/register/%00",
+    ] {
+        let resp = app
+            .client
+            .get(app.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}");
+    }
+    // A percent-encoded byte that is not NUL is an ordinary unknown id.
+    let resp = app
+        .client
+        .get(app.url("/admin/users/%01"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
 }
 
 async fn oversized_body_is_413(backend: Backend) {
