@@ -49,8 +49,25 @@ def loadgen(line, server, backend, rss_kib):
     }
 
 
+def pair(path_a, path_b, label, backend, rss_kib, server_ticks, busy_ticks, duration):
+    """Two oha runs at once, one per instance: throughput adds up, latency is the worse of the
+    two, CPU is both servers' together."""
+    a = oha(path_a, label, "authmd", backend, rss_kib, server_ticks, busy_ticks, duration)
+    b = oha(path_b, label, "authmd", backend, rss_kib, server_ticks, busy_ticks, duration)
+    a["rps"] = round(a["rps"] + b["rps"], 1)
+    for key in ("p50_ms", "p99_ms"):
+        a[key] = max(a[key], b[key])
+    for key in ("errors", "non_2xx"):
+        a[key] += b[key]
+    for code, n in b["status_codes"].items():
+        a["status_codes"][code] = a["status_codes"].get(code, 0) + n
+    return a
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--loadgen":
+    if sys.argv[1] == "--pair":
+        print(json.dumps(pair(*sys.argv[2:10])))
+    elif sys.argv[1] == "--loadgen":
         print(json.dumps(loadgen(*sys.argv[2:6])))
     else:
         print(json.dumps(oha(*sys.argv[1:9])))

@@ -4,8 +4,9 @@
 #   bench/run.sh                      # SQLite and PostgreSQL, plus the 1M-token growth check
 #   BACKENDS=sqlite GROWTH=0 bench/run.sh
 #
-# Knobs (environment): DURATION (s per run, 15), WARMUP (s, 3), CONC (32), ROUNDS (2),
-# BACKENDS ("sqlite postgres"), GROWTH (1), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres).
+# Knobs (environment): DURATION (s per run, 15), WARMUP (s, 3), CONC (32), ROUNDS (3),
+# BACKENDS ("sqlite postgres"), GROWTH (1), INSTANCES (1: on PostgreSQL, also measure two
+# instances on one database), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres).
 # Every process is started here and stopped by its pid; all traffic goes to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,8 @@ BENCH="$ROOT/bench"
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
 CONC=${CONC:-32}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
+INSTANCES=${INSTANCES:-1}
 BACKENDS=${BACKENDS:-"sqlite postgres"}
 GROWTH=${GROWTH:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -88,8 +90,24 @@ url = "$db_url"
 level = "warn"
 access_log = false
 [rate_limit]
-# The bench measures the endpoints themselves; the limiter would (correctly) refuse the load.
-enabled = false
+# On, as every deployment runs it: each request pays the limiter's reads and counter writes.
+# The limits are raised so that one load generator on one address is never refused.
+enabled = true
+agent_auth_per_ip = 1000000000
+agent_auth_global = 1000000000
+claim_per_ip = 1000000000
+claim_global = 1000000000
+otp_per_ip = 1000000000
+otp_global = 1000000000
+register_per_ip = 1000000000
+register_global = 1000000000
+tokens_per_ip = 1000000000
+tokens_global = 1000000000
+signup_per_ip = 1000000000
+signup_global = 1000000000
+login_failures_per_account = 1000000000
+login_failures_per_ip = 1000000000
+client_auth_failures = 1000000000
 [admin]
 token = "bench-admin-token-0123456789abcdefgh"
 TOML
@@ -118,6 +136,17 @@ start_peer() { # -> PEER_URL PEER_PID PEER_SECRET
 }
 
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+start_second_authmd() { # -> AUTHMD2_URL AUTHMD2_PID: another instance on the same database
+  local port
+  port=$(free_port)
+  sed "s/^bind = .*/bind = \"127.0.0.1:$port\"/" "$WORK/authmd.toml" > "$WORK/authmd2.toml"
+  "$AUTHMD" --config "$WORK/authmd2.toml" serve > "$WORK/authmd2.log" 2>&1 &
+  AUTHMD2_PID=$!
+  PIDS+=("$AUTHMD2_PID")
+  AUTHMD2_URL="http://127.0.0.1:$port"
+  wait_up "$AUTHMD2_URL/healthz"
+}
 
 # --- requests (the bodies are checked against the server's API by `cargo test`) ----------------
 basic() { printf '%s' "$1:$2" | base64 -w0; }
@@ -154,6 +183,39 @@ measure() { # label server pid method url content-type body [auth]
   python3 "$BENCH/collect.py" "$WORK/oha.json" "$label" "$server" "$BACKEND" "$(peak_rss_kib "$pid")" \
     "$((p1 - p0))" "$((t1 - t0))" "$DURATION" >> "$RESULTS"
   log "$(tail -n1 "$RESULTS")"
+}
+
+measure_pair() { # label url1 url2 content-type body auth: half the concurrency on each instance
+  local label=$1 url1=$2 url2=$3 ctype=$4 body=$5 auth=$6 half=$((CONC / 2))
+  local args=(-c "$half" --no-tui --output-format json -m POST -T "$ctype" -d "$body" -H "Authorization: Basic $auth")
+  oha -z "${WARMUP}s" "${args[@]}" "$url1" > /dev/null &
+  local warming=$!
+  oha -z "${WARMUP}s" "${args[@]}" "$url2" > /dev/null
+  wait "$warming"
+  local t0 p0 t1 p1
+  t0=$(busy_ticks); p0=$(( $(proc_ticks "$AUTHMD_PID") + $(proc_ticks "$AUTHMD2_PID") ))
+  oha -z "${DURATION}s" "${args[@]}" "$url1" > "$WORK/oha1.json" &
+  local first=$!
+  oha -z "${DURATION}s" "${args[@]}" "$url2" > "$WORK/oha2.json"
+  wait "$first"
+  t1=$(busy_ticks); p1=$(( $(proc_ticks "$AUTHMD_PID") + $(proc_ticks "$AUTHMD2_PID") ))
+  python3 "$BENCH/collect.py" --pair "$WORK/oha1.json" "$WORK/oha2.json" "$label" "$BACKEND" \
+    "$(( $(peak_rss_kib "$AUTHMD_PID") + $(peak_rss_kib "$AUTHMD2_PID") ))" \
+    "$((p1 - p0))" "$((t1 - t0))" "$DURATION" >> "$RESULTS"
+  log "$(tail -n1 "$RESULTS")"
+}
+
+bench_two_instances() { # one database, two servers, the load split between them
+  start_authmd "$BACKEND"
+  start_second_authmd
+  local auth valid form=application/x-www-form-urlencoded
+  auth=$(basic "$AUTHMD_CLIENT" "$AUTHMD_SECRET")
+  valid=$(token_of "$AUTHMD_URL" /oauth2/token "$auth")
+  [ "$(introspect_active "$AUTHMD2_URL" /oauth2/introspect "$auth" "$valid")" = true ] || { log "second instance does not see the first's token"; exit 1; }
+  measure_pair "2 instances: token client_credentials" "$AUTHMD_URL/oauth2/token" "$AUTHMD2_URL/oauth2/token" "$form" 'grant_type=client_credentials&scope=api.read' "$auth"
+  measure_pair "2 instances: introspect valid" "$AUTHMD_URL/oauth2/introspect" "$AUTHMD2_URL/oauth2/introspect" "$form" "token=$valid" "$auth"
+  stop "$AUTHMD2_PID"
+  stop "$AUTHMD_PID"
 }
 
 bench_shared() { # server url pid auth token-path introspect-path revoke-path
@@ -210,6 +272,9 @@ for BACKEND in $BACKENDS; do
     start_peer
     bench_shared peer "$PEER_URL" "$PEER_PID" "$(basic bench "$PEER_SECRET")" /token /token/introspection /token/revocation
     stop "$PEER_PID"
+    if [ "$BACKEND" = postgres ] && [ "$INSTANCES" = 1 ]; then
+      bench_two_instances
+    fi
     log "round $round of $ROUNDS done"
   done
   if [ "$GROWTH" = 1 ]; then

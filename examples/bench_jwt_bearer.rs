@@ -1,7 +1,9 @@
-//! Load generator for the one hot path a fixed-body tool cannot drive: the JWT-bearer exchange
-//! of authmd's single-use identity assertions. Phase 1 registers anonymous agents (each answer
-//! carries a fresh assertion) for the given time; phase 2 exchanges every assertion at
-//! `/oauth2/token`. Both phases report requests/s, p50, p99 and errors as JSON lines.
+//! Load generator for the hot paths a fixed-body tool cannot drive, because every request
+//! spends a single-use credential: the JWT-bearer exchange of authmd's identity assertions and
+//! refresh-token rotation. Phase 1 registers anonymous agents (each answer carries a fresh
+//! assertion) for the given time; phase 2 exchanges every assertion at `/oauth2/token`, keeping
+//! the refresh tokens; phase 3 rotates each refresh token once. Each phase reports requests/s,
+//! p50, p99 and errors as a JSON line.
 //!
 //! `cargo run --release --example bench_jwt_bearer -- http://127.0.0.1:8080 32 15`
 //! Sends traffic only to the base URL it is given (the bench script passes 127.0.0.1).
@@ -106,6 +108,67 @@ async fn main() {
 
     // Phase 2: every assertion exchanged once.
     let queue = Arc::new(Mutex::new(std::mem::take(&mut *assertions.lock().unwrap())));
+    let refresh_tokens = Arc::new(Mutex::new(Vec::<String>::new()));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, base, queue, latencies, errors, refresh_tokens) = (
+            client.clone(),
+            base.clone(),
+            queue.clone(),
+            latencies.clone(),
+            errors.clone(),
+            refresh_tokens.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let Some(assertion) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let t = Instant::now();
+                let resp = client
+                    .post(format!("{base}/oauth2/token"))
+                    .form(&[
+                        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                        ("assertion", assertion.as_str()),
+                    ])
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status().is_success() => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        latencies.lock().unwrap().push(t.elapsed());
+                        if let Some(rt) = v["refresh_token"].as_str() {
+                            refresh_tokens.lock().unwrap().push(rt.to_owned());
+                        }
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
+    println!(
+        "{}",
+        report(
+            "POST /oauth2/token (jwt-bearer)",
+            &mut lat,
+            errors.load(Ordering::Relaxed),
+            started.elapsed()
+        )
+    );
+
+    // Phase 3: every refresh token rotated once.
+    let queue = Arc::new(Mutex::new(std::mem::take(
+        &mut *refresh_tokens.lock().unwrap(),
+    )));
     let errors = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -120,15 +183,15 @@ async fn main() {
         );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let Some(assertion) = queue.lock().unwrap().pop() else {
+                let Some(refresh_token) = queue.lock().unwrap().pop() else {
                     break;
                 };
                 let t = Instant::now();
                 let resp = client
                     .post(format!("{base}/oauth2/token"))
                     .form(&[
-                        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                        ("assertion", assertion.as_str()),
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", refresh_token.as_str()),
                     ])
                     .send()
                     .await;
@@ -151,7 +214,7 @@ async fn main() {
     println!(
         "{}",
         report(
-            "POST /oauth2/token (jwt-bearer)",
+            "POST /oauth2/token (refresh_token)",
             &mut lat,
             errors.load(Ordering::Relaxed),
             started.elapsed()

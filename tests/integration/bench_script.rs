@@ -78,12 +78,23 @@ async fn bench_requests_match_the_api() {
         "authmd paths in the script"
     );
     assert!(s.contains("--grant-type client_credentials --scope api.read --introspect --json"));
+    assert!(
+        s.contains("[rate_limit]\n# On, as every deployment runs it")
+            && s.contains("enabled = true\nagent_auth_per_ip = 1000000000"),
+        "the bench runs with the rate limiter on"
+    );
 
     // Configured as the script configures authmd.
     let app = TestApp::builder(Backend::Sqlite)
         .with_config(|c| {
             c.server.resources = vec!["https://api.bench.example".to_owned()];
-            c.rate_limit.enabled = false;
+            // On, with the limits raised (as the script does): the load is never refused.
+            let r = &mut c.rate_limit;
+            r.enabled = true;
+            r.agent_auth_per_ip = 1_000_000_000;
+            r.agent_auth_global = 1_000_000_000;
+            r.tokens_per_ip = 1_000_000_000;
+            r.client_auth_failures = 1_000_000_000;
         })
         .start()
         .await;
@@ -208,7 +219,7 @@ fn bench_report_checks_the_targets() {
     };
     let report = |introspect_rps: f64| {
         let mut rows = vec![
-            row("sqlite", "authmd", "healthz", 100_000.0, 1.0),
+            row("sqlite", "authmd", "healthz", 60_000.0, 1.0),
             row(
                 "sqlite",
                 "authmd",
@@ -216,9 +227,31 @@ fn bench_report_checks_the_targets() {
                 20_000.0,
                 5.0,
             ),
-            row("sqlite", "peer", "token client_credentials", 8_000.0, 10.0),
+            row("sqlite", "peer", "token client_credentials", 4_000.0, 10.0),
+            row("sqlite", "authmd", "agent/auth anonymous", 8_000.0, 10.0),
+            row(
+                "sqlite",
+                "authmd",
+                "POST /oauth2/token (jwt-bearer)",
+                8_000.0,
+                12.0,
+            ),
             row("postgres", "authmd", "introspect valid", 30_000.0, 3.0),
-            row("postgres", "peer", "introspect valid", 9_000.0, 10.0),
+            row("postgres", "peer", "introspect valid", 5_000.0, 10.0),
+            row(
+                "postgres",
+                "authmd",
+                "token client_credentials",
+                3_000.0,
+                8.0,
+            ),
+            row(
+                "postgres",
+                "peer",
+                "token client_credentials",
+                1_500.0,
+                10.0,
+            ),
         ];
         for path in [
             "introspect valid",
@@ -226,7 +259,7 @@ fn bench_report_checks_the_targets() {
             "introspect revoked",
         ] {
             rows.push(row("sqlite", "authmd", path, introspect_rps, 2.0));
-            rows.push(row("sqlite", "peer", path, 9_000.0, 10.0));
+            rows.push(row("sqlite", "peer", path, 5_000.0, 10.0));
         }
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("results.jsonl");
@@ -239,16 +272,17 @@ fn bench_report_checks_the_targets() {
     };
     let good = report(50_000.0);
     assert!(good.contains("## Targets"), "{good}");
-    assert_eq!(good.matches("| met |").count(), 6, "{good}");
+    assert_eq!(good.matches("| met |").count(), 9, "{good}");
     assert!(!good.contains("missed"), "{good}");
-    // 30,000 req/s: 3.3× the peer and 30 % of /healthz.
-    let short = report(30_000.0);
+    // 25,000 req/s: 5× the peer and 42 % of /healthz.
+    let short = report(25_000.0);
     assert!(
-        short.contains("| SQLite: introspection ≥ 4× the peer | 3.33× (lowest of valid, unknown, revoked) | **missed** |"),
+        short.contains("| SQLite: introspection ≥ 6× the peer | 5.00× (lowest of valid, unknown, revoked) | **missed** |"),
         "{short}"
     );
     assert!(
-        short.contains("| SQLite: introspection ≥ 50 % of /healthz | 30 % (lowest) | **missed** |"),
+        short.contains("| SQLite: introspection ≥ 75 % of /healthz | 42 % (lowest) | **missed** |"),
         "{short}"
     );
+    assert_eq!(short.matches("**missed**").count(), 2, "{short}");
 }
