@@ -22,11 +22,12 @@ def med(rs, key):
 
 print(f"# authmd benchmark — concurrency {conc}, {duration} s per run, {rounds} rounds, medians\n")
 print("Each row: the median of the rounds; servers alternate (authmd, peer, authmd, peer …).")
-print("`server CPU` and `others CPU` are percent of one core over the run; others include the load generator.\n")
+print("`server CPU` and `others CPU` are percent of one core over the run; others include the load generator.")
+print("`CPU µs/req` is the server's CPU time per answered request (server CPU over req/s).\n")
 for backend in sorted({r["backend"] for r in runs}):
     print(f"## {backend}\n")
-    print("| path | server | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MiB | server CPU % | others CPU % | authmd/peer |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| path | server | req/s | p50 ms | p99 ms | errors | non-2xx | peak RSS MiB | server CPU % | others CPU % | CPU µs/req | authmd/peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     paths = sorted({p for (b, p, s) in groups if b == backend}, key=lambda p: (p.startswith("growth"), p))
     for p in paths:
         peer = groups.get((backend, p, "peer"))
@@ -40,10 +41,11 @@ for backend in sorted({r["backend"] for r in runs}):
             rss = med(rs, "peak_rss_kib") or 0
             cpu = med(rs, "server_cpu_pct")
             others = med(rs, "others_cpu_pct")
+            per_request = "" if cpu is None or not med(rs, "rps") else round(cpu / 100 * 1e6 / med(rs, "rps"))
             print(
                 f"| {p} | {server} | {med(rs, 'rps'):.0f} | {med(rs, 'p50_ms'):.2f} | {med(rs, 'p99_ms'):.2f} | "
                 f"{sum(r['errors'] for r in rs)} | {sum(r['non_2xx'] for r in rs)} | {rss / 1024:.1f} | "
-                f"{'' if cpu is None else round(cpu, 1)} | {'' if others is None else round(others, 1)} | {ratio} |"
+                f"{'' if cpu is None else round(cpu, 1)} | {'' if others is None else round(others, 1)} | {per_request} | {ratio} |"
             )
     print()
 for g in growth:

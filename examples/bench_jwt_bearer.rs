@@ -106,9 +106,54 @@ async fn main() {
         )
     );
 
-    // Phase 2: every assertion exchanged once.
-    let queue = Arc::new(Mutex::new(std::mem::take(&mut *assertions.lock().unwrap())));
+    // Phase 2: every assertion exchanged once, keeping the refresh tokens.
+    let assertions = std::mem::take(&mut *assertions.lock().unwrap());
+    let (line, refresh_tokens) = spend_each(
+        &client,
+        &base,
+        concurrency,
+        seconds,
+        assertions,
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion",
+    )
+    .await;
+    println!("{}", report_as("POST /oauth2/token (jwt-bearer)", line));
+
+    // Phase 3: every refresh token rotated once.
+    let (line, _) = spend_each(
+        &client,
+        &base,
+        concurrency,
+        seconds,
+        refresh_tokens,
+        "refresh_token",
+        "refresh_token",
+    )
+    .await;
+    println!("{}", report_as("POST /oauth2/token (refresh_token)", line));
+}
+
+fn report_as(path: &str, mut line: Value) -> Value {
+    line["path"] = json!(path);
+    line
+}
+
+/// Presents each single-use credential once at the token endpoint (`grant_type`, with the
+/// credential as `field`), from `concurrency` tasks until done or `seconds` pass. Returns the
+/// phase's report and the refresh tokens the answers carried.
+async fn spend_each(
+    client: &reqwest::Client,
+    base: &str,
+    concurrency: usize,
+    seconds: u64,
+    credentials: Vec<String>,
+    grant_type: &'static str,
+    field: &'static str,
+) -> (Value, Vec<String>) {
+    let queue = Arc::new(Mutex::new(credentials));
     let refresh_tokens = Arc::new(Mutex::new(Vec::<String>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -116,7 +161,7 @@ async fn main() {
     for _ in 0..concurrency {
         let (client, base, queue, latencies, errors, refresh_tokens) = (
             client.clone(),
-            base.clone(),
+            base.to_owned(),
             queue.clone(),
             latencies.clone(),
             errors.clone(),
@@ -124,16 +169,13 @@ async fn main() {
         );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let Some(assertion) = queue.lock().unwrap().pop() else {
+                let Some(credential) = queue.lock().unwrap().pop() else {
                     break;
                 };
                 let t = Instant::now();
                 let resp = client
                     .post(format!("{base}/oauth2/token"))
-                    .form(&[
-                        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                        ("assertion", assertion.as_str()),
-                    ])
+                    .form(&[("grant_type", grant_type), (field, credential.as_str())])
                     .send()
                     .await;
                 match resp {
@@ -155,69 +197,12 @@ async fn main() {
         let _ = t.await;
     }
     let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
-    println!(
-        "{}",
-        report(
-            "POST /oauth2/token (jwt-bearer)",
-            &mut lat,
-            errors.load(Ordering::Relaxed),
-            started.elapsed()
-        )
+    let line = report(
+        grant_type,
+        &mut lat,
+        errors.load(Ordering::Relaxed),
+        started.elapsed(),
     );
-
-    // Phase 3: every refresh token rotated once.
-    let queue = Arc::new(Mutex::new(std::mem::take(
-        &mut *refresh_tokens.lock().unwrap(),
-    )));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, base, queue, latencies, errors) = (
-            client.clone(),
-            base.clone(),
-            queue.clone(),
-            latencies.clone(),
-            errors.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let Some(refresh_token) = queue.lock().unwrap().pop() else {
-                    break;
-                };
-                let t = Instant::now();
-                let resp = client
-                    .post(format!("{base}/oauth2/token"))
-                    .form(&[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", refresh_token.as_str()),
-                    ])
-                    .send()
-                    .await;
-                match resp {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        latencies.lock().unwrap().push(t.elapsed());
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
-    println!(
-        "{}",
-        report(
-            "POST /oauth2/token (refresh_token)",
-            &mut lat,
-            errors.load(Ordering::Relaxed),
-            started.elapsed()
-        )
-    );
+    let kept = std::mem::take(&mut *refresh_tokens.lock().unwrap());
+    (line, kept)
 }

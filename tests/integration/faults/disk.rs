@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{active, audited, authmd, free_port, make_client, serve};
+use super::{
+    active, audited, authmd, free_port, make_client, register_anonymous, request_token, serve,
+};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -71,11 +73,7 @@ async fn sqlite_out_of_space_refuses_writes_cleanly_and_recovers() {
         .unwrap();
 
     let mut received = Vec::new();
-    let register = || {
-        http.post(format!("{base}/agent/auth"))
-            .json(&json!({"type": "anonymous"}))
-            .send()
-    };
+    let register = || register_anonymous(&http, &base);
     for _ in 0..5 {
         let body: Value = register().await.unwrap().json().await.unwrap();
         received.push(body["credential"].as_str().unwrap().to_owned());
@@ -129,13 +127,7 @@ async fn sqlite_out_of_space_refuses_writes_cleanly_and_recovers() {
         }
     }
     assert_eq!(after, 20, "every write succeeds once space returns");
-    let resp = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let resp = request_token(&http, &base, (&id, &secret)).await.unwrap();
     assert_eq!(resp.status(), 200);
 
     for credential in &received {

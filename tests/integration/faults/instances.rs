@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::process::Child;
 
-use super::{active, authmd, free_port, make_client, serve, Database};
+use super::{active, authmd, free_port, make_client, request_token, serve, Database};
 use crate::flows::{form_value, PASSWORD};
 use crate::harness::{self, Backend};
 
@@ -105,18 +105,8 @@ async fn three_instances_on_one_postgres_keep_every_invariant() {
     db.drop_pg().await;
 }
 
-async fn client_credentials(
-    http: &reqwest::Client,
-    base: &str,
-    (id, secret): (&str, &str),
-) -> String {
-    let resp = http
-        .post(format!("{base}/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+async fn client_credentials(http: &reqwest::Client, base: &str, client: (&str, &str)) -> String {
+    let resp = request_token(http, base, client).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.json::<Value>().await.unwrap()["access_token"]
         .as_str()

@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{active, audited, authmd, free_port, make_client, serve, Database};
+use super::{active, audited, authmd, free_port, issue, make_client, serve, Database};
 use crate::harness::Backend;
 
 crate::db_tests!(kill_9_during_issuance_loses_nothing_answered);
@@ -38,20 +38,7 @@ async fn kill_9_during_issuance_loses_nothing_answered(backend: Backend) {
         load.push(tokio::spawn(async move {
             // Until the server is gone (bounded in any case).
             for _ in 0..400 {
-                let answer = if worker % 2 == 0 {
-                    http.post(format!("{base}/oauth2/token"))
-                        .basic_auth(&id, Some(&secret))
-                        .form(&[("grant_type", "client_credentials")])
-                        .send()
-                        .await
-                        .map(|r| (r, "access_token"))
-                } else {
-                    http.post(format!("{base}/agent/auth"))
-                        .json(&json!({"type": "anonymous"}))
-                        .send()
-                        .await
-                        .map(|r| (r, "credential"))
-                };
+                let answer = issue(&http, &base, (&id, &secret), worker).await;
                 let Ok((resp, field)) = answer else { return };
                 if resp.status() != 200 {
                     continue;

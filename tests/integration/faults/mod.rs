@@ -150,6 +150,45 @@ pub async fn make_client(dir: &Path, db_url: &str) -> (String, String) {
     )
 }
 
+/// `client_credentials` at the token endpoint, as `(client_id, client_secret)`.
+pub async fn request_token(
+    http: &reqwest::Client,
+    base: &str,
+    (id, secret): (&str, &str),
+) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+}
+
+/// An anonymous agent registration.
+pub async fn register_anonymous(
+    http: &reqwest::Client,
+    base: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{base}/agent/auth"))
+        .json(&serde_json::json!({"type": "anonymous"}))
+        .send()
+        .await
+}
+
+/// The mixed issuing load: even workers ask for tokens, odd ones register agents. The answer,
+/// and the field of its body that carries the credential.
+pub async fn issue(
+    http: &reqwest::Client,
+    base: &str,
+    client: (&str, &str),
+    worker: usize,
+) -> reqwest::Result<(reqwest::Response, &'static str)> {
+    if worker % 2 == 0 {
+        Ok((request_token(http, base, client).await?, "access_token"))
+    } else {
+        Ok((register_anonymous(http, base).await?, "credential"))
+    }
+}
+
 /// Whether `credential` introspects as active.
 pub async fn active(
     http: &reqwest::Client,

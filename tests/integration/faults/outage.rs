@@ -12,11 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use super::{active, audited, authmd, free_port, make_client, serve, Database};
+use super::{
+    active, audited, authmd, free_port, make_client, register_anonymous, request_token, serve,
+    Database,
+};
 use crate::harness::{self, Backend};
 
 /// Seconds authmd waits for a database connection before answering 503.
@@ -101,18 +104,10 @@ async fn postgres_outage_answers_503_and_service_resumes() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let token = |http: reqwest::Client, base: String, id: String, secret: String| async move {
-        http.post(format!("{base}/oauth2/token"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap()
-    };
 
     let mut received = Vec::new();
     for _ in 0..10 {
-        let resp = token(http.clone(), base.clone(), id.clone(), secret.clone()).await;
+        let resp = request_token(&http, &base, (&id, &secret)).await.unwrap();
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.unwrap();
         received.push(body["access_token"].as_str().unwrap().to_owned());
@@ -139,7 +134,7 @@ async fn postgres_outage_answers_503_and_service_resumes() {
                 let started = Instant::now();
                 let (resp, field) = match worker % 3 {
                     0 => (
-                        token(http.clone(), base.clone(), id.clone(), secret.clone()).await,
+                        request_token(&http, &base, (&id, &secret)).await.unwrap(),
                         "access_token",
                     ),
                     1 => (
@@ -152,11 +147,7 @@ async fn postgres_outage_answers_503_and_service_resumes() {
                         "active",
                     ),
                     _ => (
-                        http.post(format!("{base}/agent/auth"))
-                            .json(&json!({"type": "anonymous"}))
-                            .send()
-                            .await
-                            .unwrap(),
+                        register_anonymous(&http, &base).await.unwrap(),
                         "credential",
                     ),
                 };
@@ -210,7 +201,7 @@ async fn postgres_outage_answers_503_and_service_resumes() {
     // request is served.
     let mut after = 0;
     for _ in 0..40 {
-        let resp = token(http.clone(), base.clone(), id.clone(), secret.clone()).await;
+        let resp = request_token(&http, &base, (&id, &secret)).await.unwrap();
         if resp.status() == 200 {
             after += 1;
         } else {

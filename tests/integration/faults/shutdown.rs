@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{active, authmd, free_port, make_client, serve, Database};
+use super::{active, authmd, free_port, issue, make_client, serve, Database};
 use crate::harness::Backend;
 
 crate::db_tests!(sigterm_drains_in_flight_requests);
@@ -48,23 +48,8 @@ async fn sigterm_drains_in_flight_requests(backend: Backend) {
         load.push(tokio::spawn(async move {
             for _ in 0..2_000 {
                 let sent = start.elapsed();
-                let (answer, field) = if worker % 2 == 0 {
-                    let r = http
-                        .post(format!("{base}/oauth2/token"))
-                        .basic_auth(&id, Some(&secret))
-                        .form(&[("grant_type", "client_credentials")])
-                        .send()
-                        .await;
-                    (r, "access_token")
-                } else {
-                    let r = http
-                        .post(format!("{base}/agent/auth"))
-                        .json(&json!({"type": "anonymous"}))
-                        .send()
-                        .await;
-                    (r, "credential")
-                };
-                let Ok(resp) = answer else {
+                let answer = issue(&http, &base, (&id, &secret), worker).await;
+                let Ok((resp, field)) = answer else {
                     // Nothing listens any more: the load is over.
                     return;
                 };
