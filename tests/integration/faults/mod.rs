@@ -182,7 +182,7 @@ pub async fn issue(
     client: (&str, &str),
     worker: usize,
 ) -> reqwest::Result<(reqwest::Response, &'static str)> {
-    if worker % 2 == 0 {
+    if worker.is_multiple_of(2) {
         Ok((request_token(http, base, client).await?, "access_token"))
     } else {
         Ok((register_anonymous(http, base).await?, "credential"))
