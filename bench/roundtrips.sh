@@ -2,8 +2,9 @@
 # Database statements per request on PostgreSQL, path by path: each one is a round trip
 # (diesel sends one statement at a time). authmd runs on a fresh database whose statements
 # PostgreSQL logs (`ALTER DATABASE … SET log_statement = 'all'`, this database only); N
-# requests of each path are sent one after another, and the log lines naming the database are
-# counted. Requires a PostgreSQL superuser URL (PG_ADMIN_URL) and the server log file (PG_LOG).
+# requests of each path are sent one after another, and the statements the log names for the
+# database are counted (`statement:` and `execute` lines, not their `DETAIL` lines). Requires
+# a PostgreSQL superuser URL (PG_ADMIN_URL) and the server's log file (PG_LOG).
 #
 #   bench/roundtrips.sh            # prints a Markdown table; N=200 requests per path
 set -euo pipefail
@@ -40,7 +41,7 @@ kill "$PID"; wait "$PID" 2>/dev/null || true
 PID=$!
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null && break; sleep 0.1; done
 
-logged() { grep -c "@$DB " "$PG_LOG" || true; }
+logged() { grep -cE "@$DB LOG:  (statement|execute)" "$PG_LOG" || true; }
 token() { curl -fsS -u "$ID:$SECRET" -d grant_type=client_credentials -d scope=api.read "$BASE/oauth2/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'; }
 VALID=$(token)
 

@@ -22,12 +22,16 @@ fn script() -> String {
 
 #[test]
 fn bench_scripts_parse() {
-    let status = Command::new("bash")
-        .arg("-n")
-        .arg(bench("run.sh"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "bash -n bench/run.sh");
+    for sh in ["run.sh", "roundtrips.sh"] {
+        let status = Command::new("bash")
+            .arg("-n")
+            .arg(bench(sh))
+            .status()
+            .unwrap();
+        assert!(status.success(), "bash -n bench/{sh}");
+    }
+    // roundtrips.sh configures authmd from run.sh's heredoc, found by its first line.
+    assert!(script().contains("  cat > \"$WORK/authmd.toml\" <<TOML\n"));
     for py in ["collect.py", "report.py", "seed.py"] {
         // Parse only: py_compile would leave __pycache__ in the source tree.
         let status = Command::new("python3")
