@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{active, audited, authmd, free_port, issue, make_client, serve, Database};
+use super::{
+    assert_all_active, assert_audited, authmd, free_port, issue, make_client, serve, Database,
+};
 use crate::harness::Backend;
 
 crate::db_tests!(kill_9_during_issuance_loses_nothing_answered);
@@ -68,24 +70,21 @@ async fn kill_9_during_issuance_loses_nothing_answered(backend: Backend) {
 
     // Restarted on the same database: every credential a client received works.
     let mut server = serve(authmd(dir.path(), &db.url, port), port).await;
-    for credential in &received {
-        assert!(
-            active(&http, &base, (&id, &secret), credential).await,
-            "{}… lost after kill -9",
-            &credential[..8]
-        );
-    }
+    let client = (id.as_str(), secret.as_str());
+    assert_all_active(
+        &http,
+        &base,
+        client,
+        received.iter().map(String::as_str),
+        "after kill -9",
+    )
+    .await;
     server.start_kill().unwrap();
     server.wait().await.unwrap();
 
     // Nothing committed without its audit row (same transaction), and SQLite is intact.
     let pool = db.open();
-    let (tokens, registrations) = audited(&pool, &id).await;
-    assert_eq!(tokens.0, tokens.1, "every token row has its audit row");
-    assert_eq!(
-        registrations.0, registrations.1,
-        "every registration has its audit row"
-    );
+    assert_audited(&pool, &id).await;
     let mut conn = pool.get().unwrap();
     authmd::db::integrity_check(&mut conn).expect("the database passes its integrity check");
     drop(conn);

@@ -209,10 +209,38 @@ pub async fn active(
     info["active"] == true
 }
 
-/// `(token rows, token.issued audit rows)` for `client_id`, and `(registrations,
-/// registration.created audit rows)`: each pair must be equal, since a credential and its audit
-/// row are written in one transaction.
-pub async fn audited(db: &authmd::db::Db, client_id: &str) -> ((i64, i64), (i64, i64)) {
+/// Every credential a client received still introspects as active; `lost` says where it would
+/// have been lost.
+pub async fn assert_all_active<'a>(
+    http: &reqwest::Client,
+    base: &str,
+    client: (&str, &str),
+    received: impl IntoIterator<Item = &'a str>,
+    lost: &str,
+) {
+    for credential in received {
+        assert!(
+            active(http, base, client, credential).await,
+            "{}… lost {lost}",
+            &credential[..8]
+        );
+    }
+}
+
+/// Nothing committed without its audit row: every access token of `client_id` has its
+/// `token.issued` row and every registration its `registration.created` row (each credential
+/// and its audit row are written in one transaction). Returns `(tokens, registrations)`.
+pub async fn assert_audited(db: &authmd::db::Db, client_id: &str) -> (i64, i64) {
+    let ((tokens, token_rows), (registrations, registration_rows)) = audited(db, client_id).await;
+    assert_eq!(tokens, token_rows, "every token row has its audit row");
+    assert_eq!(
+        registrations, registration_rows,
+        "every registration has its audit row"
+    );
+    (tokens, registrations)
+}
+
+async fn audited(db: &authmd::db::Db, client_id: &str) -> ((i64, i64), (i64, i64)) {
     use diesel::prelude::*;
     let id = client_id.to_owned();
     db.run(move |conn| {

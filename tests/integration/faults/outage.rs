@@ -17,8 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use super::{
-    active, audited, authmd, free_port, make_client, register_anonymous, request_token, serve,
-    Database,
+    assert_all_active, assert_audited, authmd, free_port, make_client, register_anonymous,
+    request_token, serve, Database,
 };
 use crate::harness::{self, Backend};
 
@@ -230,19 +230,19 @@ async fn postgres_outage_answers_503_and_service_resumes() {
 
     // Every token a client received, before or during the outage, is still valid.
     received.extend(during.lock().unwrap().iter().cloned());
-    for credential in &received {
-        assert!(
-            active(&http, &base, (&id, &secret), credential).await,
-            "{}… lost in the outage",
-            &credential[..8]
-        );
-    }
+    let client = (id.as_str(), secret.as_str());
+    assert_all_active(
+        &http,
+        &base,
+        client,
+        received.iter().map(String::as_str),
+        "in the outage",
+    )
+    .await;
     server.start_kill().unwrap();
     server.wait().await.unwrap();
     let pool = db.open();
-    let (tokens, registrations) = audited(&pool, &id).await;
-    assert_eq!(tokens.0, tokens.1, "every token row has its audit row");
-    assert_eq!(registrations.0, registrations.1);
+    assert_audited(&pool, &id).await;
     drop(pool);
     db.drop_pg().await;
 }

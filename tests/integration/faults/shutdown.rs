@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{active, authmd, free_port, issue, make_client, serve, Database};
+use super::{assert_all_active, authmd, free_port, issue, make_client, serve, Database};
 use crate::harness::Backend;
 
 crate::db_tests!(sigterm_drains_in_flight_requests);
@@ -98,13 +98,8 @@ async fn sigterm_drains_in_flight_requests(backend: Backend) {
     // Every credential given out, in flight at SIGTERM or before it, survived.
     let mut server = serve(authmd(dir.path(), &db.url, port), port).await;
     let http = reqwest::Client::new();
-    for credential in log.iter().filter_map(|s| s.credential.as_deref()) {
-        assert!(
-            active(&http, &base, (&id, &secret), credential).await,
-            "{}… answered but lost at shutdown",
-            &credential[..8]
-        );
-    }
+    let answered = log.iter().filter_map(|s| s.credential.as_deref());
+    assert_all_active(&http, &base, (&id, &secret), answered, "at shutdown").await;
     server.start_kill().unwrap();
     server.wait().await.unwrap();
     db.drop_pg().await;
