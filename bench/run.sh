@@ -6,7 +6,8 @@
 #
 # Knobs (environment): DURATION (s per run, 15), WARMUP (s, 3), CONC (32), ROUNDS (3),
 # BACKENDS ("sqlite postgres"), GROWTH (1), INSTANCES (1: on PostgreSQL, also measure two
-# instances on one database), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres).
+# instances on one database), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres), OUT
+# (bench/results) and STAMP (the UTC date): the results files.
 # Every process is started here and stopped by its pid; all traffic goes to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +21,8 @@ INSTANCES=${INSTANCES:-1}
 BACKENDS=${BACKENDS:-"sqlite postgres"}
 GROWTH=${GROWTH:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-STAMP=$(date -u +%Y-%m-%d)
-OUT="$BENCH/results"
+STAMP=${STAMP:-$(date -u +%Y-%m-%d)}
+OUT=${OUT:-"$BENCH/results"}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 RESULTS="$WORK/results.jsonl"
@@ -43,9 +44,10 @@ command -v oha >/dev/null || cargo install oha --locked
 if [ ! -d "$BENCH/node_modules/oidc-provider" ]; then
   (cd "$BENCH" && npm ci --no-audit --no-fund)
 fi
-cargo build --release --bin authmd --example bench_jwt_bearer
+cargo build --release --bin authmd --example bench_jwt_bearer --example bench_flows
 AUTHMD="$ROOT/target/release/authmd"
 LOADGEN="$ROOT/target/release/examples/bench_jwt_bearer"
+FLOWS="$ROOT/target/release/examples/bench_flows"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -110,18 +112,45 @@ login_failures_per_ip = 1000000000
 client_auth_failures = 1000000000
 [admin]
 token = "bench-admin-token-0123456789abcdefgh"
+[oauth.cimd]
+# The flows load generator's metadata document is served from loopback over http.
+allow_private_addresses = true
 TOML
   local created
   created=$("$AUTHMD" --config "$WORK/authmd.toml" client create --name bench \
     --grant-type client_credentials --scope api.read --introspect --json)
   AUTHMD_CLIENT=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
   AUTHMD_SECRET=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
+  # For the flows load generator: a person, a code-flow client, a device-flow client.
+  echo "$FLOWS_PASSWORD" | "$AUTHMD" --config "$WORK/authmd.toml" user create \
+    --email bench@example.com --password-stdin > /dev/null
+  created=$("$AUTHMD" --config "$WORK/authmd.toml" client create --name "bench code" \
+    --redirect-uri "$FLOWS_REDIRECT" --scope api.read --json)
+  FLOWS_CLIENT=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+  FLOWS_SECRET=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
+  created=$("$AUTHMD" --config "$WORK/authmd.toml" client create --name "bench device" \
+    --grant-type urn:ietf:params:oauth:grant-type:device_code --scope api.read --json)
+  FLOWS_DEVICE_CLIENT=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+  FLOWS_DEVICE_SECRET=$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
   "$AUTHMD" --config "$WORK/authmd.toml" serve > "$WORK/authmd.log" 2>&1 &
   AUTHMD_PID=$!
   PIDS+=("$AUTHMD_PID")
   AUTHMD_URL="http://127.0.0.1:$port"
   wait_up "$AUTHMD_URL/healthz"
 }
+
+# A client metadata document on loopback, for the flows load generator's document client.
+FLOWS_PASSWORD="bench-password-$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')"
+FLOWS_REDIRECT="http://127.0.0.1:9/callback"
+DOC_PORT=$(free_port)
+CIMD_URL="http://127.0.0.1:$DOC_PORT/client.json"
+mkdir -p "$WORK/docs"
+cat > "$WORK/docs/client.json" <<JSON
+{"client_id": "$CIMD_URL", "client_name": "bench document client", "redirect_uris": ["$FLOWS_REDIRECT"],
+ "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"}
+JSON
+python3 -m http.server "$DOC_PORT" --bind 127.0.0.1 --directory "$WORK/docs" > /dev/null 2>&1 &
+PIDS+=("$!")
 
 start_peer() { # -> PEER_URL PEER_PID PEER_SECRET
   local port
@@ -238,6 +267,12 @@ bench_authmd_only() {
   measure "healthz" authmd "$AUTHMD_PID" GET "$AUTHMD_URL/healthz" "" ""
   measure "agent/auth anonymous" authmd "$AUTHMD_PID" POST "$AUTHMD_URL/agent/auth" application/json '{"type":"anonymous"}'
   "$LOADGEN" "$AUTHMD_URL" "$CONC" "$DURATION" | while read -r line; do
+    python3 "$BENCH/collect.py" --loadgen "$line" authmd "$BACKEND" "$(peak_rss_kib "$AUTHMD_PID")" >> "$RESULTS"
+  done
+  BENCH_EMAIL=bench@example.com BENCH_PASSWORD="$FLOWS_PASSWORD" BENCH_REDIRECT="$FLOWS_REDIRECT" \
+  BENCH_CLIENT="$FLOWS_CLIENT" BENCH_SECRET="$FLOWS_SECRET" BENCH_CIMD_URL="$CIMD_URL" \
+  BENCH_DEVICE_CLIENT="$FLOWS_DEVICE_CLIENT" BENCH_DEVICE_SECRET="$FLOWS_DEVICE_SECRET" \
+    "$FLOWS" "$AUTHMD_URL" "$CONC" "$DURATION" | while read -r line; do
     python3 "$BENCH/collect.py" --loadgen "$line" authmd "$BACKEND" "$(peak_rss_kib "$AUTHMD_PID")" >> "$RESULTS"
   done
 }

@@ -49,6 +49,31 @@ macro_rules! native {
 }
 pub(crate) use native;
 
+/// Two statements sent as one on PostgreSQL: `WITH first AS (<a>) <b>`. A data-modifying
+/// statement in `WITH` runs exactly once and to completion whether or not `<b>` reads it, and
+/// the whole is one statement: atomic without `BEGIN`/`COMMIT`, and one round trip where the
+/// two in a transaction take four (`bench/README.md`, statements per request).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+pub struct Together<A, B>(pub A, pub B);
+
+impl<A, B> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Together<A, B>
+where
+    A: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+    B: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("WITH first AS (");
+        self.0.walk_ast(out.reborrow())?;
+        out.push_sql(") ");
+        self.1.walk_ast(out.reborrow())
+    }
+}
+
+impl<A, B> diesel::RunQueryDsl<PgConnection> for Together<A, B> {}
+
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 

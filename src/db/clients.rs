@@ -3,7 +3,8 @@
 use super::native;
 use diesel::prelude::*;
 
-use super::schema::clients;
+use super::ratelimit::WindowKey;
+use super::schema::{clients, rate_limit_windows};
 use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -38,6 +39,44 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<ClientRow>> {
         .select(ClientRow::as_select())
         .first(c)
         .optional())
+}
+
+/// The client's row and the hits of `window` (current, previous): on PostgreSQL one round trip
+/// for both when the client exists. Without a window, the hits are zero.
+pub fn find_with_window(
+    conn: &mut DbConn,
+    id: &str,
+    window: Option<&WindowKey>,
+) -> QueryResult<(Option<ClientRow>, (i64, i64))> {
+    let Some(w) = window else {
+        return Ok((find(conn, id)?, (0, 0)));
+    };
+    let hits = |start: i64| {
+        rate_limit_windows::table
+            .filter(rate_limit_windows::bucket.eq(w.bucket.clone()))
+            .filter(rate_limit_windows::window_start.eq(start))
+            .select(rate_limit_windows::hits)
+            .single_value()
+    };
+    let found: Option<(ClientRow, Option<i32>, Option<i32>)> = native!(conn, |c| clients::table
+        .find(id)
+        .select((ClientRow::as_select(), hits(w.current), hits(w.previous)))
+        .first(c)
+        .optional())?;
+    match found {
+        Some((row, current, previous)) => Ok((
+            Some(row),
+            (
+                i64::from(current.unwrap_or(0)),
+                i64::from(previous.unwrap_or(0)),
+            ),
+        )),
+        // No such client: its window is still read, so an unknown client is limited alike.
+        None => Ok((
+            None,
+            super::ratelimit::peek(conn, &w.bucket, w.current, w.previous)?,
+        )),
+    }
 }
 
 pub fn all(conn: &mut DbConn) -> QueryResult<Vec<ClientRow>> {

@@ -3,7 +3,8 @@
 use super::native;
 use diesel::prelude::*;
 
-use super::schema::{access_tokens, grants, refresh_tokens};
+use super::audit::NewAuditRow;
+use super::schema::{access_tokens, audit_events, grants, refresh_tokens};
 use super::status::{GrantKind, TokenFormat};
 use super::DbConn;
 
@@ -111,6 +112,32 @@ pub fn insert_access_token(conn: &mut DbConn, row: &AccessTokenRow) -> QueryResu
         .values(row)
         .execute(c)
         .map(drop))
+}
+
+/// An access token and its audit row, both or neither: on PostgreSQL one statement (one round
+/// trip, no transaction to open and commit), on SQLite two inserts in one savepoint.
+pub fn insert_access_token_audited(
+    conn: &mut DbConn,
+    row: &AccessTokenRow,
+    audit: &NewAuditRow<'_>,
+) -> QueryResult<()> {
+    match conn {
+        DbConn::Pg(c) => super::Together(
+            diesel::insert_into(access_tokens::table).values(row),
+            diesel::insert_into(audit_events::table).values(audit),
+        )
+        .execute(c)
+        .map(drop),
+        DbConn::Sqlite(c) => c.transaction(|c| {
+            diesel::insert_into(access_tokens::table)
+                .values(row)
+                .execute(c)?;
+            diesel::insert_into(audit_events::table)
+                .values(audit)
+                .execute(c)
+                .map(drop)
+        }),
+    }
 }
 
 pub fn find_access_token(conn: &mut DbConn, id: &str) -> QueryResult<Option<AccessTokenRow>> {

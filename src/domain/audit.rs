@@ -94,7 +94,18 @@ pub fn record(
     event: AuditEvent,
     entry: AuditEntry<'_>,
 ) -> AppResult<()> {
-    let row = db::audit::NewAuditRow {
+    db::audit::insert(conn, &row(now, ctx, event, entry))?;
+    Ok(())
+}
+
+/// The audit row [`record`] writes, for a caller that inserts it with the change it records.
+pub fn row<'a>(
+    now: UnixTime,
+    ctx: &'a AuditContext,
+    event: AuditEvent,
+    entry: AuditEntry<'a>,
+) -> db::audit::NewAuditRow<'a> {
+    db::audit::NewAuditRow {
         event: event.as_str(),
         created_at: now,
         actor: ctx.actor.as_deref(),
@@ -107,7 +118,5 @@ pub fn record(
             .detail
             .unwrap_or(Value::Object(Default::default()))
             .to_string(),
-    };
-    db::audit::insert(conn, &row)?;
-    Ok(())
+    }
 }

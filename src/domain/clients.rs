@@ -339,7 +339,11 @@ fn invalid_client(msg: &'static str) -> AppError {
 /// Authenticates a client. Every failure is `invalid_client` (401) with the same description
 /// whether the client is unknown or the secret wrong, and both paths compare a hash.
 pub fn authenticate(conn: &mut DbConn, auth: &ClientAuth) -> AppResult<Client> {
-    let client = find(conn, auth.client_id())?;
+    authenticate_found(auth, find(conn, auth.client_id())?)
+}
+
+/// [`authenticate`] against the client already read (`None`: no such client).
+fn authenticate_found(auth: &ClientAuth, client: Option<Client>) -> AppResult<Client> {
     verify(
         auth,
         client
@@ -360,8 +364,16 @@ pub fn authenticate_limited(
 ) -> AppResult<Client> {
     let limits = &ctx.config.rate_limit;
     let ip = ctx.audit.ip.as_deref();
-    ratelimit::client_auth_allowed(conn, limits, ctx.now, auth.client_id(), ip)?;
-    let result = authenticate(conn, auth);
+    let window = ratelimit::client_auth_window(limits, ctx.now, auth.client_id(), ip);
+    let (row, hits) =
+        db::clients::find_with_window(conn, auth.client_id(), window.as_ref().map(|w| &w.key))?;
+    if let Some(window) = &window {
+        window.refuse_if_spent(ctx.now, hits)?;
+    }
+    let result = row
+        .map(Client::from_row)
+        .transpose()
+        .and_then(|client| authenticate_found(auth, client));
     if matches!(&result, Err(e) if e.code() == Some(ErrorCode::InvalidClient)) {
         ratelimit::client_auth_failed(conn, limits, ctx.now, auth.client_id(), ip)?;
     }

@@ -12,6 +12,7 @@
 
 use crate::clock::UnixTime;
 use crate::config::RateLimitConfig;
+use crate::db::ratelimit::WindowKey;
 use crate::db::{self, DbConn};
 use crate::error::{AppResult, ErrorCode, ProtocolError};
 
@@ -73,28 +74,41 @@ struct Bucket {
     window: i64,
 }
 
+impl Bucket {
+    fn key(&self, now: UnixTime) -> WindowKey {
+        let current = now - now.rem_euclid(self.window);
+        WindowKey {
+            bucket: self.name.clone(),
+            current,
+            previous: current - self.window,
+        }
+    }
+
+    /// The usage given the hits of the current and previous fixed windows.
+    fn usage(&self, now: UnixTime, (current, previous): (i64, i64)) -> Usage {
+        let window = self.window;
+        let elapsed = now.rem_euclid(window);
+        // Weighted in integers: previous * (window - elapsed) / window.
+        let estimate = current + previous * (window - elapsed) / window;
+        Usage {
+            limit: self.max,
+            remaining: (i64::from(self.max) - estimate).clamp(0, i64::from(u32::MAX)) as u32,
+            reset_s: (window - elapsed).max(1),
+            window_s: window,
+            over: estimate > i64::from(self.max),
+        }
+    }
+}
+
 /// Counts one hit (or only reads, `count = false`) and says whether the window is over.
 fn measure(conn: &mut DbConn, now: UnixTime, b: &Bucket, count: bool) -> AppResult<Usage> {
-    let window = b.window;
-    let start = now - now.rem_euclid(window);
-    let elapsed = now - start;
-    // The increment and the read of both windows are one step.
-    let (current, previous) = if count {
-        db::write_tx(conn, |conn| {
-            Ok(db::ratelimit::hit(conn, &b.name, start, start - window)?)
-        })?
+    let key = b.key(now);
+    let hits = if count {
+        db::ratelimit::hit(conn, &key)?
     } else {
-        db::ratelimit::peek(conn, &b.name, start, start - window)?
+        db::ratelimit::peek(conn, &key.bucket, key.current, key.previous)?
     };
-    // Weighted in integers: previous * (window - elapsed) / window.
-    let estimate = current + previous * (window - elapsed) / window;
-    Ok(Usage {
-        limit: b.max,
-        remaining: (i64::from(b.max) - estimate).clamp(0, i64::from(u32::MAX)) as u32,
-        reset_s: (window - elapsed).max(1),
-        window_s: window,
-        over: estimate > i64::from(b.max),
-    })
+    Ok(b.usage(now, hits))
 }
 
 fn refused(code: ErrorCode, message: &'static str, usage: &Usage) -> crate::error::AppError {
@@ -262,26 +276,41 @@ fn client_auth_bucket(config: &RateLimitConfig, client_id: &str, ip: Option<&str
     }
 }
 
-/// Before checking a client secret: `429 temporarily_unavailable` once this client has failed
-/// from this IP `rate_limit.client_auth_failures` times in the window. Reads only.
-pub fn client_auth_allowed(
-    conn: &mut DbConn,
+/// A client's failure window at the token endpoint, read with the client's row (one round
+/// trip) before its secret is checked. `None` when limits are off.
+pub struct ClientAuthWindow {
+    bucket: Bucket,
+    pub key: WindowKey,
+}
+
+pub fn client_auth_window(
     config: &RateLimitConfig,
     now: UnixTime,
     client_id: &str,
     ip: Option<&str>,
-) -> AppResult<()> {
+) -> Option<ClientAuthWindow> {
     if !config.enabled {
-        return Ok(());
+        return None;
     }
-    refuse_if_spent(
-        conn,
-        now,
-        &client_auth_bucket(config, client_id, ip),
-        ErrorCode::TemporarilyUnavailable,
-        "too many failed client authentications; retry later",
-    )?;
-    Ok(())
+    let bucket = client_auth_bucket(config, client_id, ip);
+    let key = bucket.key(now);
+    Some(ClientAuthWindow { bucket, key })
+}
+
+impl ClientAuthWindow {
+    /// `429 temporarily_unavailable` once this client has failed from this IP
+    /// `rate_limit.client_auth_failures` times in the window (`hits` as read).
+    pub fn refuse_if_spent(&self, now: UnixTime, hits: (i64, i64)) -> AppResult<()> {
+        let usage = self.bucket.usage(now, hits);
+        if usage.remaining == 0 {
+            return Err(refused(
+                ErrorCode::TemporarilyUnavailable,
+                "too many failed client authentications; retry later",
+                &usage,
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub fn client_auth_failed(

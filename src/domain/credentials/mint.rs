@@ -62,6 +62,14 @@ struct AccessClaims {
 
 /// Mints and stores an access token; returns it and its lifetime.
 pub fn mint_access(conn: &mut DbConn, ctx: &Ctx<'_>, s: &Subject<'_>) -> AppResult<(String, i64)> {
+    let (token, ttl, row) = access_row(ctx, s)?;
+    db::tokens::insert_access_token(conn, &row)?;
+    Ok((token, ttl))
+}
+
+/// Mints an access token and the row that stores it, for the caller to insert (with its audit
+/// row, in one statement where the backend allows); returns it, its lifetime and the row.
+pub fn access_row(ctx: &Ctx<'_>, s: &Subject<'_>) -> AppResult<(String, i64, AccessTokenRow)> {
     let ttl = ctx.config.tokens.access_token_ttl_s;
     let subject = s.subject;
     let (token, id, prefix_shown, format) = match ctx.config.tokens.access_token_format {
@@ -89,25 +97,22 @@ pub fn mint_access(conn: &mut DbConn, ctx: &Ctx<'_>, s: &Subject<'_>) -> AppResu
             (jwt, jti, shown, TokenFormat::Jwt)
         }
     };
-    db::tokens::insert_access_token(
-        conn,
-        &AccessTokenRow {
-            id,
-            grant_id: s.grant_id.map(str::to_owned),
-            registration_id: s.registration_id.map(str::to_owned),
-            client_id: s.client_id.map(str::to_owned),
-            subject: subject.to_owned(),
-            user_id: s.user_id.map(str::to_owned),
-            scope: s.scope.to_owned(),
-            audience: s.audience.to_owned(),
-            prefix: prefix_shown,
-            format,
-            issued_at: ctx.now,
-            expires_at: ctx.now + ttl,
-            revoked_at: None,
-        },
-    )?;
-    Ok((token, ttl))
+    let row = AccessTokenRow {
+        id,
+        grant_id: s.grant_id.map(str::to_owned),
+        registration_id: s.registration_id.map(str::to_owned),
+        client_id: s.client_id.map(str::to_owned),
+        subject: subject.to_owned(),
+        user_id: s.user_id.map(str::to_owned),
+        scope: s.scope.to_owned(),
+        audience: s.audience.to_owned(),
+        prefix: prefix_shown,
+        format,
+        issued_at: ctx.now,
+        expires_at: ctx.now + ttl,
+        revoked_at: None,
+    };
+    Ok((token, ttl, row))
 }
 
 pub fn mint_refresh(conn: &mut DbConn, ctx: &Ctx<'_>, grant_id: &str) -> AppResult<PlainToken> {

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::domain::keys::KeyRing;
 use crate::domain::secrets::{prefix, HashedToken};
 
-pub use mint::{issue_for_grant, mint_access, Subject, TokenResponse};
+pub use mint::{access_row, issue_for_grant, mint_access, Subject, TokenResponse};
 pub use resolve::{
     access_live, answer, introspect, is_live, is_stale, resolve, subject_of, AgentRegistration,
     Introspection, Live, RecordUse,
