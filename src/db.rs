@@ -119,9 +119,10 @@ impl DbManager {
                         message: e.to_string(),
                     })?;
                 // busy_timeout first: switching to WAL itself needs the lock another
-                // connection may hold. Checkpoints every 10,000 WAL pages (~40 MiB) instead of
-                // 1,000: each checkpoint syncs the database file in the committing thread
-                // (`bench/README.md` has what that cost under token load).
+                // connection may hold. The server's writer never checkpoints (a thread of its
+                // own does, see `checkpoints`); other writers (the CLI) checkpoint every 10,000
+                // WAL pages (~40 MiB) instead of 1,000, each checkpoint syncing in the
+                // committing thread.
                 conn.batch_execute(
                     "PRAGMA busy_timeout = 5000;
                      PRAGMA journal_mode = WAL;
@@ -149,7 +150,14 @@ impl DbManager {
 
 impl DbManager {
     /// The SQLite writer thread's own connection (see `write_batches`).
+    /// The writer thread's connection: it never checkpoints (see [`checkpoints`]).
     fn open_writer(&self) -> AppResult<DbConn> {
+        let mut conn = self.open_checkpointer()?;
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        Ok(conn)
+    }
+
+    fn open_checkpointer(&self) -> AppResult<DbConn> {
         self.open()
             .map_err(|e| AppError::Unavailable(e.to_string()))
     }
@@ -398,6 +406,15 @@ impl Db {
 /// SQLite's default and the server's memory stays small.
 fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
     let mut connection: Option<DbConn> = None;
+    // Checkpoints run on a thread of their own, told of each commit; it ends with this one.
+    let (committed, commits) = mpsc::sync_channel::<()>(1);
+    let checkpointer = manager.clone();
+    let spawned = std::thread::Builder::new()
+        .name("authmd-sqlite-checkpoint".to_owned())
+        .spawn(move || checkpoints(&checkpointer, &commits));
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the SQLite checkpoint thread");
+    }
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -438,6 +455,36 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
         for deliver in delivers {
             deliver(outcome.as_ref().map(|_| ()));
         }
+        // Full: a checkpoint is already due.
+        let _ = committed.try_send(());
+    }
+}
+
+/// How often, at most, the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The SQLite checkpoint thread: after commits, at most every [`CHECKPOINT_EVERY`], a passive
+/// checkpoint (it never blocks writers or readers). A checkpoint syncs the WAL and the database
+/// file; run by the committing writer, as SQLite's automatic checkpoint does, every write
+/// queued meanwhile waited for those syncs, which was the registration path's p99 (about 130 ms
+/// at 10,000 WAL pages on this project's bench machine, `bench/README.md`). Small and frequent,
+/// off the writer, the syncs overlap the writes. Ends when the writer thread does.
+fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>) {
+    let mut connection: Option<DbConn> = None;
+    while commits.recv().is_ok() {
+        let conn = match connection.take() {
+            Some(conn) => Ok(conn),
+            None => manager.open_checkpointer(),
+        };
+        match conn.and_then(|mut conn| {
+            conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
+            Ok(conn)
+        }) {
+            Ok(conn) => connection = Some(conn),
+            // The next commit tries again; meanwhile the WAL grows, nothing is lost.
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
     }
 }
 
@@ -748,6 +795,38 @@ mod tests {
             .get_result::<Checkpoint>(&mut *pooled)
             .unwrap();
         assert_eq!(checkpoint.wal_autocheckpoint, 10_000);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct WalCheckpoint {
+        /// Frames in the WAL.
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        log: i32,
+    }
+
+    /// The writer never checkpoints; the checkpoint thread does, soon after commits, so the WAL
+    /// starts over instead of growing with every write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpoint_thread_keeps_the_wal_short() {
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_db(&dir);
+        let big = "x".repeat(4000);
+        for i in 0..100 {
+            let v = format!("{i:03}{big}");
+            db.write(move |c| insert(c, &v)).await.unwrap();
+        }
+        // After a checkpoint has copied every frame, the next commit starts the WAL over.
+        std::thread::sleep(CHECKPOINT_EVERY * 3);
+        db.write(|c| insert(c, "last")).await.unwrap();
+        std::thread::sleep(CHECKPOINT_EVERY * 3);
+        let mut conn = db.get().unwrap();
+        let wal = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<WalCheckpoint>(&mut *conn)
+            .unwrap();
+        // 100 writes of a page each, without checkpoints, would leave well over 100 frames.
+        assert!(wal.log < 20, "{} frames in the WAL", wal.log);
+        assert_eq!(scratch_rows(&db).len(), 101);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,32 +38,11 @@ pub fn hit(conn: &mut DbConn, key: &WindowKey) -> QueryResult<(i64, i64)> {
             .bind::<BigInt, _>(key.current)
             .bind::<BigInt, _>(key.previous)
             .get_result(c)?,
-        DbConn::Pg(c) => {
-            use diesel::connection::{AnsiTransactionManager, TransactionManager};
-            let alone = AnsiTransactionManager::transaction_manager_status_mut(c)
-                .transaction_depth()
-                .ok()
-                .flatten()
-                .is_none();
-            // Alone, the statement is its own transaction, and that transaction commits without
-            // waiting for the WAL flush: the hot row's lock is held for the statement only, not
-            // for a disk sync. A database crash may forget the last fraction of a second of
-            // hits, never a credential; inside a caller's transaction nothing is relaxed.
-            let sql = if alone {
-                upsert.replacen(
-                    "VALUES ($1, $2, 1)",
-                    "SELECT $1, $2, 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed",
-                    1,
-                )
-            } else {
-                upsert.to_owned()
-            };
-            diesel::sql_query(sql)
-                .bind::<Text, _>(&key.bucket)
-                .bind::<BigInt, _>(key.current)
-                .bind::<BigInt, _>(key.previous)
-                .get_result(c)?
-        }
+        DbConn::Pg(c) => diesel::sql_query(upsert)
+            .bind::<Text, _>(&key.bucket)
+            .bind::<BigInt, _>(key.current)
+            .bind::<BigInt, _>(key.previous)
+            .get_result(c)?,
     };
     Ok((i64::from(row.hits), i64::from(row.previous.unwrap_or(0))))
 }
