@@ -32,35 +32,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use reqwest::{redirect::Policy, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use url::Url;
+
+#[path = "common/report.rs"]
+mod common;
+use common::report;
 
 const VERIFIER: &str = "bench-verifier-0123456789-0123456789-0123456789-abcdef";
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is required"))
-}
-
-fn report(path: &str, latencies: &mut [Duration], errors: usize, elapsed: Duration) -> Value {
-    latencies.sort();
-    let pct = |p: f64| {
-        if latencies.is_empty() {
-            0.0
-        } else {
-            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
-                .as_secs_f64()
-                * 1000.0
-        }
-    };
-    json!({
-        "path": path,
-        "requests": latencies.len() + errors,
-        "seconds": elapsed.as_secs_f64(),
-        "rps": (latencies.len() + errors) as f64 / elapsed.as_secs_f64(),
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "errors": errors,
-    })
 }
 
 /// Runs `step` from `concurrency` tasks until `seconds` pass or a step returns `None` (no work

@@ -14,27 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn report(path: &str, latencies: &mut [Duration], errors: usize, elapsed: Duration) -> Value {
-    latencies.sort();
-    let pct = |p: f64| {
-        if latencies.is_empty() {
-            0.0
-        } else {
-            latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
-                .as_secs_f64()
-                * 1000.0
-        }
-    };
-    json!({
-        "path": path,
-        "requests": latencies.len() + errors,
-        "seconds": elapsed.as_secs_f64(),
-        "rps": (latencies.len() + errors) as f64 / elapsed.as_secs_f64(),
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "errors": errors,
-    })
-}
+#[path = "common/report.rs"]
+mod common;
+use common::report;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
