@@ -7,7 +7,9 @@
 # Knobs (environment): DURATION (s per run, 15), WARMUP (s, 3), CONC (32), ROUNDS (3),
 # BACKENDS ("sqlite postgres"), GROWTH (1), INSTANCES (1: on PostgreSQL, also measure two
 # instances on one database), PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres), OUT
-# (bench/results) and STAMP (the UTC date): the results files.
+# (bench/results) and STAMP (the UTC date): the results files. For an A/B of two builds:
+# AUTHMD_BIN (the server binary measured, nothing built; by default the one built here) and
+# PEER=0 (skip node-oidc-provider).
 # Every process is started here and stopped by its pid; all traffic goes to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ ROUNDS=${ROUNDS:-3}
 INSTANCES=${INSTANCES:-1}
 BACKENDS=${BACKENDS:-"sqlite postgres"}
 GROWTH=${GROWTH:-1}
+PEER=${PEER:-1}
 PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 STAMP=${STAMP:-$(date -u +%Y-%m-%d)}
 OUT=${OUT:-"$BENCH/results"}
@@ -44,8 +47,9 @@ command -v oha >/dev/null || cargo install oha --locked
 if [ ! -d "$BENCH/node_modules/oidc-provider" ]; then
   (cd "$BENCH" && npm ci --no-audit --no-fund)
 fi
-cargo build --release --bin authmd --example bench_jwt_bearer --example bench_flows
-AUTHMD="$ROOT/target/release/authmd"
+# With AUTHMD_BIN given, the load generators already built are used as they are.
+[ -n "${AUTHMD_BIN:-}" ] || cargo build --release --bin authmd --example bench_jwt_bearer --example bench_flows
+AUTHMD=${AUTHMD_BIN:-"$ROOT/target/release/authmd"}
 LOADGEN="$ROOT/target/release/examples/bench_jwt_bearer"
 FLOWS="$ROOT/target/release/examples/bench_flows"
 
@@ -304,9 +308,11 @@ for BACKEND in $BACKENDS; do
     bench_shared authmd "$AUTHMD_URL" "$AUTHMD_PID" "$(basic "$AUTHMD_CLIENT" "$AUTHMD_SECRET")" /oauth2/token /oauth2/introspect /oauth2/revoke
     bench_authmd_only
     stop "$AUTHMD_PID"
-    start_peer
-    bench_shared peer "$PEER_URL" "$PEER_PID" "$(basic bench "$PEER_SECRET")" /token /token/introspection /token/revocation
-    stop "$PEER_PID"
+    if [ "$PEER" = 1 ]; then
+      start_peer
+      bench_shared peer "$PEER_URL" "$PEER_PID" "$(basic bench "$PEER_SECRET")" /token /token/introspection /token/revocation
+      stop "$PEER_PID"
+    fi
     if [ "$BACKEND" = postgres ] && [ "$INSTANCES" = 1 ]; then
       bench_two_instances
     fi

@@ -149,11 +149,17 @@ impl DbManager {
 }
 
 impl DbManager {
-    /// The SQLite writer thread's own connection (see `write_batches`).
     /// The writer thread's connection: it never checkpoints (see [`checkpoints`]).
+    ///
+    /// Its statement journal stays in memory (`temp_store = MEMORY`): every write of a batch
+    /// is a savepoint of the batch's transaction, and SQLite copies each page a savepoint
+    /// changes to that journal, which past 64 KiB it spills to a temporary file and then
+    /// writes with a system call per page. That was ~15% of the writer's time on
+    /// registrations (`bench/README.md`, tenth session). The journal holds at most the pages
+    /// one batch changes.
     fn open_writer(&self) -> AppResult<DbConn> {
         let mut conn = self.open_checkpointer()?;
-        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")?;
         Ok(conn)
     }
 
@@ -578,10 +584,18 @@ pub fn write_tx<T, F>(conn: &mut DbConn, f: F) -> AppResult<T>
 where
     F: FnOnce(&mut DbConn) -> AppResult<T>,
 {
-    let sqlite = matches!(conn, DbConn::Sqlite(_));
     conn.transaction(|conn| {
-        if sqlite {
-            conn.batch_execute("UPDATE signing_keys SET alg = alg WHERE 0")?;
+        if let DbConn::Sqlite(c) = conn {
+            // Only the outermost transaction takes the lock; a savepoint inside it (every
+            // write of the writer's batch) already holds it, and would pay for parsing and
+            // running the no-op on each write.
+            use diesel::connection::{AnsiTransactionManager, TransactionManager};
+            let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()?
+                .map_or(0, u32::from);
+            if depth <= 1 {
+                c.batch_execute("UPDATE signing_keys SET alg = alg WHERE 0")?;
+            }
         }
         f(conn)
     })

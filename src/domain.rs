@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod grants;
 pub mod idempotency;
 pub mod identity;
+pub mod jws;
 pub mod keys;
 pub mod mail;
 pub mod oauth;

@@ -4,8 +4,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::db::batch::Batched;
+use crate::db::batch::{Batched, BatchedWrites};
 use crate::db::point_reads::IntrospectionReads;
+use crate::db::tokens::IssueInserts;
 use crate::db::Db;
 use crate::domain::cimd::DocumentFetcher;
 use crate::domain::discovery::Discovery;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub csrf_key: Arc<ring::hmac::Key>,
     /// Introspection's first reads, batched across requests.
     pub introspection_reads: Arc<Batched<IntrospectionReads>>,
+    /// client_credentials' inserts, batched across requests.
+    pub token_issues: Arc<BatchedWrites<IssueInserts>>,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
         Ok(Self {
             csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
             introspection_reads: Arc::new(Batched::new(&db)),
+            token_issues: Arc::new(BatchedWrites::new(&db)),
             providers: Arc::new(ProviderKeys::new()),
             documents: Arc::new(DocumentFetcher::new(&config)?),
             mailer,

@@ -6,18 +6,20 @@ use diesel::prelude::*;
 use super::schema::audit_events;
 use super::DbConn;
 
+/// An audit row to insert. Owned, so that a batch of them can be inserted together on
+/// another thread (token issues on PostgreSQL, `tokens::insert_issues`).
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_events)]
-pub struct NewAuditRow<'a> {
-    pub event: &'a str,
+pub struct NewAuditRow {
+    pub event: &'static str,
     pub created_at: i64,
-    pub actor: Option<&'a str>,
-    pub ip: Option<&'a str>,
-    pub registration_id: Option<&'a str>,
-    pub client_id: Option<&'a str>,
-    pub user_id: Option<&'a str>,
+    pub actor: Option<String>,
+    pub ip: Option<String>,
+    pub registration_id: Option<String>,
+    pub client_id: Option<String>,
+    pub user_id: Option<String>,
     pub detail: String,
-    pub request_id: Option<&'a str>,
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -35,7 +37,7 @@ pub struct AuditRow {
     pub request_id: Option<String>,
 }
 
-pub fn insert(conn: &mut DbConn, row: &NewAuditRow<'_>) -> QueryResult<()> {
+pub fn insert(conn: &mut DbConn, row: &NewAuditRow) -> QueryResult<()> {
     native!(conn, |c| diesel::insert_into(audit_events::table)
         .values(row)
         .execute(c)

@@ -1,7 +1,9 @@
-//! Batched reads: the reads of many concurrent requests answered together, with one query for
-//! the whole batch, the pattern GraphQL servers call a data loader. This executor knows no
-//! feature's rows: a [`BatchRead`] says what a key is and how a batch of keys is read
-//! (introspection's is `point_reads::IntrospectionReads`).
+//! Batched statements: the reads of many concurrent requests answered together, with one query
+//! for the whole batch, the pattern GraphQL servers call a data loader ([`Batched`]); and, on
+//! PostgreSQL, inserts that need no read first made together, one statement and one commit for
+//! the batch ([`BatchedWrites`]). This executor knows no feature's rows: a [`Batch`] says what a
+//! key is and how a batch of keys is run (introspection's reads are
+//! `point_reads::IntrospectionReads`; token issues are `tokens::IssueInserts`).
 //!
 //! On PostgreSQL one reader thread reads the batches ([`Batcher`]): a round trip is best waited
 //! for off the HTTP workers, and one thread makes the biggest batches. On SQLite each HTTP
@@ -20,22 +22,60 @@ use diesel::QueryResult;
 use super::{Db, DbConn, DbManager};
 use crate::error::{AppError, AppResult};
 
-/// A read that many requests can share.
-pub trait BatchRead: 'static {
+/// A statement that many requests can share.
+pub trait Batch: 'static {
     /// What one request asks for.
     type Key: Send + 'static;
     /// What it gets back.
     type Rows: Send + 'static;
-    /// Reads a whole batch; answers in the order of `keys`.
-    fn fetch(conn: &mut DbConn, keys: &[&Self::Key]) -> QueryResult<Vec<Self::Rows>>;
+    /// Runs a whole batch, all or nothing; answers in the order of `keys`.
+    fn run(conn: &mut DbConn, keys: &[&Self::Key]) -> QueryResult<Vec<Self::Rows>>;
+}
+
+/// Writes that read nothing first (a token and its audit row), made the way each backend
+/// writes best. SQLite: each is a job of the writer thread, whose group commit already puts the
+/// concurrent writes in one transaction (`Db::write`). PostgreSQL: a [`Batcher`] thread runs
+/// what is queued as one statement on a pooled connection, so a burst of N costs one round trip
+/// and one commit instead of N (`bench/README.md`, tenth session).
+pub struct BatchedWrites<R: Batch> {
+    db: Db,
+    /// Started on first use (PostgreSQL only).
+    batcher: OnceLock<Batcher<R>>,
+}
+
+impl<R: Batch> BatchedWrites<R> {
+    pub fn new(db: &Db) -> Self {
+        Self {
+            db: db.clone(),
+            batcher: OnceLock::new(),
+        }
+    }
+
+    /// Queues `key` with other requests' and waits for it to be committed.
+    pub async fn write(&self, key: R::Key) -> AppResult<R::Rows> {
+        if self.db.backend() == "sqlite" {
+            return self
+                .db
+                .write(move |conn| {
+                    R::run(conn, &[&key])?
+                        .pop()
+                        .ok_or_else(|| AppError::internal("a batched write answered nothing"))
+                })
+                .await;
+        }
+        self.batcher
+            .get_or_init(|| Batcher::start(&self.db.pool))
+            .read(key)
+            .await
+    }
 }
 
 /// Batched reads of one kind, made the way the database's backend reads best.
-pub struct Batched<R: BatchRead> {
+pub struct Batched<R: Batch> {
     readers: Readers<R>,
 }
 
-enum Readers<R: BatchRead> {
+enum Readers<R: Batch> {
     Workers(WorkerBatches<R>),
     /// Started on first use.
     Thread {
@@ -44,7 +84,7 @@ enum Readers<R: BatchRead> {
     },
 }
 
-impl<R: BatchRead> Batched<R> {
+impl<R: Batch> Batched<R> {
     pub fn new(db: &Db) -> Self {
         let readers = match db.backend() {
             "sqlite" => Readers::Workers(WorkerBatches::new(&db.pool)),
@@ -75,18 +115,18 @@ const MAX_BATCH: usize = 256;
 /// measured slower (`bench/README.md`).
 const READERS: usize = 1;
 
-struct Job<R: BatchRead> {
+struct Job<R: Batch> {
     key: R::Key,
     reply: tokio::sync::oneshot::Sender<AppResult<R::Rows>>,
 }
 
 /// Reader threads that answer queued keys in batches, with connections from the pool. They end
 /// when the last [`Batcher`] clone is dropped.
-pub struct Batcher<R: BatchRead> {
+pub struct Batcher<R: Batch> {
     jobs: mpsc::Sender<Job<R>>,
 }
 
-impl<R: BatchRead> Clone for Batcher<R> {
+impl<R: Batch> Clone for Batcher<R> {
     fn clone(&self) -> Self {
         Self {
             jobs: self.jobs.clone(),
@@ -94,7 +134,7 @@ impl<R: BatchRead> Clone for Batcher<R> {
     }
 }
 
-impl<R: BatchRead> Batcher<R> {
+impl<R: Batch> Batcher<R> {
     /// Starts the threads. One that cannot start is logged; if none can, every read answers
     /// an internal error (the queue has no receiver left).
     pub fn start(pool: &r2d2::Pool<DbManager>) -> Self {
@@ -125,8 +165,8 @@ impl<R: BatchRead> Batcher<R> {
 }
 
 /// One reader thread: takes everything queued (the queue's lock is held only while taking),
-/// reads it with one [`BatchRead::fetch`], and answers each request.
-fn serve<R: BatchRead>(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receiver<Job<R>>>) {
+/// reads it with one [`Batch::run`], and answers each request.
+fn serve<R: Batch>(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receiver<Job<R>>>) {
     loop {
         let batch = {
             let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -147,9 +187,9 @@ fn serve<R: BatchRead>(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receive
     }
 }
 
-/// Reads a batch with one [`BatchRead::fetch`] and answers each of its requests; a connection
+/// Reads a batch with one [`Batch::run`] and answers each of its requests; a connection
 /// that could not be had, or a failed or panicking read, fails every request of the batch.
-fn answer<R: BatchRead>(conn: AppResult<&mut DbConn>, batch: Vec<Job<R>>) {
+fn answer<R: Batch>(conn: AppResult<&mut DbConn>, batch: Vec<Job<R>>) {
     crate::metrics::metrics()
         .batch_size
         .observe(batch.len() as f64);
@@ -157,7 +197,7 @@ fn answer<R: BatchRead>(conn: AppResult<&mut DbConn>, batch: Vec<Job<R>>) {
     let rows = match conn {
         // A panic fails this batch's requests, not the thread or worker it ran on.
         Ok(conn) => {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Ok(R::fetch(conn, &keys)?)))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Ok(R::run(conn, &keys)?)))
                 .unwrap_or_else(|_| Err(AppError::internal("a batched read panicked")))
         }
         Err(e) => Err(e),
@@ -182,7 +222,7 @@ fn answer<R: BatchRead>(conn: AppResult<&mut DbConn>, batch: Vec<Job<R>>) {
 /// the read (`bench/README.md`). The first request a worker queues starts a task that yields once,
 /// so that the worker first runs every other request that is ready, and then reads for all of
 /// them at once on the worker, or on a blocking thread when no pooled connection is idle.
-pub struct WorkerBatches<R: BatchRead> {
+pub struct WorkerBatches<R: Batch> {
     /// Tells this queue from another's on the same thread (several readers, or tests running
     /// several servers in one process).
     id: u64,
@@ -196,7 +236,7 @@ thread_local! {
     static QUEUED: RefCell<Vec<(u64, Box<dyn Any>)>> = const { RefCell::new(Vec::new()) };
 }
 
-impl<R: BatchRead> WorkerBatches<R> {
+impl<R: Batch> WorkerBatches<R> {
     pub fn new(pool: &r2d2::Pool<DbManager>) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
@@ -240,7 +280,7 @@ impl<R: BatchRead> WorkerBatches<R> {
 }
 
 /// The batch task of one queue on one worker thread.
-async fn read_queued<R: BatchRead>(id: u64, pool: r2d2::Pool<DbManager>) {
+async fn read_queued<R: Batch>(id: u64, pool: r2d2::Pool<DbManager>) {
     // Tokio runs a yielding task again only after the tasks that are ready now, including the
     // requests whose sockets the last poll found readable: they queue their reads first.
     tokio::task::yield_now().await;

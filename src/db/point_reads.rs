@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sqlite::Sqlite;
 
-use super::batch::BatchRead;
+use super::batch::Batch;
 use super::clients::ClientRow;
 use super::schema::{access_tokens, clients};
 use super::tokens::AccessTokenRow;
@@ -30,14 +30,14 @@ pub struct PointRows {
     pub access_token: Option<AccessTokenRow>,
 }
 
-/// Introspection's reads as a [`BatchRead`].
+/// Introspection's reads as a [`Batch`].
 pub struct IntrospectionReads;
 
-impl BatchRead for IntrospectionReads {
+impl Batch for IntrospectionReads {
     type Key = PointReads;
     type Rows = PointRows;
 
-    fn fetch(conn: &mut DbConn, keys: &[&PointReads]) -> QueryResult<Vec<PointRows>> {
+    fn run(conn: &mut DbConn, keys: &[&PointReads]) -> QueryResult<Vec<PointRows>> {
         fetch_many(conn, keys)
     }
 }

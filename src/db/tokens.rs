@@ -116,27 +116,48 @@ pub fn insert_access_token(conn: &mut DbConn, row: &AccessTokenRow) -> QueryResu
 
 /// An access token and its audit row, both or neither: on PostgreSQL one statement (one round
 /// trip, no transaction to open and commit), on SQLite two inserts in one savepoint.
-pub fn insert_access_token_audited(
-    conn: &mut DbConn,
-    row: &AccessTokenRow,
-    audit: &NewAuditRow<'_>,
-) -> QueryResult<()> {
+/// An access token and the audit row of its issue: what [`insert_issues`] writes.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub token: AccessTokenRow,
+    pub audit: NewAuditRow,
+}
+
+/// Inserts each issue's token and audit row, all or none. PostgreSQL: one statement for the
+/// whole batch (`WITH first AS (INSERT … tokens) INSERT … audit rows`), atomic without
+/// `BEGIN`/`COMMIT`; SQLite: two multi-row inserts in a transaction (a savepoint inside the
+/// writer's batch).
+pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
+    let tokens: Vec<&AccessTokenRow> = issues.iter().map(|i| &i.token).collect();
+    let audits: Vec<&NewAuditRow> = issues.iter().map(|i| &i.audit).collect();
     match conn {
         DbConn::Pg(c) => super::Together(
-            diesel::insert_into(access_tokens::table).values(row),
-            diesel::insert_into(audit_events::table).values(audit),
+            diesel::insert_into(access_tokens::table).values(tokens),
+            diesel::insert_into(audit_events::table).values(audits),
         )
         .execute(c)
         .map(drop),
         DbConn::Sqlite(c) => c.transaction(|c| {
             diesel::insert_into(access_tokens::table)
-                .values(row)
+                .values(tokens)
                 .execute(c)?;
             diesel::insert_into(audit_events::table)
-                .values(audit)
+                .values(audits)
                 .execute(c)
                 .map(drop)
         }),
+    }
+}
+
+/// A batch of [`Issue`]s inserted by [`insert_issues`] (`super::batch`); each is answered `()`.
+pub struct IssueInserts;
+
+impl super::batch::Batch for IssueInserts {
+    type Key = Issue;
+    type Rows = ();
+    fn run(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<Vec<()>> {
+        insert_issues(conn, issues)?;
+        Ok(vec![(); issues.len()])
     }
 }
 

@@ -99,21 +99,21 @@ pub fn record(
 }
 
 /// The audit row [`record`] writes, for a caller that inserts it with the change it records.
-pub fn row<'a>(
+pub fn row(
     now: UnixTime,
-    ctx: &'a AuditContext,
+    ctx: &AuditContext,
     event: AuditEvent,
-    entry: AuditEntry<'a>,
-) -> db::audit::NewAuditRow<'a> {
+    entry: AuditEntry<'_>,
+) -> db::audit::NewAuditRow {
     db::audit::NewAuditRow {
         event: event.as_str(),
         created_at: now,
-        actor: ctx.actor.as_deref(),
-        ip: ctx.ip.as_deref(),
-        request_id: ctx.request_id.as_deref(),
-        registration_id: entry.registration_id,
-        client_id: entry.client_id,
-        user_id: entry.user_id,
+        actor: ctx.actor.clone(),
+        ip: ctx.ip.clone(),
+        request_id: ctx.request_id.clone(),
+        registration_id: entry.registration_id.map(str::to_owned),
+        client_id: entry.client_id.map(str::to_owned),
+        user_id: entry.user_id.map(str::to_owned),
         detail: entry
             .detail
             .unwrap_or(Value::Object(Default::default()))

@@ -362,22 +362,55 @@ pub fn authenticate_limited(
     ctx: &Ctx<'_>,
     auth: &ClientAuth,
 ) -> AppResult<Client> {
-    let limits = &ctx.config.rate_limit;
-    let ip = ctx.audit.ip.as_deref();
-    let window = ratelimit::client_auth_window(limits, ctx.now, auth.client_id(), ip);
-    let (row, hits) =
-        db::clients::find_with_window(conn, auth.client_id(), window.as_ref().map(|w| &w.key))?;
-    if let Some(window) = &window {
-        window.refuse_if_spent(ctx.now, hits)?;
-    }
-    let result = row
-        .map(Client::from_row)
-        .transpose()
-        .and_then(|client| authenticate_found(auth, client));
-    if matches!(&result, Err(e) if e.code() == Some(ErrorCode::InvalidClient)) {
-        ratelimit::client_auth_failed(conn, limits, ctx.now, auth.client_id(), ip)?;
+    let result = lookup(conn, ctx, auth)?.judge(ctx.now, auth);
+    if matches!(&result, Err(e) if counts_as_failure(e)) {
+        count_failure(conn, ctx, auth)?;
     }
     result
+}
+
+/// What [`authenticate_limited`] reads: the client's row and, with limits on, its failure
+/// window, in one round trip.
+pub struct ClientLookup {
+    window: Option<ratelimit::ClientAuthWindow>,
+    row: Option<ClientRow>,
+    hits: (i64, i64),
+}
+
+/// Reads the client `auth` names and its failure window; writes nothing, so a caller may read
+/// on a connection of its own and write (the token, or [`count_failure`]) afterwards.
+pub fn lookup(conn: &mut DbConn, ctx: &Ctx<'_>, auth: &ClientAuth) -> AppResult<ClientLookup> {
+    let ip = ctx.audit.ip.as_deref();
+    let window =
+        ratelimit::client_auth_window(&ctx.config.rate_limit, ctx.now, auth.client_id(), ip);
+    let (row, hits) =
+        db::clients::find_with_window(conn, auth.client_id(), window.as_ref().map(|w| &w.key))?;
+    Ok(ClientLookup { window, row, hits })
+}
+
+impl ClientLookup {
+    /// Refuses a spent window, then checks what `auth` presents. An error for which
+    /// [`counts_as_failure`] holds must be counted with [`count_failure`].
+    pub fn judge(self, now: UnixTime, auth: &ClientAuth) -> AppResult<Client> {
+        if let Some(window) = &self.window {
+            window.refuse_if_spent(now, self.hits)?;
+        }
+        self.row
+            .map(Client::from_row)
+            .transpose()
+            .and_then(|client| authenticate_found(auth, client))
+    }
+}
+
+/// Whether `e` is a failed authentication, which counts toward the client's failure window.
+pub fn counts_as_failure(e: &AppError) -> bool {
+    e.code() == Some(ErrorCode::InvalidClient)
+}
+
+/// Counts one failed authentication of `auth`'s client from the request's IP.
+pub fn count_failure(conn: &mut DbConn, ctx: &Ctx<'_>, auth: &ClientAuth) -> AppResult<()> {
+    let ip = ctx.audit.ip.as_deref();
+    ratelimit::client_auth_failed(conn, &ctx.config.rate_limit, ctx.now, auth.client_id(), ip)
 }
 
 /// [`authenticate`] against a client row already read (`None`: no such client). The row stays

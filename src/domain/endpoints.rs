@@ -6,9 +6,11 @@ use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::db::clients::ClientRow;
 use crate::db::point_reads::{PointReads, PointRows};
+use crate::db::tokens::Issue;
 use crate::db::{self, DbConn};
 use crate::domain::clients::{self, ClientAuth};
 use crate::domain::context::Ctx;
+use crate::domain::credentials::mint::{verify_identity_assertion, AssertionClaims};
 use crate::domain::credentials::{self, Introspection, Kind, RecordUse, Revoker, TokenResponse};
 use crate::domain::discovery::{
     GRANT_AGENT_CLAIM, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
@@ -45,14 +47,58 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str>
         .ok_or_else(|| AppError::protocol(ErrorCode::InvalidRequest, format!("{name} is required")))
 }
 
+/// `grant_type=client_credentials` for `auth`, without writing: authenticates the client
+/// (reads only) and mints; the caller inserts the [`Issue`], and counts an authentication
+/// failure ([`clients::counts_as_failure`], [`clients::count_failure`]). [`token`] does the
+/// same inside its transaction.
+pub fn client_credentials_unwritten(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    auth: &ClientAuth,
+    req: &TokenRequest,
+) -> AppResult<(Issue, TokenResponse)> {
+    let client = clients::lookup(conn, ctx, auth)?.judge(ctx.now, auth)?;
+    grants::client_credentials::client_credentials(
+        ctx,
+        &client,
+        req.scope.as_deref(),
+        req.resource.as_deref(),
+    )
+}
+
+/// The checks of a token request that read no database, done before its write on the request's
+/// own worker: a signature check is CPU work (~50 µs for ES256), and on SQLite every write of
+/// the process waits behind the one running on the single writer thread.
+#[derive(Default)]
+pub struct Prechecked {
+    /// authmd's own identity assertion (JWT-bearer): key, `iss`, `aud` and expiry.
+    assertion: Option<AppResult<AssertionClaims>>,
+}
+
+/// [`Prechecked`] for `req`, with the time and keys its write will use.
+pub fn precheck(config: &Config, keys: &KeyRing, now: UnixTime, req: &TokenRequest) -> Prechecked {
+    let assertion = match (
+        req.grant_type.as_str(),
+        req.assertion.as_deref(),
+        &req.id_jag,
+    ) {
+        (GRANT_JWT_BEARER, Some(a), None) if !a.is_empty() => {
+            Some(verify_identity_assertion(config, keys, now, a))
+        }
+        _ => None,
+    };
+    Prechecked { assertion }
+}
+
 /// `POST /oauth2/token`: authenticates the client (when one is presented), then runs the
 /// requested grant. Only agent grants (identity assertions and their refresh tokens) may come
-/// without a client.
+/// without a client. `pre` holds what [`precheck`] found; a check it did not do is done here.
 pub fn token(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
     auth: Option<&ClientAuth>,
     req: &TokenRequest,
+    mut pre: Prechecked,
 ) -> AppResult<TokenResponse> {
     let client = auth
         .map(|a| clients::authenticate_limited(conn, ctx, a))
@@ -83,13 +129,16 @@ pub fn token(
             req.scope.as_deref(),
             req.resource.as_deref(),
         ),
-        GRANT_CLIENT_CREDENTIALS => grants::client_credentials::client_credentials(
-            conn,
-            ctx,
-            need_client()?,
-            req.scope.as_deref(),
-            req.resource.as_deref(),
-        ),
+        GRANT_CLIENT_CREDENTIALS => {
+            let (issue, response) = grants::client_credentials::client_credentials(
+                ctx,
+                need_client()?,
+                req.scope.as_deref(),
+                req.resource.as_deref(),
+            )?;
+            db::tokens::insert_issues(conn, &[&issue])?;
+            Ok(response)
+        }
         GRANT_DEVICE_CODE => crate::domain::device::poll(
             conn,
             ctx,
@@ -105,14 +154,20 @@ pub fn token(
                 req.scope.as_deref(),
                 req.resource.as_deref(),
             ),
-            None => grants::jwt_bearer::exchange_identity_assertion(
-                conn,
-                ctx,
-                client.as_ref(),
-                required(&req.assertion, "assertion")?,
-                req.scope.as_deref(),
-                req.resource.as_deref(),
-            ),
+            None => {
+                let assertion = required(&req.assertion, "assertion")?;
+                let checked = pre.assertion.take().unwrap_or_else(|| {
+                    verify_identity_assertion(ctx.config, ctx.keys, ctx.now, assertion)
+                });
+                grants::jwt_bearer::exchange_identity_assertion(
+                    conn,
+                    ctx,
+                    client.as_ref(),
+                    checked,
+                    req.scope.as_deref(),
+                    req.resource.as_deref(),
+                )
+            }
         },
         GRANT_AGENT_CLAIM => {
             crate::domain::identity::poll(conn, ctx, required(&req.claim_token, "claim_token")?)

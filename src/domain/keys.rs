@@ -232,6 +232,8 @@ fn thumbprint_of(canonical: &str) -> String {
 }
 
 fn parse(row: &SigningKeyRow) -> AppResult<SigningKey> {
+    // Before the first signature: jsonwebtoken fixes its crypto provider at first use.
+    super::jws::install();
     let jwk: Value = serde_json::from_str(&row.public_jwk)
         .map_err(|e| AppError::internal(format!("key {}: bad public JWK: {e}", row.kid)))?;
     if row.alg == RSA_ALG {

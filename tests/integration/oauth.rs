@@ -20,6 +20,7 @@ crate::db_tests!(
     wrong_password_and_unknown_email_look_the_same,
     refresh_rotation_grace_and_reuse,
     client_credentials_and_client_authentication,
+    concurrent_client_credentials_are_each_stored_and_audited,
     introspection_requires_an_allowed_client,
     revocation_is_visible_to_introspection,
     concurrent_introspections_get_their_own_answers,
@@ -524,6 +525,62 @@ async fn client_credentials_and_client_authentication(backend: Backend) {
         (status.as_u16(), body["error"].as_str()),
         (400, Some("unauthorized_client"))
     );
+}
+
+/// client_credentials inserts its token outside a transaction, batched with other requests'
+/// (one statement per batch on PostgreSQL): under concurrency every answered token is its own,
+/// live, and recorded by exactly one audit row; a wrong secret among them is refused and
+/// counted, and stores nothing.
+async fn concurrent_client_credentials_are_each_stored_and_audited(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let client = flows::confidential(&app).await;
+    let rs = flows::resource_server(&app).await;
+    let asks = (0..60).map(|i| {
+        let secret = if i % 10 == 9 {
+            "cs_wrong".to_owned()
+        } else {
+            client.secret.clone().unwrap()
+        };
+        let request = app
+            .client
+            .post(app.url("/oauth2/token"))
+            .basic_auth(&client.id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", "api.read")])
+            .send();
+        async move {
+            let resp = request.await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut tokens = std::collections::HashSet::new();
+    for (i, (status, body)) in answers.iter().enumerate() {
+        if i % 10 == 9 {
+            assert_eq!(
+                (*status, body["error"].as_str()),
+                (401, Some("invalid_client"))
+            );
+        } else {
+            assert_eq!(*status, 200, "{body}");
+            assert!(tokens.insert(body["access_token"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(tokens.len(), 54);
+    for token in &tokens {
+        let resp = app
+            .client
+            .post(app.url("/oauth2/introspect"))
+            .basic_auth(&rs.id, rs.secret.as_ref())
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["active"], true, "{body}");
+        assert_eq!(body["client_id"], client.id.as_str());
+        assert_eq!(body["scope"], "api.read");
+    }
+    assert_eq!(flows::audit_count(&app, "token.issued").await, 54);
 }
 
 async fn introspection_requires_an_allowed_client(backend: Backend) {

@@ -4,13 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AccessTokenFormat;
+use crate::clock::UnixTime;
+use crate::config::{AccessTokenFormat, Config};
 use crate::db::agents::{ApiKeyRow, RegistrationRow};
 use crate::db::status::{CredentialType, TokenFormat};
 use crate::db::tokens::{AccessTokenRow, GrantRow, RefreshTokenRow};
 use crate::db::{self, DbConn};
 use crate::domain::context::Ctx;
-use crate::domain::keys::Unverified;
+use crate::domain::keys::{KeyRing, Unverified};
 use crate::domain::secrets::{prefix, random_id, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -248,11 +249,15 @@ pub fn identity_assertion_v06(
 
 /// Checks an identity assertion authmd signed: its key, `iss` and `aud` (both this server) and
 /// expiry against the injected clock. Replay (`jti`) is the caller's, inside its transaction.
-pub fn verify_identity_assertion(ctx: &Ctx<'_>, assertion: &str) -> AppResult<AssertionClaims> {
+pub fn verify_identity_assertion(
+    config: &Config,
+    keys: &KeyRing,
+    now: UnixTime,
+    assertion: &str,
+) -> AppResult<AssertionClaims> {
     let bad = |m: &'static str| AppError::protocol(ErrorCode::InvalidGrant, m);
-    let issuer = &ctx.config.server.issuer;
-    let (_, claims) = ctx
-        .keys
+    let issuer = &config.server.issuer;
+    let (_, claims) = keys
         .verify::<AssertionClaims>(assertion, issuer, Some(issuer))
         .map_err(|e| match e {
             Unverified::NotJwt => bad("assertion is not a JWT"),
@@ -261,7 +266,7 @@ pub fn verify_identity_assertion(ctx: &Ctx<'_>, assertion: &str) -> AppResult<As
             Unverified::Issuer => bad("assertion iss is not this server"),
             Unverified::Signature => bad("assertion signature verification failed"),
         })?;
-    if claims.exp <= ctx.now {
+    if claims.exp <= now {
         return Err(bad("assertion has expired"));
     }
     Ok(claims)

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{narrow_scopes, resolve_resource};
-use crate::db::{self, DbConn};
+use crate::db::tokens::Issue;
 use crate::domain::audit::{self, AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
 use crate::domain::context::Ctx;
@@ -12,13 +12,17 @@ use crate::domain::discovery::GRANT_CLIENT_CREDENTIALS;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// `grant_type=client_credentials`: the client acts for itself; no refresh token.
+///
+/// Mints the token and the rows that record it without writing them: the caller inserts the
+/// [`Issue`]. This grant needs no transaction (what it read, the client, is not what it
+/// writes), so its insert is batched with other requests' instead of holding a writer
+/// (`service::oauth::client_credentials`).
 pub fn client_credentials(
-    conn: &mut DbConn,
     ctx: &Ctx<'_>,
     client: &Client,
     scope: Option<&str>,
     resource: Option<&str>,
-) -> AppResult<TokenResponse> {
+) -> AppResult<(Issue, TokenResponse)> {
     if client.is_public || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
         return Err(AppError::protocol(
             ErrorCode::UnauthorizedClient,
@@ -39,7 +43,6 @@ pub fn client_credentials(
             audience: &audience,
         },
     )?;
-    // The token and its audit row in one write: one statement on PostgreSQL.
     let audit = audit::row(
         ctx.now,
         ctx.audit,
@@ -50,8 +53,8 @@ pub fn client_credentials(
             ..Default::default()
         },
     );
-    db::tokens::insert_access_token_audited(conn, &row, &audit)?;
-    Ok(TokenResponse {
+    let issue = Issue { token: row, audit };
+    let response = TokenResponse {
         access_token,
         token_type: "Bearer".to_owned(),
         expires_in,
@@ -60,5 +63,6 @@ pub fn client_credentials(
         id_token: None,
         identity_assertion: None,
         assertion_expires: None,
-    })
+    };
+    Ok((issue, response))
 }

@@ -12,7 +12,7 @@ use crate::domain::agents;
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
 use crate::domain::context::Ctx;
-use crate::domain::credentials::mint::verify_identity_assertion;
+use crate::domain::credentials::mint::AssertionClaims;
 use crate::domain::credentials::{self, issue_for_grant, TokenResponse};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::providers::VerifiedIdJag;
@@ -28,12 +28,14 @@ fn not_registered() -> AppError {
 }
 
 /// The JWT-bearer grant with an identity assertion authmd issued: single use (jti), then an
-/// access token and a rotating refresh token for the registration.
+/// access token and a rotating refresh token for the registration. `checked` is the assertion's
+/// signature and expiry check, done before the write ([`crate::domain::endpoints::precheck`]);
+/// its failure is reported here, after the client checks, as it always was.
 pub fn exchange_identity_assertion(
     conn: &mut DbConn,
     ctx: &Ctx<'_>,
     client: Option<&Client>,
-    assertion: &str,
+    checked: AppResult<AssertionClaims>,
     scope: Option<&str>,
     resource: Option<&str>,
 ) -> AppResult<TokenResponse> {
@@ -42,7 +44,7 @@ pub fn exchange_identity_assertion(
         return Err(not_registered());
     }
     let audience = resolve_resource(ctx.config, resource)?;
-    let claims = verify_identity_assertion(ctx, assertion)?;
+    let claims = checked?;
     write_tx(conn, |conn| {
         let reg = db::agents::find_registration(conn, &claims.registration_id)?
             .ok_or_else(|| bad("assertion names no registration"))?;

@@ -151,6 +151,7 @@ mod tests {
     use super::*;
     use crate::db::status::CredentialType;
     use crate::domain::agents;
+    use crate::domain::credentials::mint::verify_identity_assertion;
     use crate::domain::grants::jwt_bearer::exchange_identity_assertion;
     use crate::domain::testing::Fixture;
 
@@ -166,9 +167,10 @@ mod tests {
         let kind = CredentialType::IdentityAssertion;
         let reg = agents::register_anonymous(&mut conn, &ctx, kind, None).unwrap();
         let assertion = reg.credential.unwrap().credential;
+        let checked = || verify_identity_assertion(ctx.config, ctx.keys, ctx.now, &assertion);
         let first =
-            exchange_identity_assertion(&mut conn, &ctx, None, &assertion, None, None).unwrap();
-        let replay = exchange_identity_assertion(&mut conn, &ctx, None, &assertion, None, None);
+            exchange_identity_assertion(&mut conn, &ctx, None, checked(), None, None).unwrap();
+        let replay = exchange_identity_assertion(&mut conn, &ctx, None, checked(), None, None);
         assert_eq!(replay.unwrap_err().code(), Some(ErrorCode::InvalidGrant));
 
         let old = first.refresh_token.unwrap();
