@@ -111,7 +111,7 @@ impl Metrics {
         );
         registry.register(
             "batch_read_size",
-            "Keys read per batched database read (PostgreSQL reader thread, SQLite workers)",
+            "Keys per batched statement: introspection reads; on PostgreSQL also token inserts",
             m.batch_size.clone(),
         );
         registry.register(

@@ -85,6 +85,7 @@ pub async fn register(
     req: HttpRequest,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
+    limit(&state, &req, Action::AgentAuth, Shape::Agent).await?;
     let body = body.into_inner();
     let request = RegisterRequest {
         assertion: body.assertion(),
@@ -93,13 +94,9 @@ pub async fn register(
         scopes: body.scopes,
     };
     let audit = extract::audit_context(&req, &state.config);
-    let ip = extract::client_ip(&req, &state.config);
-    let (answer, usage) = service::agents::register_limited(&state, audit, request, ip)
+    let answer = service::agents::register(&state, audit, request)
         .await
         .map_err(ApiError::agent)?;
-    if let Some(usage) = usage {
-        req.extensions_mut().insert(usage);
-    }
     Ok(no_store_json(&answer))
 }
 

@@ -1,12 +1,11 @@
 //! auth.md agent registration and the emailed claim ceremony.
 
-use super::{ops, query, write};
+use super::{query, write};
 use crate::domain::agents::{self, Registered, Revoked};
 use crate::domain::audit::AuditContext;
 use crate::domain::claims::{self, AttemptState, ClaimStarted, Claimed};
 use crate::domain::discovery::ID_JAG_TOKEN_TYPE;
 use crate::domain::mail::Email;
-use crate::domain::ratelimit::{self, Action, Usage};
 use crate::domain::scope::{self, Scopes};
 use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
 use crate::state::AppState;
@@ -27,38 +26,8 @@ pub struct RegisterRequest {
     pub scopes: Option<Vec<String>>,
 }
 
-/// `POST /agent/auth` from `ip`: counts it against the `agent_auth` limits, then registers.
-/// Answers the limiter's usage (for the `RateLimit` headers) with the registration.
-///
-/// An anonymous registration is one write, so the count goes into that write: one trip through
-/// SQLite's writer instead of two, which halved the time a registration queues there under
-/// load (`bench/README.md`). The other types count first, on their own, as they do network
-/// work (a provider's keys, a message) the limit must also bound.
-pub async fn register_limited(
-    state: &AppState,
-    audit: AuditContext,
-    request: RegisterRequest,
-    ip: Option<String>,
-) -> AppResult<(Registered, Option<Usage>)> {
-    if !(state.config.rate_limit.enabled && request.kind.as_deref() == Some("anonymous")) {
-        let usage = ops::rate_limit(state, Action::AgentAuth, ip).await?;
-        return Ok((register(state, audit, request).await?, usage));
-    }
-    write(state, audit, move |conn, ctx| {
-        let limits = &ctx.config.rate_limit;
-        let usage = ratelimit::check(conn, limits, ctx.now, Action::AgentAuth, ip.as_deref())?;
-        let kind = agents::credential_type(
-            ctx.config.agent.default_credential_type,
-            request.requested_credential_type.as_deref(),
-        )?;
-        let registered = agents::register_anonymous(conn, ctx, kind, request.scopes.as_deref())?;
-        Ok((registered, usage))
-    })
-    .await
-}
-
 /// `POST /agent/auth`: dispatches on `type` and `assertion_type`.
-async fn register(
+pub async fn register(
     state: &AppState,
     audit: AuditContext,
     request: RegisterRequest,
