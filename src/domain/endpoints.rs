@@ -67,7 +67,7 @@ pub fn client_credentials_unwritten(
 }
 
 /// The checks of a token request that read no database, done before its write on the request's
-/// own worker: a signature check is CPU work (~50 µs for ES256), and on SQLite every write of
+/// own worker: a signature check is CPU work, and on SQLite every write of
 /// the process waits behind the one running on the single writer thread.
 #[derive(Default)]
 pub struct Prechecked {
