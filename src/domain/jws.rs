@@ -5,11 +5,11 @@
 //! that includes rebuilding its CRT values; for P-256 it recomputes the public point), then signs
 //! with big-number code several times slower than ring's. Measured here, one RS256 signature
 //! took 3.9 ms of CPU through that backend and 0.9 ms with ring, all of it on the request's
-//! path (`bench/README.md`, tenth session; ES256 was not timed alone). jsonwebtoken's documented extension point is a
-//! process-wide [`CryptoProvider`]; the one installed here keeps jsonwebtoken for everything a
-//! JWT is (header, claims, base64url, validation) and only swaps the primitive: RS256 and ES256
-//! signatures and ES256 verification by ring, every other algorithm (a provider's RS256 ID-JAG,
-//! HMAC, PS*, EdDSA) by the RustCrypto backend as before.
+//! path (`bench/README.md`, tenth session; ES256 was not timed alone). jsonwebtoken's
+//! documented extension point is a process-wide [`CryptoProvider`]; the one installed here keeps
+//! jsonwebtoken for everything a JWT is (header, claims, base64url, validation) and only swaps
+//! the primitive: RS256 and ES256 signatures and ES256 verification by ring, every other
+//! algorithm (a provider's RS256 ID-JAG, HMAC, PS*, EdDSA) by the RustCrypto backend as before.
 //!
 //! Parsed keys are kept in a small table keyed by the private key's DER bytes, the only handle
 //! the provider is given. Keys rotate rarely; the table holds the last [`MAX_KEYS`].
