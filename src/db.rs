@@ -22,7 +22,7 @@ pub mod users;
 pub mod workspaces;
 
 use std::path::Path;
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -157,9 +157,16 @@ impl DbManager {
     /// writes with a system call per page. That was ~15% of the writer's time on
     /// registrations (`bench/README.md`, tenth session). The journal holds at most the pages
     /// one batch changes.
+    ///
+    /// When the WAL starts over (see [`checkpoints`]) it is cut back to
+    /// [`WAL_RESTART_FRAMES`] pages if a burst made it longer, so its file is bounded too.
     fn open_writer(&self) -> AppResult<DbConn> {
         let mut conn = self.open_checkpointer()?;
-        conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;")?;
+        conn.batch_execute(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;
+             PRAGMA journal_size_limit = {};",
+            i64::from(WAL_RESTART_FRAMES) * 4096
+        ))?;
         Ok(conn)
     }
 
@@ -413,11 +420,13 @@ impl Db {
 fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
     let mut connection: Option<DbConn> = None;
     // Checkpoints run on a thread of their own, told of each commit; it ends with this one.
+    // It holds `gate` while the writer must not commit (see `checkpoints`).
     let (committed, commits) = mpsc::sync_channel::<()>(1);
-    let checkpointer = manager.clone();
+    let gate = Arc::new(Mutex::new(()));
+    let (checkpointer, checkpoint_gate) = (manager.clone(), Arc::clone(&gate));
     let spawned = std::thread::Builder::new()
         .name("authmd-sqlite-checkpoint".to_owned())
-        .spawn(move || checkpoints(&checkpointer, &commits));
+        .spawn(move || checkpoints(&checkpointer, &commits, &checkpoint_gate));
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the SQLite checkpoint thread");
     }
@@ -429,11 +438,18 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        crate::metrics::metrics()
+            .batch_size
+            .get_or_create(&crate::metrics::BatchLabels {
+                kind: "sqlite_writes",
+            })
+            .observe(batch.len() as f64);
         let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
         let conn = match connection.take() {
             Some(conn) => Ok(conn),
             None => manager.open_writer(),
         };
+        let committing = gate.lock().unwrap_or_else(PoisonError::into_inner);
         let outcome = conn.and_then(|mut conn| {
             // A panic in one write abandons the batch (its callers see an error) without
             // ending the thread; the connection, left inside a transaction, is discarded.
@@ -455,6 +471,7 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
             .unwrap_or_else(|_| Err(AppError::internal("a batched write panicked")))
             .map(|()| connection = Some(conn))
         });
+        drop(committing);
         if let Err(e) = &outcome {
             tracing::error!(error = %e, writes = delivers.len(), "batched commit failed");
         }
@@ -475,7 +492,16 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// queued meanwhile waited for those syncs, which was the registration path's p99 (about 130 ms
 /// at 10,000 WAL pages on this project's bench machine, `bench/README.md`). Small and frequent,
 /// off the writer, the syncs overlap the writes. Ends when the writer thread does.
-fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>) {
+///
+/// The WAL starts over only when a write transaction begins with every frame already copied
+/// into the database. Under writes that never pause that moment never comes: each checkpoint
+/// copies the frames committed before it while the writer appends more, and the WAL grew
+/// without bound (1.6–2.0 GB after 18 s of registrations, measured). So past
+/// [`WAL_RESTART_FRAMES`] this thread holds the writer's `gate` for a second pass, short since
+/// the first copied nearly everything; the writer's next transaction then begins at the WAL's
+/// start. Run by the writer itself, that finishing checkpoint doubled registration p99
+/// (12–13 → 20–38 ms), because every queued write waited for both passes' syncs.
+fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<()>) {
     let mut connection: Option<DbConn> = None;
     while commits.recv().is_ok() {
         let conn = match connection.take() {
@@ -483,7 +509,10 @@ fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>) {
             None => manager.open_checkpointer(),
         };
         match conn.and_then(|mut conn| {
-            conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
+            if passive_checkpoint(&mut conn)?.log > WAL_RESTART_FRAMES {
+                let _paused = gate.lock().unwrap_or_else(PoisonError::into_inner);
+                passive_checkpoint(&mut conn)?;
+            }
             Ok(conn)
         }) {
             Ok(conn) => connection = Some(conn),
@@ -492,6 +521,23 @@ fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>) {
         }
         std::thread::sleep(CHECKPOINT_EVERY);
     }
+}
+
+/// WAL pages past which the checkpoint thread makes the WAL start over: 64 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i32 = if cfg!(test) { 64 } else { 16_384 };
+
+/// What `PRAGMA wal_checkpoint` answers (in part).
+#[derive(diesel::QueryableByName)]
+struct WalCheckpoint {
+    /// Frames in the WAL.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+}
+
+/// Copies what it can of the WAL into the database without waiting for anyone.
+fn passive_checkpoint(conn: &mut DbConn) -> AppResult<WalCheckpoint> {
+    use diesel::RunQueryDsl;
+    Ok(diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?)
 }
 
 /// Each caller of a failed batch gets its own copy of the cause.
@@ -811,13 +857,6 @@ mod tests {
         assert_eq!(checkpoint.wal_autocheckpoint, 10_000);
     }
 
-    #[derive(diesel::QueryableByName)]
-    struct WalCheckpoint {
-        /// Frames in the WAL.
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        log: i32,
-    }
-
     /// The writer never checkpoints; the checkpoint thread does, soon after commits, so the WAL
     /// starts over instead of growing with every write.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -841,6 +880,44 @@ mod tests {
         // 100 writes of a page each, without checkpoints, would leave well over 100 frames.
         assert!(wal.log < 20, "{} frames in the WAL", wal.log);
         assert_eq!(scratch_rows(&db).len(), 101);
+    }
+
+    /// Writes that never pause leave the checkpoint thread no moment with every frame copied; it
+    /// must make one (see `checkpoints`), or the WAL holds every write ever made.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_writes_that_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_db(&dir);
+        let big = "x".repeat(4000);
+        let until = std::time::Instant::now() + CHECKPOINT_EVERY * 24;
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let (db, big) = (db.clone(), big.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while std::time::Instant::now() < until {
+                        let v = format!("{w}-{n}{big}");
+                        db.write(move |c| insert(c, &v)).await.unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut written = 0;
+        for w in writers {
+            written += w.await.unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+            .unwrap()
+            .len();
+        // Each 4000-byte row fills a 4 KiB page of its own: a WAL that never started over holds
+        // at least that page for every write (about five frames per write, measured, with the
+        // tree pages each commit rewrites), a WAL that starts over only what came since the
+        // last of some twenty restarts.
+        let all = written as u64 * 4096;
+        assert!(wal < all, "WAL {wal} bytes after {written} writes");
+        assert_eq!(scratch_rows(&db).len(), written);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

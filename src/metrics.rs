@@ -34,6 +34,13 @@ pub struct GrantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BatchLabels {
+    /// What the batch held: `sqlite_writes` (the SQLite writer's group commits),
+    /// `introspection_reads`, `token_inserts` (PostgreSQL's batched client_credentials).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActiveLabels {
     /// `true` or `false`: what introspection answered.
     pub active: String,
@@ -57,7 +64,7 @@ pub struct Metrics {
     pub introspections: Family<ActiveLabels, Counter>,
     pub rate_limited: Family<RouteLabels, Counter>,
     pub mail_failures: Counter,
-    pub batch_size: Histogram,
+    pub batch_size: Family<BatchLabels, Histogram, fn() -> Histogram>,
     pub pool_connections: Gauge,
     pub pool_idle: Gauge,
     pub pool_max: Gauge,
@@ -74,7 +81,7 @@ impl Metrics {
             introspections: Family::default(),
             rate_limited: Family::default(),
             mail_failures: Counter::default(),
-            batch_size: batch_histogram(),
+            batch_size: Family::new_with_constructor(batch_histogram as fn() -> Histogram),
             pool_connections: Gauge::default(),
             pool_idle: Gauge::default(),
             pool_max: Gauge::default(),
@@ -110,8 +117,9 @@ impl Metrics {
             m.mail_failures.clone(),
         );
         registry.register(
-            "batch_read_size",
-            "Keys per batched statement: introspection reads; on PostgreSQL also token inserts",
+            "batch_size",
+            "Requests per batch: the SQLite writer's group commits, introspection's reads, \
+             PostgreSQL's token inserts",
             m.batch_size.clone(),
         );
         registry.register(

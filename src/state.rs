@@ -31,8 +31,9 @@ pub struct AppState {
     pub csrf_key: Arc<ring::hmac::Key>,
     /// Introspection's first reads, batched across requests.
     pub introspection_reads: Arc<Batched<IntrospectionReads>>,
-    /// client_credentials' inserts, batched across requests.
-    pub token_issues: Arc<BatchedWrites<IssueInserts>>,
+    /// client_credentials' inserts, batched across requests: PostgreSQL only (`None` on
+    /// SQLite, where they are jobs of the writer thread).
+    pub token_issues: Option<Arc<BatchedWrites<IssueInserts>>>,
 }
 
 impl AppState {
@@ -52,7 +53,7 @@ impl AppState {
         Ok(Self {
             csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
             introspection_reads: Arc::new(Batched::new(&db)),
-            token_issues: Arc::new(BatchedWrites::new(&db)),
+            token_issues: BatchedWrites::for_backend(&db).map(Arc::new),
             providers: Arc::new(ProviderKeys::new()),
             documents: Arc::new(DocumentFetcher::new(&config)?),
             mailer,

@@ -24,6 +24,8 @@ use crate::error::{AppError, AppResult};
 
 /// A statement that many requests can share.
 pub trait Batch: 'static {
+    /// The `kind` label of the `authmd_batch_size` metric.
+    const KIND: &'static str;
     /// What one request asks for.
     type Key: Send + 'static;
     /// What it gets back.
@@ -32,39 +34,30 @@ pub trait Batch: 'static {
     fn run(conn: &mut DbConn, keys: &[&Self::Key]) -> QueryResult<Vec<Self::Rows>>;
 }
 
-/// Writes that read nothing first (a token and its audit row), made the way each backend
-/// writes best. SQLite: each is a job of the writer thread, whose group commit already puts the
-/// concurrent writes in one transaction (`Db::write`). PostgreSQL: a [`Batcher`] thread runs
-/// what is queued as one statement on a pooled connection, so a burst of N costs one round trip
-/// and one commit instead of N (`bench/README.md`, tenth session).
+/// Writes that read nothing first (a token and its audit row), on PostgreSQL: a [`Batcher`]
+/// thread runs what is queued as one statement on a pooled connection, so a burst of N costs
+/// one round trip and one commit instead of N (`bench/README.md`, tenth session). SQLite has
+/// none: its writer thread's group commit already puts concurrent writes in one transaction
+/// (`Db::write`), and a read apart from the write measured slower there than both in one job.
 pub struct BatchedWrites<R: Batch> {
-    db: Db,
-    /// Started on first use (PostgreSQL only).
+    pool: r2d2::Pool<DbManager>,
+    /// Started on first use.
     batcher: OnceLock<Batcher<R>>,
 }
 
 impl<R: Batch> BatchedWrites<R> {
-    pub fn new(db: &Db) -> Self {
-        Self {
-            db: db.clone(),
+    /// The batched writes of `db`'s backend, if it has them (PostgreSQL).
+    pub fn for_backend(db: &Db) -> Option<Self> {
+        (db.backend() != "sqlite").then(|| Self {
+            pool: db.pool.clone(),
             batcher: OnceLock::new(),
-        }
+        })
     }
 
     /// Queues `key` with other requests' and waits for it to be committed.
     pub async fn write(&self, key: R::Key) -> AppResult<R::Rows> {
-        if self.db.backend() == "sqlite" {
-            return self
-                .db
-                .write(move |conn| {
-                    R::run(conn, &[&key])?
-                        .pop()
-                        .ok_or_else(|| AppError::internal("a batched write answered nothing"))
-                })
-                .await;
-        }
         self.batcher
-            .get_or_init(|| Batcher::start(&self.db.pool))
+            .get_or_init(|| Batcher::start(&self.pool))
             .read(key)
             .await
     }
@@ -192,6 +185,7 @@ fn serve<R: Batch>(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receiver<Jo
 fn answer<R: Batch>(conn: AppResult<&mut DbConn>, batch: Vec<Job<R>>) {
     crate::metrics::metrics()
         .batch_size
+        .get_or_create(&crate::metrics::BatchLabels { kind: R::KIND })
         .observe(batch.len() as f64);
     let keys: Vec<&R::Key> = batch.iter().map(|job| &job.key).collect();
     let rows = match conn {

@@ -1,14 +1,11 @@
 //! Introspection's first reads: the caller's client and the access token, each by primary key,
-//! for many requests at once with one query per table (`WHERE id IN …`), through the batch
-//! executor (`db::batch`). A point read costs the database far more around the lookup than in
-//! it: on PostgreSQL a round trip, on SQLite a read transaction (`bench/README.md`).
+//! for many requests at once, through the batch executor (`db::batch`). A point read costs the
+//! database far more around the lookup than in it: on PostgreSQL a round trip, on SQLite a read
+//! transaction (`bench/README.md`).
 
 use std::collections::HashMap;
 
-use diesel::expression::{AppearsOnTable, Expression, ValidGrouping};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sqlite::Sqlite;
 
 use super::batch::Batch;
 use super::clients::ClientRow;
@@ -34,6 +31,7 @@ pub struct PointRows {
 pub struct IntrospectionReads;
 
 impl Batch for IntrospectionReads {
+    const KIND: &'static str = "introspection_reads";
     type Key = PointReads;
     type Rows = PointRows;
 
@@ -42,38 +40,67 @@ impl Batch for IntrospectionReads {
     }
 }
 
-/// Many requests' reads: at most one query per table, whatever their number.
+/// Many requests' reads. PostgreSQL: one query per table (`= ANY($1)`), a round trip each.
+/// SQLite: one read transaction for the batch, then a primary-key lookup per distinct key. A
+/// local lookup costs microseconds; what costs is around it. Taking the read lock (fcntl system
+/// calls) once per batch instead of once per query, and no `IN (…)` list, which SQLite sorts in a
+/// temporary b-tree for every batch, measured 44–51k → 51–52k introspections/s
+/// (`bench/README.md`, eleventh session).
 pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<PointRows>> {
     let client_ids = distinct(reads.iter().filter_map(|r| r.client_id.as_deref()));
     let token_ids = distinct(reads.iter().filter_map(|r| r.access_token_id.as_deref()));
-    let mut clients: HashMap<String, ClientRow> = HashMap::new();
-    if !client_ids.is_empty() {
-        let rows = match conn {
-            DbConn::Sqlite(c) => clients::table
-                .filter(InJsonArray::of(clients::id, &client_ids)?)
-                .select(ClientRow::as_select())
-                .load(c)?,
-            DbConn::Pg(c) => clients::table
-                .filter(clients::id.eq_any(&client_ids))
-                .select(ClientRow::as_select())
-                .load(c)?,
-        };
-        clients.extend(rows.into_iter().map(|row| (row.id.clone(), row)));
-    }
-    let mut tokens: HashMap<String, AccessTokenRow> = HashMap::new();
-    if !token_ids.is_empty() {
-        let rows = match conn {
-            DbConn::Sqlite(c) => access_tokens::table
-                .filter(InJsonArray::of(access_tokens::id, &token_ids)?)
-                .select(AccessTokenRow::as_select())
-                .load(c)?,
-            DbConn::Pg(c) => access_tokens::table
-                .filter(access_tokens::id.eq_any(&token_ids))
-                .select(AccessTokenRow::as_select())
-                .load(c)?,
-        };
-        tokens.extend(rows.into_iter().map(|row| (row.id.clone(), row)));
-    }
+    let (clients, tokens): (Vec<ClientRow>, Vec<AccessTokenRow>) = match conn {
+        DbConn::Sqlite(c) => c.transaction(|c| {
+            let mut clients = Vec::with_capacity(client_ids.len());
+            for id in &client_ids {
+                clients.extend(
+                    clients::table
+                        .find(id)
+                        .select(ClientRow::as_select())
+                        .first(c)
+                        .optional()?,
+                );
+            }
+            let mut tokens = Vec::with_capacity(token_ids.len());
+            for id in &token_ids {
+                tokens.extend(
+                    access_tokens::table
+                        .find(id)
+                        .select(AccessTokenRow::as_select())
+                        .first(c)
+                        .optional()?,
+                );
+            }
+            QueryResult::Ok((clients, tokens))
+        })?,
+        DbConn::Pg(c) => {
+            let clients = if client_ids.is_empty() {
+                Vec::new()
+            } else {
+                clients::table
+                    .filter(clients::id.eq_any(&client_ids))
+                    .select(ClientRow::as_select())
+                    .load(c)?
+            };
+            let tokens = if token_ids.is_empty() {
+                Vec::new()
+            } else {
+                access_tokens::table
+                    .filter(access_tokens::id.eq_any(&token_ids))
+                    .select(AccessTokenRow::as_select())
+                    .load(c)?
+            };
+            (clients, tokens)
+        }
+    };
+    let clients: HashMap<String, ClientRow> = clients
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
+    let tokens: HashMap<String, AccessTokenRow> = tokens
+        .into_iter()
+        .map(|row| (row.id.clone(), row))
+        .collect();
     Ok(reads
         .iter()
         .map(|r| PointRows {
@@ -84,55 +111,6 @@ pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<P
                 .and_then(|id| tokens.get(id).cloned()),
         })
         .collect())
-}
-
-/// SQLite's `column IN (SELECT value FROM json_each(?))`: one bind however many keys, so the
-/// statement is prepared once and then cached. diesel's `IN (?, ?, …)` has a bind per key and is
-/// prepared again for every batch (see `bench/README.md`). PostgreSQL's `= ANY($1)` has one
-/// bind already.
-#[derive(Debug, Clone)]
-struct InJsonArray<C> {
-    column: C,
-    keys: String,
-}
-
-/// The SQL depends on the column alone (the keys are a bind), so the cache may key on the type.
-impl<C: QueryId> QueryId for InJsonArray<C> {
-    type QueryId = InJsonArray<C::QueryId>;
-    const HAS_STATIC_QUERY_ID: bool = C::HAS_STATIC_QUERY_ID;
-}
-
-impl<C: ValidGrouping<GB>, GB> ValidGrouping<GB> for InJsonArray<C> {
-    type IsAggregate = C::IsAggregate;
-}
-
-impl<C> InJsonArray<C> {
-    fn of(column: C, keys: &[&str]) -> QueryResult<Self> {
-        let keys = serde_json::to_string(keys)
-            .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        Ok(Self { column, keys })
-    }
-}
-
-impl<C: Expression> Expression for InJsonArray<C> {
-    type SqlType = diesel::sql_types::Bool;
-}
-
-impl<C, QS> AppearsOnTable<QS> for InJsonArray<C>
-where
-    C: AppearsOnTable<QS>,
-    Self: Expression,
-{
-}
-
-impl<C: QueryFragment<Sqlite>> QueryFragment<Sqlite> for InJsonArray<C> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
-        self.column.walk_ast(out.reborrow())?;
-        out.push_sql(" IN (SELECT value FROM json_each(");
-        out.push_bind_param::<diesel::sql_types::Text, _>(&self.keys)?;
-        out.push_sql("))");
-        Ok(())
-    }
 }
 
 fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
@@ -279,8 +257,9 @@ mod tests {
         let DbConn::Sqlite(sqlite) = &mut *conn else {
             unreachable!("a SQLite database")
         };
-        // Counts statements that are prepared and put in the cache; an `IN (?, ?, …)` with a
-        // bind per key would be prepared for every batch and never cached.
+        // Counts statements that are prepared and put in the cache: one lookup per table, used
+        // again for every key and batch (an `IN (?, ?, …)` with a bind per key is prepared again
+        // for every batch and never cached).
         let count = move |event: InstrumentationEvent<'_>| {
             if let InstrumentationEvent::CacheQuery { .. } = event {
                 counter.fetch_add(1, Ordering::SeqCst);

@@ -114,8 +114,6 @@ pub fn insert_access_token(conn: &mut DbConn, row: &AccessTokenRow) -> QueryResu
         .map(drop))
 }
 
-/// An access token and its audit row, both or neither: on PostgreSQL one statement (one round
-/// trip, no transaction to open and commit), on SQLite two inserts in one savepoint.
 /// An access token and the audit row of its issue: what [`insert_issues`] writes.
 #[derive(Debug, Clone)]
 pub struct Issue {
@@ -153,6 +151,7 @@ pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
 pub struct IssueInserts;
 
 impl super::batch::Batch for IssueInserts {
+    const KIND: &'static str = "token_inserts";
     type Key = Issue;
     type Rows = ();
     fn run(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<Vec<()>> {

@@ -20,7 +20,7 @@ use crate::domain::discovery::paths;
 use crate::domain::mail::Email;
 use crate::domain::providers::{VerifiedIdJag, VerifiedLogout};
 use crate::domain::scope::{self, Scopes};
-use crate::domain::secrets::{random_id, PlainToken};
+use crate::domain::secrets::{random_id, time_ordered_id, PlainToken};
 use crate::domain::users;
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -88,7 +88,7 @@ pub(crate) fn new_registration(
     let claim_token = (kind != RegistrationType::Provider)
         .then(|| PlainToken::generate(&ctx.config.tokens.prefixes.claim));
     let row = RegistrationRow {
-        id: random_id("reg_"),
+        id: time_ordered_id("reg_", ctx.now),
         registration_type: kind,
         status,
         requested_credential_type: credential,

@@ -23,7 +23,7 @@ use crate::domain::clients::{self, Client};
 use crate::domain::context::Ctx;
 use crate::domain::credentials::TokenResponse;
 use crate::domain::discovery::{paths, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN};
-use crate::domain::secrets::{prefix, random_id, HashedToken, PlainToken};
+use crate::domain::secrets::{prefix, time_ordered_id, HashedToken, PlainToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// RFC 8628 §6.1's example alphabet: consonants only, so no code spells a word.
@@ -293,7 +293,7 @@ fn issue(
             "the approving account is disabled",
         ));
     }
-    let grant_id = random_id("gr_");
+    let grant_id = time_ordered_id("gr_", ctx.now);
     if !db::device::mark_used(conn, &row.device_code_hash, &grant_id)? {
         return Err(super::grants::invalid_grant("device_code was already used"));
     }

@@ -52,7 +52,9 @@ use crate::domain::mail::Email;
 use crate::domain::providers::VerifiedIdJag;
 use crate::domain::ratelimit;
 use crate::domain::scope::{self, Scopes};
-use crate::domain::secrets::{constant_time_eq, prefix, random_id, HashedToken, PlainToken};
+use crate::domain::secrets::{
+    constant_time_eq, prefix, random_id, time_ordered_id, HashedToken, PlainToken,
+};
 use crate::domain::users::{self, User};
 use crate::error::{AppError, AppResult, ErrorCode};
 
@@ -862,7 +864,7 @@ pub fn poll(conn: &mut DbConn, ctx: &Ctx<'_>, claim_token: &str) -> AppResult<To
 /// The claimed registration's first access token and its post-claim identity assertion.
 fn deliver(conn: &mut DbConn, ctx: &Ctx<'_>, reg: &RegistrationRow) -> AppResult<TokenResponse> {
     let grant = GrantRow {
-        id: random_id("gr_"),
+        id: time_ordered_id("gr_", ctx.now),
         client_id: None,
         registration_id: Some(reg.id.clone()),
         user_id: reg.user_id.clone(),

@@ -41,6 +41,21 @@ pub fn random_id(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&bytes[..16]))
 }
 
+/// A URL-safe identifier (not a secret) that starts with its creation second (`now`, 4 bytes
+/// big-endian) and goes on with 128 random bits. Rows keyed by it in the same second share the
+/// key's first characters, so a table's primary-key index takes their inserts on a few hot pages
+/// instead of a random page each, which SQLite's WAL had to copy whole for every commit: about
+/// 40 % fewer WAL bytes per anonymous registration, measured (`bench/README.md`, eleventh
+/// session).
+/// For rows written at a high rate: registrations and grants.
+pub fn time_ordered_id(prefix: &str, now: i64) -> String {
+    let mut bytes = [0u8; 20];
+    // Seconds since 1970 fit in 32 bits until 2106; later ones wrap, which costs only order.
+    bytes[..4].copy_from_slice(&(now as u32).to_be_bytes());
+    bytes[4..].copy_from_slice(&random_bytes()[..16]);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A freshly minted secret. Shown once, never stored.
 pub struct PlainToken(String);
 
@@ -177,6 +192,29 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_ordered_ids_share_their_start_within_a_second_and_stay_unique() {
+        // Five base64 characters carry the first 30 of the time's 32 bits.
+        let start = |id: &str| id["reg_".len().."reg_".len() + 5].to_owned();
+        let same: Vec<String> = (0..64)
+            .map(|_| time_ordered_id("reg_", 1_800_000_001))
+            .collect();
+        for id in &same {
+            assert!(id.starts_with("reg_"));
+            assert_eq!(id.len(), "reg_".len() + 27);
+            assert_eq!(start(id), start(&same[0]));
+        }
+        let mut distinct = same.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), same.len());
+        // An hour later the start differs.
+        assert_ne!(
+            start(&time_ordered_id("reg_", 1_800_003_601)),
+            start(&same[0])
+        );
+    }
 
     #[test]
     fn tokens_have_prefix_and_256_bits() {

@@ -78,6 +78,16 @@ async fn metrics_report_requests_tokens_and_refusals(backend: Backend) {
             2.0,
         ),
         ("authmd_db_pool_max_connections", 1.0),
+        ("authmd_batch_size_count{kind=\"introspection_reads\"}", 1.0),
+        // The token's insert: a group commit of SQLite's writer, or PostgreSQL's batched
+        // client_credentials inserts.
+        (
+            match backend {
+                Backend::Sqlite => "authmd_batch_size_count{kind=\"sqlite_writes\"}",
+                Backend::Postgres => "authmd_batch_size_count{kind=\"token_inserts\"}",
+            },
+            1.0,
+        ),
     ] {
         let value = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         assert!(value >= at_least, "{series} = {value}");

@@ -14,7 +14,7 @@ use crate::domain::context::Ctx;
 use crate::domain::credentials::{self, TokenResponse};
 use crate::domain::discovery::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use crate::domain::oidc;
-use crate::domain::secrets::{constant_time_eq, random_id, HashedToken};
+use crate::domain::secrets::{constant_time_eq, time_ordered_id, HashedToken};
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// RFC 7636 §4.1: 43–128 characters of the unreserved set.
@@ -52,7 +52,7 @@ pub fn exchange_code(
         AppError::protocol(ErrorCode::InvalidRequest, "code_verifier is required")
     })?;
     let code_hash = HashedToken::of(code);
-    let grant_id = random_id("gr_");
+    let grant_id = time_ordered_id("gr_", ctx.now);
     // The replay branch must persist the revocation before answering invalid_grant, so it
     // returns its error as a value inside a committed transaction.
     let outcome = write_tx(conn, |conn| -> AppResult<AppResult<TokenResponse>> {

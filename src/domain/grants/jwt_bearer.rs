@@ -17,7 +17,7 @@ use crate::domain::credentials::{self, issue_for_grant, TokenResponse};
 use crate::domain::discovery::GRANT_JWT_BEARER;
 use crate::domain::providers::VerifiedIdJag;
 use crate::domain::scope::Scopes;
-use crate::domain::secrets::random_id;
+use crate::domain::secrets::time_ordered_id;
 use crate::error::{AppError, AppResult, ErrorCode};
 
 fn not_registered() -> AppError {
@@ -70,7 +70,7 @@ pub fn exchange_identity_assertion(
         let granted = Scopes::parse(&reg.scopes).unwrap_or_default();
         let scopes = narrow_scopes(scope, &granted)?.to_string();
         let grant = GrantRow {
-            id: random_id("gr_"),
+            id: time_ordered_id("gr_", ctx.now),
             client_id: None,
             registration_id: Some(reg.id.clone()),
             user_id: reg.user_id.clone(),
@@ -134,7 +134,7 @@ pub fn exchange_id_jag(
             conn,
             ctx,
             PersonGrant {
-                id: random_id("gr_"),
+                id: time_ordered_id("gr_", ctx.now),
                 client,
                 user_id: &user_id,
                 scope: &scopes,
