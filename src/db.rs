@@ -500,7 +500,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// [`WAL_RESTART_FRAMES`] this thread holds the writer's `gate` for a second pass, short since
 /// the first copied nearly everything; the writer's next transaction then begins at the WAL's
 /// start. Run by the writer itself, that finishing checkpoint doubled registration p99
-/// (12–13 → 20–38 ms), because every queued write waited for both passes' syncs.
+/// (12–13 → 20–38 ms), because every queued write waited for both passes' syncs. Each hold
+/// still delays the writes queued behind it, so it comes rarely: at 64 MiB of WAL, several
+/// times a second under registrations, it cost their p99 (median of twelve 4 s runs at c=32:
+/// 19 ms, against 17 ms with no bound and the WAL at 2.1 GB); at 256 MiB, 14 ms with the WAL
+/// under 264 MiB (`bench/README.md`, eleventh session). Passes without the gate until little
+/// was left, before the held one, measured no better and were not kept.
 fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<()>) {
     let mut connection: Option<DbConn> = None;
     while commits.recv().is_ok() {
@@ -523,8 +528,8 @@ fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<(
     }
 }
 
-/// WAL pages past which the checkpoint thread makes the WAL start over: 64 MiB of 4 KiB pages.
-const WAL_RESTART_FRAMES: i32 = if cfg!(test) { 64 } else { 16_384 };
+/// WAL pages past which the checkpoint thread makes the WAL start over: 256 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i32 = if cfg!(test) { 64 } else { 65_536 };
 
 /// What `PRAGMA wal_checkpoint` answers (in part).
 #[derive(diesel::QueryableByName)]
