@@ -51,26 +51,20 @@ pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<P
     let token_ids = distinct(reads.iter().filter_map(|r| r.access_token_id.as_deref()));
     let (clients, tokens): (Vec<ClientRow>, Vec<AccessTokenRow>) = match conn {
         DbConn::Sqlite(c) => c.transaction(|c| {
-            let mut clients = Vec::with_capacity(client_ids.len());
-            for id in &client_ids {
-                clients.extend(
-                    clients::table
-                        .find(id)
-                        .select(ClientRow::as_select())
-                        .first(c)
-                        .optional()?,
-                );
-            }
-            let mut tokens = Vec::with_capacity(token_ids.len());
-            for id in &token_ids {
-                tokens.extend(
-                    access_tokens::table
-                        .find(id)
-                        .select(AccessTokenRow::as_select())
-                        .first(c)
-                        .optional()?,
-                );
-            }
+            let clients = each_found(&client_ids, |id| {
+                clients::table
+                    .find(id)
+                    .select(ClientRow::as_select())
+                    .first(c)
+                    .optional()
+            })?;
+            let tokens = each_found(&token_ids, |id| {
+                access_tokens::table
+                    .find(id)
+                    .select(AccessTokenRow::as_select())
+                    .first(c)
+                    .optional()
+            })?;
             QueryResult::Ok((clients, tokens))
         })?,
         DbConn::Pg(c) => {
@@ -111,6 +105,18 @@ pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<P
                 .and_then(|id| tokens.get(id).cloned()),
         })
         .collect())
+}
+
+/// The rows `find` finds, one lookup per id.
+fn each_found<T>(
+    ids: &[&str],
+    mut find: impl FnMut(&str) -> QueryResult<Option<T>>,
+) -> QueryResult<Vec<T>> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for id in ids {
+        rows.extend(find(id)?);
+    }
+    Ok(rows)
 }
 
 fn distinct<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
