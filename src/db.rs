@@ -508,15 +508,22 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// was left, before the held one, measured no better and were not kept.
 fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<()>) {
     let mut connection: Option<DbConn> = None;
+    let mut prefetch = WalPrefetch::new(manager);
     while commits.recv().is_ok() {
         let conn = match connection.take() {
             Some(conn) => Ok(conn),
             None => manager.open_checkpointer(),
         };
         match conn.and_then(|mut conn| {
-            if passive_checkpoint(&mut conn)?.log > WAL_RESTART_FRAMES {
+            let frames = passive_checkpoint(&mut conn)?.log;
+            if frames > WAL_RESTART_FRAMES {
                 let _paused = gate.lock().unwrap_or_else(PoisonError::into_inner);
                 passive_checkpoint(&mut conn)?;
+                // Every frame is in the database now: the writer's next transaction starts
+                // the WAL over from its first frame.
+                prefetch.ahead_of(0);
+            } else {
+                prefetch.ahead_of(frames);
             }
             Ok(conn)
         }) {
@@ -525,6 +532,73 @@ fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<(
             Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
         }
         std::thread::sleep(CHECKPOINT_EVERY);
+    }
+}
+
+/// Reads the WAL's pages just past the writer's next frame back into the page cache, from the
+/// checkpoint thread, before the writer overwrites them.
+///
+/// A WAL frame is a 24-byte header and a page, so every frame the writer writes covers part of
+/// two file blocks. Where the WAL starts over, it overwrites blocks already on disk; a block no
+/// longer in the page cache must then be read before the kernel can change part of it, and the
+/// writer waits for that read in its commit, with every write queued behind it. Pages of a WAL
+/// left alone for a while are reclaimed (memory pressure, or a proactive reclaimer such as
+/// DAMON's, which this project's bench machines run): there the writer's commits waited on
+/// such reads 650–800 times in 6 s of registrations after a quiet spell. With the WAL's pages
+/// dropped before a registration run, 2.6–3.3k registrations/s at p99 64–67 ms without this,
+/// 4.4–4.8k at p99 22–24 ms with it (`bench/README.md`, twelfth session). Pages still cached
+/// cost the prefetch a look-up each and the writer nothing.
+struct WalPrefetch {
+    path: std::path::PathBuf,
+    /// Opened when the WAL exists. Only read: the WAL carries no locks of SQLite's (those are
+    /// on the database and `-shm` files), so this descriptor cannot release one when closed.
+    file: Option<std::fs::File>,
+}
+
+/// How far past the writer's next frame [`WalPrefetch`] reads: more than the writer appends
+/// between two checkpoint passes (about 60 MB/s under registrations on the bench machine).
+const PREFETCH_AHEAD: u64 = 64 << 20;
+
+/// One readahead request: the kernel reads at most its readahead window per call.
+const PREFETCH_CHUNK: u64 = 128 << 10;
+
+/// SQLite's default page size, which authmd's databases use; a WAL frame is one page and a
+/// 24-byte header, after the WAL's 32-byte header.
+const WAL_FRAME_BYTES: u64 = 4096 + 24;
+
+impl WalPrefetch {
+    fn new(manager: &DbManager) -> Self {
+        let path = match &manager.url {
+            DatabaseUrl::Sqlite(db) => {
+                let mut wal = db.as_os_str().to_owned();
+                wal.push("-wal");
+                wal.into()
+            }
+            DatabaseUrl::Postgres(_) => std::path::PathBuf::new(),
+        };
+        Self { path, file: None }
+    }
+
+    /// Asks the kernel to read [`PREFETCH_AHEAD`] bytes of the WAL from the frame after
+    /// `frames` (pages already cached cost a look-up; past the file's end, nothing). Failing
+    /// costs only the prefetch, so errors are ignored.
+    fn ahead_of(&mut self, frames: i32) {
+        use rustix::fs::{fadvise, Advice};
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
+        let Some(file) = &self.file else { return };
+        let start = 32 + u64::try_from(frames).unwrap_or(0) * WAL_FRAME_BYTES;
+        let mut at = start - start % PREFETCH_CHUNK;
+        while at < start + PREFETCH_AHEAD {
+            let _ = fadvise(
+                file,
+                at,
+                std::num::NonZeroU64::new(PREFETCH_CHUNK),
+                Advice::WillNeed,
+            );
+            at += PREFETCH_CHUNK;
+        }
     }
 }
 
@@ -662,6 +736,68 @@ mod tests {
         let db = Db::connect(&config).unwrap();
         db.migrate().unwrap();
         db
+    }
+
+    /// The prefetch reads a WAL whose pages left the page cache back in, from the frame the
+    /// writer writes next. Without it the pages stay out (checked first).
+    #[test]
+    fn wal_prefetch_reads_back_the_pages_the_writer_will_overwrite() {
+        use diesel::connection::SimpleConnection;
+        // Under the build directory, not /tmp: a tmpfs keeps its files in the page cache.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let db = dir.path().join("t.db");
+        let mut conn = SqliteConnection::establish(&db.to_string_lossy()).unwrap();
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE t (x BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t SELECT randomblob(3000) FROM n;",
+        )
+        .unwrap();
+        let wal = dir.path().join("t.db-wal");
+        let size = std::fs::metadata(&wal).unwrap().len();
+        assert!(size > 4 << 20, "the WAL is {size} bytes");
+        let resident = || -> u64 {
+            let out = std::process::Command::new("fincore")
+                .args(["--bytes", "--noheadings", "--output", "RES"])
+                .arg(&wal)
+                .output()
+                .expect("fincore (util-linux) reports what of a file is cached");
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let drop_cached = || {
+            let file = std::fs::File::open(&wal).unwrap();
+            file.sync_all().unwrap();
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        };
+        let mut prefetch = WalPrefetch::new(&DbManager::new(DatabaseUrl::Sqlite(db.clone())));
+
+        drop_cached();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            resident() < size / 10,
+            "dropped pages stay out: {}",
+            resident()
+        );
+
+        // From frame 1,000 on: the pages before it stay out, the rest come back.
+        prefetch.ahead_of(1000);
+        let start = 32 + 1000 * WAL_FRAME_BYTES;
+        let mut waited = 0;
+        while resident() < (size - start) * 9 / 10 && waited < 50 {
+            std::thread::sleep(Duration::from_millis(100));
+            waited += 1;
+        }
+        let back = resident();
+        assert!(
+            back >= (size - start) * 9 / 10,
+            "{back} of {size} bytes back"
+        );
+        assert!(
+            back <= size - start + (1 << 20),
+            "{back} bytes back, from {start}"
+        );
+        drop(conn);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::schema::{
 use super::status::{
     AttemptStatus, Ceremony, CredentialType, Protocol, RegistrationStatus, RegistrationType,
 };
-use super::DbConn;
+use super::{native, DbConn};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = agent_registrations)]
@@ -66,18 +66,18 @@ pub struct AttemptRow {
 }
 
 pub fn insert_registration(conn: &mut DbConn, row: &RegistrationRow) -> QueryResult<()> {
-    diesel::insert_into(agent_registrations::table)
+    native!(conn, |c| diesel::insert_into(agent_registrations::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c)
+        .map(drop))
 }
 
 pub fn find_registration(conn: &mut DbConn, id: &str) -> QueryResult<Option<RegistrationRow>> {
-    agent_registrations::table
+    native!(conn, |c| agent_registrations::table
         .find(id)
         .select(RegistrationRow::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 pub fn find_by_claim_token(conn: &mut DbConn, hash: &str) -> QueryResult<Option<RegistrationRow>> {
@@ -222,10 +222,10 @@ pub fn retarget_tokens(
 }
 
 pub fn insert_api_key(conn: &mut DbConn, row: &ApiKeyRow) -> QueryResult<()> {
-    diesel::insert_into(api_keys::table)
+    native!(conn, |c| diesel::insert_into(api_keys::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c)
+        .map(drop))
 }
 
 pub fn find_api_key(conn: &mut DbConn, hash: &str) -> QueryResult<Option<ApiKeyRow>> {
@@ -330,13 +330,13 @@ pub fn record_jti(
     expires_at: i64,
 ) -> QueryResult<bool> {
     use diesel::result::{DatabaseErrorKind, Error};
-    let result = diesel::insert_into(seen_jtis::table)
+    let result = native!(conn, |c| diesel::insert_into(seen_jtis::table)
         .values((
             seen_jtis::issuer.eq(issuer),
             seen_jtis::jti.eq(jti),
             seen_jtis::expires_at.eq(expires_at),
         ))
-        .execute(conn);
+        .execute(c));
     match result {
         Ok(_) => Ok(true),
         Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
@@ -346,12 +346,12 @@ pub fn record_jti(
 
 /// Whether a jti was recorded (an assertion already used, or revoked).
 pub fn jti_seen(conn: &mut DbConn, issuer: &str, jti: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
+    native!(conn, |c| diesel::select(diesel::dsl::exists(
         seen_jtis::table
             .filter(seen_jtis::issuer.eq(issuer))
             .filter(seen_jtis::jti.eq(jti)),
     ))
-    .get_result(conn)
+    .get_result(c))
 }
 
 /// Forgets a registration's claim token: nobody can claim it with that token any more.

@@ -58,18 +58,18 @@ pub struct RefreshTokenRow {
 }
 
 pub fn insert_grant(conn: &mut DbConn, row: &GrantRow) -> QueryResult<()> {
-    diesel::insert_into(grants::table)
+    native!(conn, |c| diesel::insert_into(grants::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .execute(c)
+        .map(drop))
 }
 
 pub fn find_grant(conn: &mut DbConn, id: &str) -> QueryResult<Option<GrantRow>> {
-    grants::table
+    native!(conn, |c| grants::table
         .find(id)
         .select(GrantRow::as_select())
-        .first(conn)
-        .optional()
+        .first(c)
+        .optional())
 }
 
 /// Revokes a grant and everything issued under it; returns whether the grant was live.
@@ -201,7 +201,7 @@ pub fn mark_refresh_used(
     now: i64,
     sealed: &[u8],
 ) -> QueryResult<bool> {
-    let n = diesel::update(
+    let n = native!(conn, |c| diesel::update(
         refresh_tokens::table
             .find(hash)
             .filter(refresh_tokens::used_at.is_null()),
@@ -210,7 +210,7 @@ pub fn mark_refresh_used(
         refresh_tokens::used_at.eq(now),
         refresh_tokens::successor_sealed.eq(sealed),
     ))
-    .execute(conn)?;
+    .execute(c))?;
     Ok(n == 1)
 }
 
