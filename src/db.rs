@@ -980,6 +980,67 @@ mod tests {
         assert_eq!(scratch_rows(&db).len(), 200);
     }
 
+    /// An audit row that fails after its token was inserted, inside the writer's batch, fails
+    /// the batch: the token is not committed without it, and the batch before it stays.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_whose_audit_row_fails_in_a_batch_is_not_committed() {
+        use crate::db::audit::NewAuditRow;
+        use crate::db::status::TokenFormat;
+        use crate::db::tokens::{self, AccessTokenRow, Issue};
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_db(&dir);
+        db.get()
+            .unwrap()
+            .batch_execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit_events WHEN NEW.event = 'refused'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let issue = |id: &str, event: &'static str| Issue {
+            token: AccessTokenRow {
+                id: id.to_owned(),
+                grant_id: None,
+                registration_id: None,
+                client_id: None,
+                subject: "s".to_owned(),
+                user_id: None,
+                scope: String::new(),
+                audience: "https://api.example".to_owned(),
+                prefix: "at_x".to_owned(),
+                format: TokenFormat::Opaque,
+                issued_at: 1,
+                expires_at: 2,
+                revoked_at: None,
+            },
+            audit: NewAuditRow {
+                event,
+                created_at: 1,
+                actor: None,
+                ip: None,
+                registration_id: None,
+                client_id: None,
+                user_id: None,
+                detail: "{}".to_owned(),
+                request_id: None,
+            },
+        };
+        let (kept, refused) = (issue("kept", "token.issued"), issue("lost", "refused"));
+        db.write(move |c| Ok(tokens::insert_issues(c, &[&kept])?))
+            .await
+            .unwrap();
+        let failed = db
+            .write(move |c| Ok(tokens::insert_issues(c, &[&refused])?))
+            .await;
+        assert!(failed.is_err());
+        let mut conn = db.get().unwrap();
+        assert!(tokens::find_access_token(&mut conn, "kept")
+            .unwrap()
+            .is_some());
+        assert!(tokens::find_access_token(&mut conn, "lost")
+            .unwrap()
+            .is_none());
+    }
+
     #[derive(diesel::QueryableByName)]
     struct Checkpoint {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
