@@ -44,11 +44,12 @@ impl Batch for IntrospectionReads {
 }
 
 /// Many requests' reads. PostgreSQL: one statement for both tables ([`BothByKey`]), one round
-/// trip per batch. SQLite: one read transaction for the batch, then a primary-key lookup per distinct key. A
-/// local lookup costs microseconds; what costs is around it. Taking the read lock (fcntl system
-/// calls) once per batch instead of once per query, and no `IN (…)` list, which SQLite sorts in a
-/// temporary b-tree for every batch: 28.4 → 27.1 µs of CPU per introspection, 43.9k → 45.6k
-/// introspections/s (medians of three, `bench/README.md`, eleventh session).
+/// trip per batch. SQLite: one read transaction for the batch, then a primary-key lookup per
+/// distinct key. A local lookup costs microseconds; what costs is around it. Taking the read
+/// lock (fcntl system calls) once per batch instead of once per query, and no `IN (…)` list,
+/// which SQLite sorts in a temporary b-tree for every batch: 28.4 → 27.1 µs of CPU per
+/// introspection, 43.9k → 45.6k introspections/s (medians of three, `bench/README.md`, eleventh
+/// session).
 pub fn fetch_many(conn: &mut DbConn, reads: &[&PointReads]) -> QueryResult<Vec<PointRows>> {
     let client_ids = distinct(reads.iter().filter_map(|r| r.client_id.as_deref()));
     let token_ids = distinct(reads.iter().filter_map(|r| r.access_token_id.as_deref()));
