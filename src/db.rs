@@ -1042,6 +1042,66 @@ mod tests {
     }
 
     #[derive(diesel::QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// SQLite's indexes on columns most rows leave NULL are partial (`WHERE … IS NOT NULL`);
+    /// the look-ups by those columns, `=` and `IN` as the queries in `db/` write them, still
+    /// use them rather than scanning the table.
+    #[test]
+    fn partial_indexes_serve_the_lookups_by_their_columns() {
+        use diesel::RunQueryDsl;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sqlite_db(&dir);
+        let mut conn = db.get().unwrap();
+        let DbConn::Sqlite(c) = &mut *conn else {
+            unreachable!("a SQLite database")
+        };
+        for (query, index) in [
+            (
+                "UPDATE access_tokens SET revoked_at = 1 WHERE grant_id IN (?1, ?2)",
+                "access_tokens_grant",
+            ),
+            (
+                "UPDATE access_tokens SET revoked_at = 1 WHERE registration_id = ?1",
+                "access_tokens_registration",
+            ),
+            (
+                "SELECT id FROM audit_events WHERE registration_id = ?1",
+                "audit_events_registration",
+            ),
+            (
+                "SELECT id FROM audit_events WHERE user_id = ?1",
+                "audit_events_user",
+            ),
+        ] {
+            let plan: Vec<PlanStep> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
+                .load(c)
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|step| step.detail.contains(&format!("INDEX {index} "))),
+                "{query}: {:?}",
+                plan.iter().map(|s| &s.detail).collect::<Vec<_>>()
+            );
+        }
+        let partial: Vec<PlanStep> = diesel::sql_query(
+            "SELECT name AS detail FROM sqlite_master
+             WHERE type = 'index' AND sql LIKE '%WHERE % IS NOT NULL'",
+        )
+        .load(c)
+        .unwrap();
+        assert_eq!(
+            partial.len(),
+            4,
+            "{:?}",
+            partial.iter().map(|s| &s.detail).collect::<Vec<_>>()
+        );
+    }
+
+    #[derive(diesel::QueryableByName)]
     struct Checkpoint {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         wal_autocheckpoint: i64,

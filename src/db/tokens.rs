@@ -123,8 +123,13 @@ pub struct Issue {
 
 /// Inserts each issue's token and audit row, all or none. PostgreSQL: one statement for the
 /// whole batch (`WITH first AS (INSERT … tokens) INSERT … audit rows`), atomic without
-/// `BEGIN`/`COMMIT`; SQLite: two multi-row inserts in a transaction (a savepoint inside the
-/// writer's batch).
+/// `BEGIN`/`COMMIT`; SQLite: two multi-row inserts in a transaction.
+///
+/// Inside the SQLite writer's batch (a transaction already open) there is no savepoint: a
+/// failed insert is a database error, which fails and rolls back the whole batch (`Db::write`),
+/// so a token is never committed without its audit row either way. The savepoint cost every
+/// token a `SAVEPOINT` and a `RELEASE` parsed anew and a copy of each page it changed in the
+/// statement journal, on the writer every issuance waits for.
 pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
     let tokens: Vec<&AccessTokenRow> = issues.iter().map(|i| &i.token).collect();
     let audits: Vec<&NewAuditRow> = issues.iter().map(|i| &i.audit).collect();
@@ -135,15 +140,26 @@ pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
         )
         .execute(c)
         .map(drop),
-        DbConn::Sqlite(c) => c.transaction(|c| {
-            diesel::insert_into(access_tokens::table)
-                .values(tokens)
-                .execute(c)?;
-            diesel::insert_into(audit_events::table)
-                .values(audits)
-                .execute(c)
-                .map(drop)
-        }),
+        DbConn::Sqlite(c) => {
+            use diesel::connection::{AnsiTransactionManager, TransactionManager};
+            let inserts = |c: &mut diesel::SqliteConnection| {
+                diesel::insert_into(access_tokens::table)
+                    .values(tokens)
+                    .execute(c)?;
+                diesel::insert_into(audit_events::table)
+                    .values(audits)
+                    .execute(c)
+                    .map(drop)
+            };
+            let nested = AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()?
+                .is_some();
+            if nested {
+                inserts(c)
+            } else {
+                c.transaction(inserts)
+            }
+        }
     }
 }
 
