@@ -549,7 +549,8 @@ fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<(
 /// 4.4–4.8k at p99 22–24 ms with it (`bench/README.md`, twelfth session). Pages still cached
 /// cost the prefetch a look-up each and the writer nothing.
 struct WalPrefetch {
-    path: std::path::PathBuf,
+    /// The WAL's path; `None` on PostgreSQL, which has no WAL file of ours to read ahead.
+    path: Option<std::path::PathBuf>,
     /// Opened when the WAL exists. Only read: the WAL carries no locks of SQLite's (those are
     /// on the database and `-shm` files), so this descriptor cannot release one when closed.
     file: Option<std::fs::File>,
@@ -572,9 +573,9 @@ impl WalPrefetch {
             DatabaseUrl::Sqlite(db) => {
                 let mut wal = db.as_os_str().to_owned();
                 wal.push("-wal");
-                wal.into()
+                Some(wal.into())
             }
-            DatabaseUrl::Postgres(_) => std::path::PathBuf::new(),
+            DatabaseUrl::Postgres(_) => None,
         };
         Self { path, file: None }
     }
@@ -584,8 +585,9 @@ impl WalPrefetch {
     /// costs only the prefetch, so errors are ignored.
     fn ahead_of(&mut self, frames: i32) {
         use rustix::fs::{fadvise, Advice};
+        let Some(path) = &self.path else { return };
         if self.file.is_none() {
-            self.file = std::fs::File::open(&self.path).ok();
+            self.file = std::fs::File::open(path).ok();
         }
         let Some(file) = &self.file else { return };
         let start = 32 + u64::try_from(frames).unwrap_or(0) * WAL_FRAME_BYTES;
@@ -985,7 +987,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_token_whose_audit_row_fails_in_a_batch_is_not_committed() {
         use crate::db::audit::NewAuditRow;
-        use crate::db::status::TokenFormat;
         use crate::db::tokens::{self, AccessTokenRow, Issue};
         let dir = tempfile::tempdir().unwrap();
         let db = sqlite_db(&dir);
@@ -997,21 +998,7 @@ mod tests {
             )
             .unwrap();
         let issue = |id: &str, event: &'static str| Issue {
-            token: AccessTokenRow {
-                id: id.to_owned(),
-                grant_id: None,
-                registration_id: None,
-                client_id: None,
-                subject: "s".to_owned(),
-                user_id: None,
-                scope: String::new(),
-                audience: "https://api.example".to_owned(),
-                prefix: "at_x".to_owned(),
-                format: TokenFormat::Opaque,
-                issued_at: 1,
-                expires_at: 2,
-                revoked_at: None,
-            },
+            token: AccessTokenRow::of_client(id, "c"),
             audit: NewAuditRow {
                 event,
                 created_at: 1,

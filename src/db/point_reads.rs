@@ -195,24 +195,6 @@ mod tests {
         }
     }
 
-    fn token(id: &str, client_id: &str) -> AccessTokenRow {
-        AccessTokenRow {
-            id: id.to_owned(),
-            grant_id: None,
-            registration_id: None,
-            client_id: Some(client_id.to_owned()),
-            subject: client_id.to_owned(),
-            user_id: None,
-            scope: "read".to_owned(),
-            audience: "https://api.example".to_owned(),
-            prefix: id.chars().take(8).collect(),
-            format: crate::db::status::TokenFormat::Opaque,
-            issued_at: 1,
-            expires_at: 2,
-            revoked_at: None,
-        }
-    }
-
     fn seeded_db(dir: &tempfile::TempDir) -> Db {
         seeded(&format!("sqlite://{}", dir.path().join("t.db").display()))
     }
@@ -227,7 +209,8 @@ mod tests {
             crate::db::clients::insert(&mut conn, &client(c)).unwrap();
         }
         for (t, c) in [("t1", "c1"), ("t2", "c2")] {
-            crate::db::tokens::insert_access_token(&mut conn, &token(t, c)).unwrap();
+            crate::db::tokens::insert_access_token(&mut conn, &AccessTokenRow::of_client(t, c))
+                .unwrap();
         }
         db
     }
@@ -416,8 +399,11 @@ mod tests {
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (db_a, db_b) = (seeded_db(&dir_a), seeded_db(&dir_b));
         // Only the second database knows t3: a read answered from the wrong queue shows.
-        crate::db::tokens::insert_access_token(&mut db_b.get().unwrap(), &token("t3", "c1"))
-            .unwrap();
+        crate::db::tokens::insert_access_token(
+            &mut db_b.get().unwrap(),
+            &AccessTokenRow::of_client("t3", "c1"),
+        )
+        .unwrap();
         let (a, b) = (
             WorkerBatches::<IntrospectionReads>::new(&db_a.pool),
             WorkerBatches::<IntrospectionReads>::new(&db_b.pool),

@@ -44,6 +44,28 @@ pub struct AccessTokenRow {
     pub revoked_at: Option<i64>,
 }
 
+#[cfg(test)]
+impl AccessTokenRow {
+    /// A live client_credentials token of `client_id`, for the storage tests.
+    pub fn of_client(id: &str, client_id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            grant_id: None,
+            registration_id: None,
+            client_id: Some(client_id.to_owned()),
+            subject: client_id.to_owned(),
+            user_id: None,
+            scope: "read".to_owned(),
+            audience: "https://api.example".to_owned(),
+            prefix: id.chars().take(8).collect(),
+            format: TokenFormat::Opaque,
+            issued_at: 1,
+            expires_at: 2,
+            revoked_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshTokenRow {
