@@ -716,16 +716,20 @@ where
             // Only the outermost transaction takes the lock; a savepoint inside it (every
             // write of the writer's batch) already holds it, and would pay for parsing and
             // running the no-op on each write.
-            use diesel::connection::{AnsiTransactionManager, TransactionManager};
-            let depth = AnsiTransactionManager::transaction_manager_status_mut(c)
-                .transaction_depth()?
-                .map_or(0, u32::from);
-            if depth <= 1 {
+            if transaction_depth(c)? <= 1 {
                 c.batch_execute("UPDATE signing_keys SET alg = alg WHERE 0")?;
             }
         }
         f(conn)
     })
+}
+
+/// How many transactions are open on `c`: 0 outside one, 1 in a transaction, more in savepoints.
+pub(crate) fn transaction_depth(c: &mut SqliteConnection) -> diesel::QueryResult<u32> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    Ok(AnsiTransactionManager::transaction_manager_status_mut(c)
+        .transaction_depth()?
+        .map_or(0, u32::from))
 }
 
 #[cfg(test)]

@@ -163,7 +163,6 @@ pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
         .execute(c)
         .map(drop),
         DbConn::Sqlite(c) => {
-            use diesel::connection::{AnsiTransactionManager, TransactionManager};
             let inserts = |c: &mut diesel::SqliteConnection| {
                 diesel::insert_into(access_tokens::table)
                     .values(tokens)
@@ -173,10 +172,7 @@ pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
                     .execute(c)
                     .map(drop)
             };
-            let nested = AnsiTransactionManager::transaction_manager_status_mut(c)
-                .transaction_depth()?
-                .is_some();
-            if nested {
+            if super::transaction_depth(c)? > 0 {
                 inserts(c)
             } else {
                 c.transaction(inserts)
