@@ -36,7 +36,8 @@ pub struct GrantLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BatchLabels {
     /// What the batch held: `sqlite_writes` (the SQLite writer's group commits),
-    /// `introspection_reads`, `token_inserts` (PostgreSQL's batched client_credentials).
+    /// `introspection_reads`, `client_reads` and `token_inserts` (PostgreSQL's batched
+    /// client_credentials reads and inserts).
     pub kind: &'static str,
 }
 

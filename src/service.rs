@@ -77,14 +77,8 @@ where
     T: Send + 'static,
     F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
 {
-    read_as(state, AuditContext::default(), f).await
-}
-
-/// [`read`] for a request whose `audit` context `f` needs (its IP, for a rate-limit window).
-async fn read_as<T, F>(state: &AppState, audit: AuditContext, f: F) -> AppResult<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut DbConn, &Ctx<'_>) -> AppResult<T> + Send + 'static,
-{
-    state.db.read(in_context(state, audit, f)).await
+    state
+        .db
+        .read(in_context(state, AuditContext::default(), f))
+        .await
 }

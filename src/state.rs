@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::batch::{Batched, BatchedWrites};
-use crate::db::point_reads::IntrospectionReads;
+use crate::db::point_reads::{ClientReads, IntrospectionReads};
 use crate::db::tokens::IssueInserts;
 use crate::db::Db;
 use crate::domain::cimd::DocumentFetcher;
@@ -31,6 +31,9 @@ pub struct AppState {
     pub csrf_key: Arc<ring::hmac::Key>,
     /// Introspection's first reads, batched across requests.
     pub introspection_reads: Arc<Batched<IntrospectionReads>>,
+    /// Client authentications' reads (the client and its failure window), batched across
+    /// requests: client_credentials on PostgreSQL reads its client this way.
+    pub client_reads: Arc<Batched<ClientReads>>,
     /// client_credentials' inserts, batched across requests: PostgreSQL only (`None` on
     /// SQLite, where they are jobs of the writer thread).
     pub token_issues: Option<Arc<BatchedWrites<IssueInserts>>>,
@@ -53,6 +56,7 @@ impl AppState {
         Ok(Self {
             csrf_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &csrf_secret)),
             introspection_reads: Arc::new(Batched::new(&db)),
+            client_reads: Arc::new(Batched::new(&db)),
             token_issues: BatchedWrites::for_backend(&db).map(Arc::new),
             providers: Arc::new(ProviderKeys::new()),
             documents: Arc::new(DocumentFetcher::new(&config)?),

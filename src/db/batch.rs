@@ -175,7 +175,16 @@ fn serve<R: Batch>(pool: &r2d2::Pool<DbManager>, queue: &Mutex<mpsc::Receiver<Jo
         };
         match pool.get() {
             Ok(mut conn) => answer(Ok(&mut conn), batch),
-            Err(e) => answer(Err(e.into()), batch),
+            Err(e) => {
+                // What was queued while the pool was waited for fails with this batch: in an
+                // outage each request then waits for at most one connection timeout, not for
+                // the batches queued before it each waiting out one of their own.
+                let mut batch = batch;
+                let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+                batch.extend(queue.try_iter());
+                drop(queue);
+                answer(Err(e.into()), batch)
+            }
         }
     }
 }
@@ -297,5 +306,64 @@ async fn read_queued<R: Batch>(id: u64, pool: r2d2::Pool<DbManager>) {
     if let Err(e) = waited {
         // The batch's replies were dropped with it; each request answers an internal error.
         tracing::error!(error = %e, "a batched read's blocking task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseUrl;
+    use std::time::{Duration, Instant};
+
+    /// A batch that reads nothing: what is tested here is the executor around it.
+    struct Nothing;
+
+    impl Batch for Nothing {
+        const KIND: &'static str = "nothing";
+        type Key = ();
+        type Rows = ();
+
+        fn run(_: &mut DbConn, keys: &[&()]) -> QueryResult<Vec<()>> {
+            Ok(vec![(); keys.len()])
+        }
+    }
+
+    /// With the database unreachable, a read queued while the reader thread waits for a
+    /// connection is answered when that wait ends, with the same `503` cause: it does not wait
+    /// out a connection timeout of its own after it (as it did, up to twice the timeout).
+    #[actix_web::test]
+    async fn in_an_outage_a_queued_read_waits_for_at_most_one_connection_timeout() {
+        let timeout = Duration::from_millis(600);
+        // Nothing listens on port 1: every connection attempt fails until the timeout.
+        let unreachable = DbManager::new(DatabaseUrl::Postgres(
+            "postgres://nobody@127.0.0.1:1/none".to_owned(),
+        ));
+        let pool = r2d2::Pool::builder()
+            .max_size(1)
+            .min_idle(Some(0))
+            .connection_timeout(timeout)
+            .build_unchecked(unreachable);
+        let batcher = Batcher::<Nothing>::start(&pool);
+        let first = batcher.read(());
+        let queued = async {
+            tokio::time::sleep(timeout / 3).await;
+            let at = Instant::now();
+            let asks = (0..5).map(|_| batcher.read(()));
+            let answers = futures_util::future::join_all(asks).await;
+            (answers, at.elapsed())
+        };
+        let (first, (queued, waited)) = futures_util::join!(first, queued);
+        for answer in std::iter::once(first).chain(queued) {
+            assert!(
+                matches!(answer, Err(AppError::Unavailable(_))),
+                "an unreachable database is a 503"
+            );
+        }
+        // Queued a third of the way into the first wait: two thirds of a timeout with the fix,
+        // five thirds without it.
+        assert!(
+            waited < timeout,
+            "queued reads waited {waited:?}, past one connection timeout"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Introspection's first reads: the caller's client and the access token, each by primary key,
-//! for many requests at once, through the batch executor (`db::batch`). A point read costs the
+//! Point reads of many requests at once, through the batch executor (`db::batch`):
+//! introspection's first reads (the caller's client and the access token, each by primary key),
+//! and a client authentication's (the client and its failure window). A point read costs the
 //! database far more around the lookup than in it: on PostgreSQL a round trip, on SQLite a read
 //! transaction (`bench/README.md`).
 
@@ -8,10 +9,11 @@ use std::collections::HashMap;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
 use super::batch::Batch;
 use super::clients::ClientRow;
+use super::ratelimit::WindowKey;
 use super::schema::{access_tokens, clients};
 use super::tokens::AccessTokenRow;
 use super::DbConn;
@@ -148,6 +150,141 @@ impl QueryFragment<Pg> for BothByKey<'_> {
 
 impl RunQueryDsl<PgConnection> for BothByKey<'_> {}
 
+/// What one client authentication reads: the client by id and, with limits on, the hits of its
+/// failure window (the client and the caller's IP).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClientRead {
+    pub client_id: String,
+    pub window: Option<WindowKey>,
+}
+
+/// The client's row (`None`: no such client) and its window's hits (current, previous; zero
+/// without a window), as `clients::find_with_window` answers.
+pub type ClientFound = (Option<ClientRow>, (i64, i64));
+
+/// A client authentication's reads as a [`Batch`]: the client_credentials grant on PostgreSQL
+/// reads its client this way, so a burst of token requests costs PostgreSQL one statement for
+/// their clients instead of one each, as introspection's reads do.
+pub struct ClientReads;
+
+impl Batch for ClientReads {
+    const KIND: &'static str = "client_reads";
+    type Key = ClientRead;
+    type Rows = ClientFound;
+
+    fn run(conn: &mut DbConn, keys: &[&ClientRead]) -> QueryResult<Vec<ClientFound>> {
+        let mut wanted: Vec<&ClientRead> = keys.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let found: Vec<ClientFound> = match conn {
+            DbConn::Pg(c) => {
+                let rows: Vec<(Option<ClientRow>, Option<i32>, Option<i32>)> =
+                    ClientsWithWindows::of(&wanted).load(c)?;
+                rows.into_iter()
+                    .map(|(row, current, previous)| {
+                        let hits = |h: Option<i32>| i64::from(h.unwrap_or(0));
+                        (row, (hits(current), hits(previous)))
+                    })
+                    .collect()
+            }
+            // One read transaction, then each key as one request reads it.
+            DbConn::Sqlite(_) => conn.transaction(|conn| {
+                wanted
+                    .iter()
+                    .map(|k| {
+                        super::clients::find_with_window(conn, &k.client_id, k.window.as_ref())
+                    })
+                    .collect::<QueryResult<Vec<_>>>()
+            })?,
+        };
+        // Each key's answer is the row of its place among the distinct keys.
+        keys.iter()
+            .map(|key| {
+                wanted
+                    .binary_search(key)
+                    .ok()
+                    .and_then(|at| found.get(at).cloned())
+                    .ok_or_else(|| {
+                        diesel::result::Error::DeserializationError(
+                            "a batched client read answered fewer rows than it was asked".into(),
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// PostgreSQL: the clients of a batch and their failure windows in one statement, one row per
+/// key in the order given (`WITH ORDINALITY`). A key without a window has a NULL bucket, which
+/// joins no window row, so its hits read as zero; an unknown client's window is read all the
+/// same, so an unknown client is limited alike. Fixed text: prepared once per connection.
+struct ClientsWithWindows {
+    client_ids: Vec<String>,
+    buckets: Vec<Option<String>>,
+    current: Vec<i64>,
+    previous: Vec<i64>,
+}
+
+impl ClientsWithWindows {
+    fn of(keys: &[&ClientRead]) -> Self {
+        Self {
+            client_ids: keys.iter().map(|k| k.client_id.clone()).collect(),
+            buckets: keys
+                .iter()
+                .map(|k| k.window.as_ref().map(|w| w.bucket.clone()))
+                .collect(),
+            current: keys
+                .iter()
+                .map(|k| k.window.as_ref().map_or(0, |w| w.current))
+                .collect(),
+            previous: keys
+                .iter()
+                .map(|k| k.window.as_ref().map_or(0, |w| w.previous))
+                .collect(),
+        }
+    }
+}
+
+impl QueryId for ClientsWithWindows {
+    type QueryId = ClientsWithWindows;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ClientsWithWindows {
+    type SqlType = (
+        Nullable<clients::SqlType>,
+        Nullable<Integer>,
+        Nullable<Integer>,
+    );
+}
+
+impl QueryFragment<Pg> for ClientsWithWindows {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        clients::all_columns.walk_ast(out.reborrow())?;
+        out.push_sql(", cur.hits, prev.hits FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.client_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.buckets)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.current)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.previous)?;
+        out.push_sql(
+            ") WITH ORDINALITY AS wanted (client_id, bucket, cur, prev, n) \
+             LEFT JOIN clients ON clients.id = wanted.client_id \
+             LEFT JOIN rate_limit_windows cur \
+             ON cur.bucket = wanted.bucket AND cur.window_start = wanted.cur \
+             LEFT JOIN rate_limit_windows prev \
+             ON prev.bucket = wanted.bucket AND prev.window_start = wanted.prev \
+             ORDER BY wanted.n",
+        );
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<PgConnection> for ClientsWithWindows {}
+
 /// The rows `find` finds, one lookup per id.
 fn each_found<T>(
     ids: &[&str],
@@ -256,6 +393,7 @@ mod tests {
         let (base, _) = admin_url.rsplit_once('/').unwrap();
         let db = seeded(&format!("{base}/{name}"));
         answers_each_request_with_its_own_rows(&db);
+        client_reads_answer_as_single_reads(&db);
         // Only clients, only tokens, and more of one than the other: the shorter list is padded.
         let mut conn = db.get().unwrap();
         let only_clients = [reads(Some("c2"), None), reads(Some("c1"), None)];
@@ -334,6 +472,70 @@ mod tests {
                     batched.client.as_ref().map(|c| c.id.clone()),
                     batched.access_token.as_ref().map(|t| t.id.clone())
                 )
+            );
+        }
+    }
+
+    #[test]
+    fn client_reads_answer_each_request_as_its_own_read_would() {
+        let dir = tempfile::tempdir().unwrap();
+        client_reads_answer_as_single_reads(&seeded_db(&dir));
+    }
+
+    /// [`ClientReads`] against `clients::find_with_window` for the same keys: windows with hits
+    /// in both periods, no window, an unknown client, the same key twice, a window never hit.
+    fn client_reads_answer_as_single_reads(db: &Db) {
+        use crate::db::ratelimit::{self, WindowKey};
+        let mut conn = db.get().unwrap();
+        let window = |bucket: &str, current: i64| WindowKey {
+            bucket: bucket.to_owned(),
+            current,
+            previous: current - 60,
+        };
+        for _ in 0..2 {
+            ratelimit::hit(&mut conn, &window("b1", 120)).unwrap();
+        }
+        ratelimit::hit(&mut conn, &window("b1", 60)).unwrap();
+        let read = |client: &str, w: Option<WindowKey>| ClientRead {
+            client_id: client.to_owned(),
+            window: w,
+        };
+        let asked = [
+            read("c1", Some(window("b1", 120))),
+            read("c2", None),
+            read("nope", Some(window("b1", 120))),
+            read("c1", Some(window("b1", 120))),
+            read("c2", Some(window("b2", 120))),
+            read("c1", Some(window("b1", 180))),
+        ];
+        let refs: Vec<&ClientRead> = asked.iter().collect();
+        let batched = ClientReads::run(&mut conn, &refs).unwrap();
+        let got: Vec<(Option<&str>, (i64, i64))> = batched
+            .iter()
+            .map(|(row, hits)| (row.as_ref().map(|r| r.id.as_str()), *hits))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("c1"), (2, 1)),
+                (Some("c2"), (0, 0)),
+                (None, (2, 1)),
+                (Some("c1"), (2, 1)),
+                (Some("c2"), (0, 0)),
+                (Some("c1"), (0, 2)),
+            ]
+        );
+        for (one, (row, hits)) in asked.iter().zip(&batched) {
+            let (single_row, single_hits) = crate::db::clients::find_with_window(
+                &mut conn,
+                &one.client_id,
+                one.window.as_ref(),
+            )
+            .unwrap();
+            assert_eq!(single_hits, *hits);
+            assert_eq!(
+                single_row.map(|r| (r.id, r.secret_hash, r.grant_types)),
+                row.clone().map(|r| (r.id, r.secret_hash, r.grant_types))
             );
         }
     }

@@ -8,7 +8,7 @@ use super::{native, DbConn};
 
 /// A bucket's current fixed window and the one before it, to read together with another row
 /// (the client's failure window with the client).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WindowKey {
     pub bucket: String,
     pub current: i64,

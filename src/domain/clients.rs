@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::clock::UnixTime;
+use crate::db::point_reads::{ClientFound, ClientRead};
 use crate::db::{self, clients::ClientRow, DbConn};
 use crate::domain::audit::{self, AuditContext, AuditEntry, AuditEvent};
 use crate::domain::context::Ctx;
@@ -380,15 +381,35 @@ pub struct ClientLookup {
 /// Reads the client `auth` names and its failure window; writes nothing, so a caller may read
 /// on a connection of its own and write (the token, or [`count_failure`]) afterwards.
 pub fn lookup(conn: &mut DbConn, ctx: &Ctx<'_>, auth: &ClientAuth) -> AppResult<ClientLookup> {
+    let (read, window) = lookup_read(ctx, auth);
+    let found = db::clients::find_with_window(conn, &read.client_id, read.window.as_ref())?;
+    Ok(ClientLookup::of(window, found))
+}
+
+/// What [`lookup`] reads, for a caller that reads it batched with other requests' reads
+/// (`db::point_reads::ClientReads`), and the window the rows are then judged by
+/// ([`ClientLookup::of`]).
+pub fn lookup_read(
+    ctx: &Ctx<'_>,
+    auth: &ClientAuth,
+) -> (ClientRead, Option<ratelimit::ClientAuthWindow>) {
     let ip = ctx.audit.ip.as_deref();
     let window =
         ratelimit::client_auth_window(&ctx.config.rate_limit, ctx.now, auth.client_id(), ip);
-    let (row, hits) =
-        db::clients::find_with_window(conn, auth.client_id(), window.as_ref().map(|w| &w.key))?;
-    Ok(ClientLookup { window, row, hits })
+    let read = ClientRead {
+        client_id: auth.client_id().to_owned(),
+        window: window.as_ref().map(|w| w.key.clone()),
+    };
+    (read, window)
 }
 
 impl ClientLookup {
+    /// The lookup of what [`lookup_read`] asked, from the rows found for it.
+    pub fn of(window: Option<ratelimit::ClientAuthWindow>, found: ClientFound) -> Self {
+        let (row, hits) = found;
+        Self { window, row, hits }
+    }
+
     /// Refuses a spent window, then checks what `auth` presents. An error for which
     /// [`counts_as_failure`] holds must be counted with [`count_failure`].
     pub fn judge(self, now: UnixTime, auth: &ClientAuth) -> AppResult<Client> {

@@ -48,16 +48,16 @@ fn required<'a>(v: &'a Option<String>, name: &'static str) -> AppResult<&'a str>
 }
 
 /// `grant_type=client_credentials` for `auth`, without writing: authenticates the client
-/// (reads only) and mints; the caller inserts the [`Issue`], and counts an authentication
-/// failure ([`clients::counts_as_failure`], [`clients::count_failure`]). [`token`] does the
-/// same inside its transaction.
-pub fn client_credentials_unwritten(
-    conn: &mut DbConn,
+/// against what was read for it ([`clients::lookup_read`]) and mints; the caller inserts the
+/// [`Issue`], and counts an authentication failure ([`clients::counts_as_failure`],
+/// [`clients::count_failure`]). [`token`] does the same inside its transaction.
+pub fn client_credentials_found(
     ctx: &Ctx<'_>,
+    found: clients::ClientLookup,
     auth: &ClientAuth,
     req: &TokenRequest,
 ) -> AppResult<(Issue, TokenResponse)> {
-    let client = clients::lookup(conn, ctx, auth)?.judge(ctx.now, auth)?;
+    let client = found.judge(ctx.now, auth)?;
     grants::client_credentials::client_credentials(
         ctx,
         &client,

@@ -1,11 +1,12 @@
 //! `/oauth2/token`, `/oauth2/revoke`, `/oauth2/introspect`.
 
-use super::{read, read_as, write};
+use super::{read, write};
 use crate::db::batch::BatchedWrites;
 use crate::db::tokens::IssueInserts;
 use crate::db::DbConn;
 use crate::domain::audit::AuditContext;
 use crate::domain::clients::{self, ClientAuth};
+use crate::domain::context::Ctx;
 use crate::domain::credentials::{Introspection, RecordUse, TokenResponse};
 use crate::domain::discovery::{GRANT_CLIENT_CREDENTIALS, GRANT_JWT_BEARER};
 use crate::domain::endpoints::{self, TokenRequest};
@@ -55,9 +56,10 @@ pub async fn token(
 }
 
 /// `grant_type=client_credentials` on PostgreSQL: it reads the client and inserts a token, and
-/// what it reads is not what it writes, so it holds no transaction. The read runs on the pool,
-/// the insert joins other requests' in one statement per batch. A failed authentication is
-/// counted in a write of its own, as it is for every grant.
+/// what it reads is not what it writes, so it holds no transaction. The read joins other
+/// requests' reads of their clients in one statement per batch, the insert joins their inserts
+/// likewise; minting runs on this worker. A failed authentication is counted in a write of its
+/// own, as it is for every grant.
 ///
 /// Between the read and the insert another request may change the client: a secret rotated
 /// or a client deleted in those microseconds does not stop this token, as it would not have
@@ -72,11 +74,16 @@ async fn client_credentials(
     auth: ClientAuth,
     request: TokenRequest,
 ) -> AppResult<TokenResponse> {
-    let presented = auth.clone();
-    let minted = read_as(state, audit.clone(), move |conn, ctx| {
-        endpoints::client_credentials_unwritten(conn, ctx, &presented, &request)
-    })
-    .await;
+    let (config, keys, now) = (state.config.clone(), state.keys.current(), state.now());
+    let ctx = Ctx {
+        config: &config,
+        keys: &keys,
+        now,
+        audit: &audit,
+    };
+    let (read, window) = clients::lookup_read(&ctx, &auth);
+    let found = clients::ClientLookup::of(window, state.client_reads.read(read).await?);
+    let minted = endpoints::client_credentials_found(&ctx, found, &auth, &request);
     match minted {
         Ok((issue, response)) => {
             issues.write(issue).await?;

@@ -92,6 +92,13 @@ async fn metrics_report_requests_tokens_and_refusals(backend: Backend) {
         let value = sample(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
         assert!(value >= at_least, "{series} = {value}");
     }
+    // The client's read: on PostgreSQL batched with other requests' reads (on SQLite it is
+    // part of the writer's job; the metrics are the process's, shared by the tests running in
+    // it, so that a SQLite server made no such batch cannot be seen from here).
+    if backend == Backend::Postgres {
+        let client_reads = sample(&text, "authmd_batch_size_count{kind=\"client_reads\"}");
+        assert!(client_reads >= Some(1.0), "{text}");
+    }
     // Raw paths never become labels: a probe of random paths adds no series for them.
     app.get("/no/such/path/abc123").await;
     let text = scrape(Some(METRICS_TOKEN))
