@@ -3,6 +3,13 @@
 //! Queries take `&mut DbConn` and never decide transactions or build HTTP responses; the domain
 //! function that calls them does. The backend is chosen from the URL scheme by [`DbManager`]
 //! (not `MultiConnection::establish`, which tries each backend and hides why one failed).
+//!
+//! Every row type that is inserted says `treat_none_as_default_value = false`: a `None` is
+//! written as `NULL` (no nullable column has another default). With diesel's default, `None`
+//! means the column's `DEFAULT`, so the statement's text depends on which fields are empty: its
+//! prepared statement is found by rendering that text on every insert, and on SQLite, which
+//! has no `DEFAULT` keyword, a multi-row insert becomes one statement per row inside a
+//! savepoint of its own.
 
 pub mod accounts;
 pub mod admin;
@@ -724,6 +731,61 @@ where
     })
 }
 
+/// A write in two steps: `check` reads and decides, and may refuse with any error, but writes
+/// nothing; `apply` writes what was decided, and fails only as the database fails.
+///
+/// Outside a transaction (PostgreSQL, the CLI) the two run in one, as [`write_tx`]. Inside the
+/// SQLite writer's batch they run without the savepoint [`write_tx`] would open: a refusal from
+/// `check` has nothing to undo, and a failure of `apply` fails and rolls back the whole batch
+/// (`Db::write`), which is how a database error in a batch ends anyway. The savepoint cost each
+/// write a `SAVEPOINT` and a `RELEASE`, and a copy in the statement journal of every page the
+/// write changed: a fifth of the writer's time for a JWT-bearer exchange (`bench/README.md`,
+/// sixteenth session). Should `apply` refuse all the same (on PostgreSQL a concurrent request
+/// can win a race the check saw no sign of), its error fails the batch instead of answering
+/// that refusal, so nothing it wrote before refusing is committed.
+///
+/// Debug builds check that `check` wrote nothing.
+pub fn write_checked<C, T>(
+    conn: &mut DbConn,
+    check: impl FnOnce(&mut DbConn) -> AppResult<C>,
+    apply: impl FnOnce(&mut DbConn, C) -> AppResult<T>,
+) -> AppResult<T> {
+    let in_batch = match conn {
+        DbConn::Sqlite(c) => transaction_depth(c)? > 0,
+        DbConn::Pg(_) => false,
+    };
+    if !in_batch {
+        return write_tx(conn, |conn| {
+            let checked = check(conn)?;
+            apply(conn, checked)
+        });
+    }
+    #[cfg(debug_assertions)]
+    let changes = total_changes(conn)?;
+    let checked = check(conn)?;
+    #[cfg(debug_assertions)]
+    assert_eq!(total_changes(conn)?, changes, "a write_checked check wrote");
+    apply(conn, checked).map_err(|e| match e {
+        AppError::Internal(_) | AppError::Unavailable(_) => e,
+        refused => AppError::internal(format!(
+            "a write refused after it had begun writing, so its batch is rolled back: {refused}"
+        )),
+    })
+}
+
+/// Rows SQLite's connection has changed since it opened (`sqlite3_total_changes`).
+#[cfg(debug_assertions)]
+fn total_changes(conn: &mut DbConn) -> AppResult<i64> {
+    use diesel::RunQueryDsl;
+    Ok(match conn {
+        DbConn::Sqlite(c) => diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "total_changes()",
+        ))
+        .get_result(c)?,
+        DbConn::Pg(_) => 0,
+    })
+}
+
 /// How many transactions are open on `c`: 0 outside one, 1 in a transaction, more in savepoints.
 pub(crate) fn transaction_depth(c: &mut SqliteConnection) -> diesel::QueryResult<u32> {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -928,6 +990,88 @@ mod tests {
         ));
         assert!(matches!(kept.await.unwrap(), Err(AppError::Protocol(_))));
         assert_eq!(scratch_rows(&db), ["kept", "ok"]);
+    }
+
+    /// `write_checked` in the writer's batch: a refusal of its check answers that refusal and
+    /// leaves the neighbours' writes; a refusal once `apply` began writing fails the batch, so
+    /// what it wrote is not committed (there is no savepoint to roll back to).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checked_write_refuses_before_writing_or_fails_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_db(&dir);
+        let checked = |check: bool, apply: bool, v: &'static str| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |c| {
+                    write_checked(
+                        c,
+                        |_| if check { Ok(()) } else { Err(refused()) },
+                        |c, ()| {
+                            insert(c, v)?;
+                            if apply {
+                                Ok(())
+                            } else {
+                                Err(refused())
+                            }
+                        },
+                    )
+                })
+                .await
+            })
+        };
+        let (release, holder) = hold_writer(&db).await;
+        let ok = checked(true, true, "ok");
+        let refused_first = checked(false, true, "never");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(release);
+        holder.await.unwrap();
+        ok.await.unwrap().unwrap();
+        assert!(matches!(
+            refused_first.await.unwrap(),
+            Err(AppError::Protocol(_))
+        ));
+        assert_eq!(scratch_rows(&db), ["ok"]);
+
+        let (release, holder) = hold_writer(&db).await;
+        let neighbour = checked(true, true, "lost");
+        let refused_late = checked(true, false, "half");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(release);
+        holder.await.unwrap();
+        assert!(neighbour.await.unwrap().is_err());
+        assert!(matches!(
+            refused_late.await.unwrap(),
+            Err(AppError::Internal(_))
+        ));
+        assert_eq!(scratch_rows(&db), ["ok"]);
+
+        // Alone (no batch: the CLI, PostgreSQL) it is one transaction, and a late refusal is
+        // answered as it is, with what `apply` wrote rolled back.
+        let mut conn = db.get().unwrap();
+        let alone = write_checked(
+            &mut conn,
+            |_| Ok(()),
+            |c, ()| {
+                insert(c, "alone")?;
+                Err::<(), _>(refused())
+            },
+        );
+        assert!(matches!(alone, Err(AppError::Protocol(_))));
+        drop(conn);
+        assert_eq!(scratch_rows(&db), ["ok"]);
+    }
+
+    /// Debug builds catch a check that writes: without a savepoint its write could not be
+    /// undone when the check then refuses.
+    #[test]
+    #[should_panic(expected = "a write_checked check wrote")]
+    fn a_check_that_writes_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_db(&dir);
+        let mut conn = db.get().unwrap();
+        let _ = write_tx(&mut conn, |c| {
+            write_checked(c, |c| insert(c, "sneaky"), |_, ()| Ok(()))
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

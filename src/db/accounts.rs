@@ -10,6 +10,7 @@ use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = personal_tokens)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct PersonalTokenRow {
     pub id: String,
     pub token_hash: String,
@@ -183,6 +184,7 @@ pub fn delete_consent(conn: &mut DbConn, user_id: &str, client_id: &str) -> Quer
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = idempotency_keys)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct IdempotencyRow {
     pub key_hash: String,
     pub request_hash: String,

@@ -13,6 +13,7 @@ use super::{native, DbConn};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = agent_registrations)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct RegistrationRow {
     pub id: String,
     pub registration_type: RegistrationType,
@@ -39,6 +40,7 @@ pub struct RegistrationRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ApiKeyRow {
     pub key_hash: String,
     pub registration_id: String,
@@ -50,6 +52,7 @@ pub struct ApiKeyRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claim_attempts)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AttemptRow {
     pub id: String,
     pub registration_id: String,

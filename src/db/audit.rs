@@ -10,6 +10,7 @@ use super::DbConn;
 /// another thread (token issues on PostgreSQL, `tokens::insert_issues`).
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_events)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct NewAuditRow {
     pub event: &'static str,
     pub created_at: i64,

@@ -8,6 +8,7 @@ use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = device_codes)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct DeviceRow {
     pub device_code_hash: String,
     pub user_code_hash: String,

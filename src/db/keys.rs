@@ -7,6 +7,7 @@ use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = signing_keys)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct SigningKeyRow {
     pub kid: String,
     pub alg: String,

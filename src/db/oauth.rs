@@ -7,6 +7,7 @@ use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = consents)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ConsentRow {
     pub user_id: String,
     pub client_id: String,
@@ -37,6 +38,7 @@ pub fn put_consent(conn: &mut DbConn, row: &ConsentRow) -> QueryResult<()> {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = authorization_codes)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct CodeRow {
     pub code_hash: String,
     pub client_id: String,

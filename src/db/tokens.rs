@@ -10,6 +10,7 @@ use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = grants)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct GrantRow {
     pub id: String,
     pub client_id: Option<String>,
@@ -28,6 +29,7 @@ pub struct GrantRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = access_tokens)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AccessTokenRow {
     pub id: String,
     pub grant_id: Option<String>,
@@ -68,6 +70,7 @@ impl AccessTokenRow {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct RefreshTokenRow {
     pub token_hash: String,
     pub grant_id: String,
@@ -145,7 +148,7 @@ pub struct Issue {
 
 /// Inserts each issue's token and audit row, all or none. PostgreSQL: one statement for the
 /// whole batch (`WITH first AS (INSERT … tokens) INSERT … audit rows`), atomic without
-/// `BEGIN`/`COMMIT`; SQLite: two multi-row inserts in a transaction.
+/// `BEGIN`/`COMMIT`; SQLite: one-row inserts in a transaction.
 ///
 /// Inside the SQLite writer's batch (a transaction already open) there is no savepoint: a
 /// failed insert is a database error, which fails and rolls back the whole batch (`Db::write`),
@@ -153,24 +156,28 @@ pub struct Issue {
 /// token a `SAVEPOINT` and a `RELEASE` parsed anew and a copy of each page it changed in the
 /// statement journal, on the writer every issuance waits for.
 pub fn insert_issues(conn: &mut DbConn, issues: &[&Issue]) -> QueryResult<()> {
-    let tokens: Vec<&AccessTokenRow> = issues.iter().map(|i| &i.token).collect();
-    let audits: Vec<&NewAuditRow> = issues.iter().map(|i| &i.audit).collect();
     match conn {
         DbConn::Pg(c) => super::Together(
-            diesel::insert_into(access_tokens::table).values(tokens),
-            diesel::insert_into(audit_events::table).values(audits),
+            diesel::insert_into(access_tokens::table)
+                .values(issues.iter().map(|i| &i.token).collect::<Vec<_>>()),
+            diesel::insert_into(audit_events::table)
+                .values(issues.iter().map(|i| &i.audit).collect::<Vec<_>>()),
         )
         .execute(c)
         .map(drop),
         DbConn::Sqlite(c) => {
+            // Row by row: a one-row insert's statement is prepared once per connection (its
+            // type names it), where a multi-row insert of a varying count is parsed anew.
             let inserts = |c: &mut diesel::SqliteConnection| {
-                diesel::insert_into(access_tokens::table)
-                    .values(tokens)
-                    .execute(c)?;
-                diesel::insert_into(audit_events::table)
-                    .values(audits)
-                    .execute(c)
-                    .map(drop)
+                for issue in issues {
+                    diesel::insert_into(access_tokens::table)
+                        .values(&issue.token)
+                        .execute(c)?;
+                    diesel::insert_into(audit_events::table)
+                        .values(&issue.audit)
+                        .execute(c)?;
+                }
+                Ok(())
             };
             if super::transaction_depth(c)? > 0 {
                 inserts(c)

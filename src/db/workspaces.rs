@@ -7,6 +7,7 @@ use super::DbConn;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = workspaces)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct WorkspaceRow {
     pub id: String,
     pub name: String,

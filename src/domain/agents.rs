@@ -10,7 +10,7 @@ use crate::clock::UnixTime;
 use crate::config::{Config, DefaultCredential};
 use crate::db::agents::RegistrationRow;
 use crate::db::status::{CredentialType, Protocol, RegistrationStatus, RegistrationType};
-use crate::db::{self, write_tx, DbConn};
+use crate::db::{self, write_checked, write_tx, DbConn};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::claims;
 use crate::domain::context::Ctx;
@@ -139,17 +139,22 @@ pub fn register_anonymous(
         kind,
         &scopes,
     );
-    let (credential, expires) = write_tx(conn, |conn| {
-        db::agents::insert_registration(conn, &reg)?;
-        let issued = credentials::mint::for_registration(conn, ctx, &reg, kind)?;
-        ctx.record_registration(
-            conn,
-            AuditEvent::RegistrationCreated,
-            &reg,
-            json!({ "type": reg.registration_type, "credential_type": kind }),
-        )?;
-        Ok(issued)
-    })?;
+    // Nothing to check: every refusal came before, so no savepoint (see `write_checked`).
+    let (credential, expires) = write_checked(
+        conn,
+        |_| Ok(()),
+        |conn, ()| {
+            db::agents::insert_registration(conn, &reg)?;
+            let issued = credentials::mint::for_registration(conn, ctx, &reg, kind)?;
+            ctx.record_registration(
+                conn,
+                AuditEvent::RegistrationCreated,
+                &reg,
+                json!({ "type": reg.registration_type, "credential_type": kind }),
+            )?;
+            Ok(issued)
+        },
+    )?;
     Ok(Registered {
         registration_id: reg.id.clone(),
         registration_type: reg.registration_type.as_str().to_owned(),

@@ -40,7 +40,7 @@ use crate::db::status::{
     RegistrationType,
 };
 use crate::db::tokens::GrantRow;
-use crate::db::{self, write_tx, DbConn};
+use crate::db::{self, write_checked, write_tx, DbConn};
 use crate::domain::agents::{self, id_jag_scopes, new_registration};
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::claims::{claimable, otp_hash, six_digits, MAX_OTP_FAILURES};
@@ -202,10 +202,15 @@ pub fn register_anonymous(
         RegistrationStatus::Active,
         &scopes,
     );
-    write_tx(conn, |conn| {
-        db::agents::insert_registration(conn, &reg)?;
-        created(ctx, conn, &reg)
-    })?;
+    // Nothing to check: every refusal came before, so no savepoint (see `write_checked`).
+    write_checked(
+        conn,
+        |_| Ok(()),
+        |conn, ()| {
+            db::agents::insert_registration(conn, &reg)?;
+            created(ctx, conn, &reg)
+        },
+    )?;
     let (assertion, exp) = identity_assertion_v06(ctx, &reg, None)?;
     Ok(IdentityRegistered {
         registration_id: reg.id.clone(),

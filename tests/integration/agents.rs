@@ -126,7 +126,7 @@ async fn anonymous_credential_types_and_identity_assertion_exchange(backend: Bac
     .await;
     let assertion = reg["credential"].as_str().unwrap();
     assert_eq!(assertion.matches('.').count(), 2, "a JWT");
-    let exchange = |assertion: String| {
+    let exchange_for = |assertion: String, scope: &'static str| {
         app.client
             .post(app.url("/oauth2/token"))
             .form(&[
@@ -135,9 +135,20 @@ async fn anonymous_credential_types_and_identity_assertion_exchange(backend: Bac
                     "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned(),
                 ),
                 ("assertion", assertion),
+                ("scope", scope.to_owned()),
             ])
             .send()
     };
+    let exchange = |assertion: String| exchange_for(assertion, "api.read");
+    // A refused exchange (a scope the registration lacks) does not use the assertion up.
+    let resp = exchange_for(assertion.to_owned(), "api.write")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_scope"
+    );
     let resp = exchange(assertion.to_owned()).await.unwrap();
     assert_eq!(resp.status(), 200);
     let pair: Value = resp.json().await.unwrap();

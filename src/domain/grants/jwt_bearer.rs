@@ -5,9 +5,10 @@
 use serde_json::json;
 
 use super::{issue_person_grant, narrow_scopes, resolve_resource, PersonGrant};
+use crate::db::agents::RegistrationRow;
 use crate::db::status::{GrantKind, Protocol};
 use crate::db::tokens::GrantRow;
-use crate::db::{self, write_tx, DbConn};
+use crate::db::{self, write_checked, write_tx, DbConn};
 use crate::domain::agents;
 use crate::domain::audit::{AuditEntry, AuditEvent};
 use crate::domain::clients::Client;
@@ -45,30 +46,40 @@ pub fn exchange_identity_assertion(
     }
     let audience = resolve_resource(ctx.config, resource)?;
     let claims = checked?;
-    write_tx(conn, |conn| {
+    // Every refusal is decided before the first write, so inside SQLite's writer batch the
+    // exchange needs no savepoint (see `write_checked`).
+    let check = |conn: &mut DbConn| {
         let reg = db::agents::find_registration(conn, &claims.registration_id)?
             .ok_or_else(|| bad("assertion names no registration"))?;
         // v0.1 assertions are single use; a v0.6 one is the agent's way back to new access
         // tokens (that path has no refresh token), so it is re-exchangeable until it expires,
         // unless revoked (RFC 7009 records its jti) or superseded by the claim.
         let v06 = reg.protocol == Protocol::V06;
-        if v06 {
-            if db::agents::jti_seen(conn, &claims.iss, &claims.jti)? {
-                return Err(bad("assertion was revoked"));
-            }
-            if claims.pre_claim && reg.claimed_at.is_some() {
-                return Err(bad(
-                    "the registration was claimed: use the identity assertion the claim grant returned",
-                ));
-            }
-        } else if !db::agents::record_jti(conn, &claims.iss, &claims.jti, claims.exp)? {
-            return Err(bad("assertion was already used (jti replay)"));
+        if db::agents::jti_seen(conn, &claims.iss, &claims.jti)? {
+            return Err(bad(if v06 {
+                "assertion was revoked"
+            } else {
+                "assertion was already used (jti replay)"
+            }));
+        }
+        if v06 && claims.pre_claim && reg.claimed_at.is_some() {
+            return Err(bad(
+                "the registration was claimed: use the identity assertion the claim grant returned",
+            ));
         }
         if !credentials::is_live(&reg, ctx.now) {
             return Err(bad("the registration is no longer active"));
         }
         let granted = Scopes::parse(&reg.scopes).unwrap_or_default();
         let scopes = narrow_scopes(scope, &granted)?.to_string();
+        Ok((reg, v06, scopes))
+    };
+    let apply = |conn: &mut DbConn, (reg, v06, scopes): (RegistrationRow, bool, String)| {
+        // A concurrent exchange of the same assertion on PostgreSQL can record its jti between
+        // the check and here; SQLite's one writer cannot interleave.
+        if !v06 && !db::agents::record_jti(conn, &claims.iss, &claims.jti, claims.exp)? {
+            return Err(bad("assertion was already used (jti replay)"));
+        }
         let grant = GrantRow {
             id: time_ordered_id("gr_", ctx.now),
             client_id: None,
@@ -96,7 +107,8 @@ pub fn exchange_identity_assertion(
             },
         )?;
         Ok(response)
-    })
+    };
+    write_checked(conn, check, apply)
 }
 
 /// The JWT-bearer grant with a provider's ID-JAG (verified): the client must be registered for
