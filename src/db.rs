@@ -144,23 +144,12 @@ impl DbManager {
                 Ok(DbConn::Sqlite(conn))
             }
             DatabaseUrl::Postgres(url) => {
-                let mut conn = PgConnection::establish(url).map_err(|e| DbSetupError::Connect {
-                    backend: "PostgreSQL",
-                    message: redact_url_password(&e.to_string(), url),
-                })?;
-                // authmd's statements find their rows by key (the batched reads by `unnest`
-                // of arrays of keys), or by ranges in purges and paged admin listings, where a
-                // plan for the values bound gains little. PostgreSQL's default plans each
-                // execution of a prepared statement again whenever it estimates a plan for
-                // the values cheaper than the generic one, and under load it kept doing so:
-                // about a quarter of its CPU under client_credentials went to planning (perf),
-                // and with generic plans its CPU per token fell by a fifth (`bench/README.md`,
-                // sixteenth session). A server without the setting (before PostgreSQL 12)
-                // keeps its default.
-                if let Err(e) = conn.batch_execute("SET plan_cache_mode = force_generic_plan") {
-                    tracing::debug!(error = %e, "PostgreSQL keeps its default plan_cache_mode");
-                }
-                Ok(DbConn::Pg(conn))
+                PgConnection::establish(url)
+                    .map(DbConn::Pg)
+                    .map_err(|e| DbSetupError::Connect {
+                        backend: "PostgreSQL",
+                        message: redact_url_password(&e.to_string(), url),
+                    })
             }
         }
     }
@@ -1251,30 +1240,6 @@ mod tests {
     struct Checkpoint {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         wal_autocheckpoint: i64,
-    }
-
-    #[derive(diesel::QueryableByName)]
-    struct PlanCacheMode {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        plan_cache_mode: String,
-    }
-
-    /// Pooled PostgreSQL connections plan their prepared statements once (when the test suite
-    /// is given a PostgreSQL database).
-    #[test]
-    fn postgres_connections_keep_generic_plans() {
-        use diesel::RunQueryDsl;
-        let Ok(url) = std::env::var("AUTHMD_TEST_POSTGRES_URL") else {
-            return;
-        };
-        let mut config = Config::defaults();
-        config.database.url = url;
-        let db = Db::connect(&config).unwrap();
-        let mut pooled = db.get().unwrap();
-        let mode = diesel::sql_query("SHOW plan_cache_mode")
-            .get_result::<PlanCacheMode>(&mut *pooled)
-            .unwrap();
-        assert_eq!(mode.plan_cache_mode, "force_generic_plan");
     }
 
     #[test]
