@@ -56,31 +56,6 @@ macro_rules! native {
 }
 pub(crate) use native;
 
-/// Two statements sent as one on PostgreSQL: `WITH first AS (<a>) <b>`. A data-modifying
-/// statement in `WITH` runs exactly once and to completion whether or not `<b>` reads it, and
-/// the whole is one statement: atomic without `BEGIN`/`COMMIT`, and one round trip where the
-/// two in a transaction take four (`bench/README.md`, statements per request).
-#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
-pub struct Together<A, B>(pub A, pub B);
-
-impl<A, B> diesel::query_builder::QueryFragment<diesel::pg::Pg> for Together<A, B>
-where
-    A: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-    B: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-{
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
-    ) -> diesel::QueryResult<()> {
-        out.push_sql("WITH first AS (");
-        self.0.walk_ast(out.reborrow())?;
-        out.push_sql(") ");
-        self.1.walk_ast(out.reborrow())
-    }
-}
-
-impl<A, B> diesel::RunQueryDsl<PgConnection> for Together<A, B> {}
-
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -792,6 +767,59 @@ pub(crate) fn transaction_depth(c: &mut SqliteConnection) -> diesel::QueryResult
     Ok(AnsiTransactionManager::transaction_manager_status_mut(c)
         .transaction_depth()?
         .map_or(0, u32::from))
+}
+
+/// A PostgreSQL database of a storage test's own, migrated, dropped with the value; `None` when
+/// the suite is given no PostgreSQL role that may create databases (`AUTHMD_TEST_POSTGRES_URL`).
+#[cfg(test)]
+pub(crate) struct TestPg {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+#[cfg(test)]
+impl TestPg {
+    pub fn new(tag: &str) -> Option<Self> {
+        let admin_url = std::env::var("AUTHMD_TEST_POSTGRES_URL").ok()?;
+        let name = format!("authmd_t_{tag}_{}", std::process::id());
+        let mut admin = PgConnection::establish(&admin_url).unwrap();
+        // One statement each: PostgreSQL runs several sent together in one transaction, and
+        // neither may run in one.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        Some(Self {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+
+    /// The database, migrated.
+    pub fn db(&self) -> Db {
+        let mut config = Config::defaults();
+        config.database.url = self.url.clone();
+        let db = Db::connect(&config).unwrap();
+        db.migrate().unwrap();
+        db
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestPg {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

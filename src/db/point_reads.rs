@@ -376,22 +376,10 @@ mod tests {
     /// suite is given a PostgreSQL role that may create databases).
     #[test]
     fn postgres_reads_answer_each_request_with_its_own_rows() {
-        use diesel::connection::SimpleConnection;
-        let Ok(admin_url) = std::env::var("AUTHMD_TEST_POSTGRES_URL") else {
+        let Some(pg) = crate::db::TestPg::new("point_reads") else {
             return;
         };
-        let name = format!("authmd_t_point_reads_{}", std::process::id());
-        let mut admin = PgConnection::establish(&admin_url).unwrap();
-        // One statement each: PostgreSQL runs several sent together in one transaction, and
-        // neither may run in one.
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let (base, _) = admin_url.rsplit_once('/').unwrap();
-        let db = seeded(&format!("{base}/{name}"));
+        let db = seeded(&pg.url);
         answers_each_request_with_its_own_rows(&db);
         client_reads_answer_as_single_reads(&db);
         // Only clients, only tokens, and more of one than the other: the shorter list is padded.
@@ -423,10 +411,6 @@ mod tests {
                 .collect();
             assert_eq!(got, want);
         }
-        drop((conn, db));
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .unwrap();
     }
 
     fn answers_each_request_with_its_own_rows(db: &Db) {
