@@ -1265,6 +1265,79 @@ mod tests {
     }
 
     #[derive(diesel::QueryableByName)]
+    struct IndexScans {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        scans: i64,
+    }
+
+    /// PostgreSQL's indexes on those columns are partial too; the look-ups that revoke and
+    /// list by them still use them in the generic plan a prepared statement comes to. Each runs
+    /// as `db/` writes it, with sequential scans disabled (a plan that cannot use its index
+    /// scans the table all the same) and generic plans forced, then every index must have
+    /// counted a scan in this transaction.
+    #[test]
+    fn postgres_partial_indexes_serve_the_lookups_by_their_columns() {
+        use diesel::RunQueryDsl;
+        let Some(pg) = TestPg::new("partial_indexes") else {
+            return;
+        };
+        let db = pg.db();
+        let mut conn = db.get().unwrap();
+        let partial: Vec<IndexScans> = diesel::sql_query(
+            "SELECT indexname::text AS name, 0::int8 AS scans FROM pg_indexes
+             WHERE indexdef LIKE '% WHERE (% IS NOT NULL)' ORDER BY 1",
+        )
+        .load(&mut *conn)
+        .unwrap();
+        let partial: Vec<&str> = partial.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            partial,
+            [
+                "access_tokens_grant",
+                "access_tokens_registration",
+                "audit_events_registration",
+                "audit_events_user",
+            ]
+        );
+        let scans = conn
+            .transaction::<_, diesel::result::Error, _>(|conn| {
+                diesel::sql_query("SET LOCAL enable_seqscan = off").execute(conn)?;
+                diesel::sql_query("SET LOCAL plan_cache_mode = force_generic_plan")
+                    .execute(conn)?;
+                tokens::revoke_grant(conn, "g1", 1)?;
+                agents::revoke_registration_credentials(conn, "r1", 1)?;
+                for filter in [
+                    admin::AuditFilter {
+                        registration_id: Some("r1".to_owned()),
+                        ..admin::AuditFilter::default()
+                    },
+                    admin::AuditFilter {
+                        user_id: Some("u1".to_owned()),
+                        ..admin::AuditFilter::default()
+                    },
+                ] {
+                    admin::audit(conn, &filter, 50)?;
+                }
+                diesel::sql_query(
+                    "SELECT indexrelname::text AS name,
+                     pg_stat_get_xact_numscans(indexrelid) AS scans
+                     FROM pg_stat_user_indexes ORDER BY 1",
+                )
+                .load::<IndexScans>(conn)
+            })
+            .unwrap();
+        for index in partial {
+            assert!(
+                scans.iter().any(|s| s.name == index && s.scans > 0),
+                "{index} unused: {:?}",
+                scans.iter().map(|s| (&s.name, s.scans)).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[derive(diesel::QueryableByName)]
     struct Checkpoint {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         wal_autocheckpoint: i64,
