@@ -158,6 +158,47 @@ impl DbManager {
     }
 }
 
+/// Connections of PostgreSQL's batch threads: one per kind of batch (introspection's reads,
+/// client authentication's reads, token inserts), each thread holding one while it runs a batch.
+/// They are not counted in `database.max_connections`.
+const BATCH_CONNECTIONS: u32 = 3;
+
+/// How the batch threads' PostgreSQL connections plan, set once per connection.
+///
+/// A batched statement has a fixed text and is prepared once per connection, but PostgreSQL
+/// planned it again for every batch: a custom plan for the bound arrays looks cheaper than the
+/// generic one, which assumes a hundred keys. That planning was 41 % of PostgreSQL's CPU under
+/// introspection and 23 % under client_credentials (`bench/README.md`, seventeenth session).
+/// A forced generic plan alone is planned once, but it is planned for the table statistics of
+/// that moment and kept until the next `ANALYZE`: made while a table is small it scans the
+/// table into a hash join, and stays so while the table grows (introspection at 1.3k instead of
+/// 33k req/s for a whole benchmark round, sixteenth session). The batched statements only look
+/// rows up by primary key, so here sequential scans, hash joins and merge joins are ruled out:
+/// the one plan left is a nested loop over primary-key index scans, whatever the statistics
+/// say. A unit test checks the plans use the indexes on an empty, analyzed database and after
+/// it has grown. Every other statement runs on the main pool and plans as PostgreSQL chooses.
+const BATCH_PLAN_SETTINGS: &str = "SET plan_cache_mode = force_generic_plan;
+     SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
+
+/// Applies [`BATCH_PLAN_SETTINGS`] to each new connection of the batch pool.
+#[derive(Debug)]
+struct BatchPlans;
+
+impl r2d2::CustomizeConnection<DbConn, DbSetupError> for BatchPlans {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), DbSetupError> {
+        match conn {
+            DbConn::Pg(c) => {
+                c.batch_execute(BATCH_PLAN_SETTINGS)
+                    .map_err(|e| DbSetupError::Connect {
+                        backend: "PostgreSQL",
+                        message: e.to_string(),
+                    })
+            }
+            DbConn::Sqlite(_) => Ok(()),
+        }
+    }
+}
+
 impl r2d2::ManageConnection for DbManager {
     type Connection = DbConn;
     type Error = DbSetupError;
@@ -204,6 +245,9 @@ fn redact_url_password(message: &str, url: &str) -> String {
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<DbManager>,
+    /// The connections the batch threads run their statements on (`batch`): on PostgreSQL a
+    /// pool of its own, planned as [`BatchPlans`] says; on SQLite `pool` itself.
+    batch_pool: r2d2::Pool<DbManager>,
     manager: DbManager,
     backend: &'static str,
     /// SQLite's group-commit writer, started on first use: the process's one SQLite writer
@@ -249,14 +293,31 @@ impl Db {
             // that round trip was a second query on every introspection.
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
-            .build(manager)
+            .build(manager.clone())
             .map_err(|e| DbSetupError::Pool(e.to_string()))?;
+        let batch_pool = match backend {
+            "postgres" => r2d2::Pool::builder()
+                .max_size(BATCH_CONNECTIONS)
+                .min_idle(Some(0))
+                .test_on_check_out(false)
+                .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
+                .connection_customizer(Box::new(BatchPlans))
+                .build(manager)
+                .map_err(|e| DbSetupError::Pool(e.to_string()))?,
+            _ => pool.clone(),
+        };
         Ok(Self {
             manager: writer_manager,
             backend,
             writer: Arc::default(),
             pool,
+            batch_pool,
         })
+    }
+
+    /// The connections for batch threads (`batch::Batcher`).
+    pub(crate) fn batch_pool(&self) -> &r2d2::Pool<DbManager> {
+        &self.batch_pool
     }
 
     /// A connection for synchronous callers (CLI, migrations, the blocking closure of [`run`]).

@@ -49,7 +49,7 @@ impl<R: Batch> BatchedWrites<R> {
     /// The batched writes of `db`'s backend, if it has them (PostgreSQL).
     pub fn for_backend(db: &Db) -> Option<Self> {
         (db.backend() != "sqlite").then(|| Self {
-            pool: db.pool.clone(),
+            pool: db.batch_pool().clone(),
             batcher: OnceLock::new(),
         })
     }
@@ -82,7 +82,7 @@ impl<R: Batch> Batched<R> {
         let readers = match db.backend() {
             "sqlite" => Readers::Workers(WorkerBatches::new(&db.pool)),
             _ => Readers::Thread {
-                pool: db.pool.clone(),
+                pool: db.batch_pool().clone(),
                 batcher: OnceLock::new(),
             },
         };

@@ -413,6 +413,98 @@ mod tests {
         }
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+        #[diesel(sql_type = BigInt)]
+        idx: i64,
+    }
+
+    /// Runs both batched reads in a transaction on `conn`; answers the sequential and the index
+    /// scans they made of the tables they read.
+    fn scans_of_batched_reads(conn: &mut DbConn) -> Scans {
+        use crate::db::ratelimit::WindowKey;
+        conn.transaction(|conn| {
+            let asked = [reads(Some("c1"), Some("t1")), reads(Some("c2"), Some("no"))];
+            fetch_many(conn, &asked.iter().collect::<Vec<_>>())?;
+            let read = ClientRead {
+                client_id: "c1".to_owned(),
+                window: Some(WindowKey {
+                    bucket: "b1".to_owned(),
+                    current: 120,
+                    previous: 60,
+                }),
+            };
+            ClientReads::run(conn, &[&read])?;
+            diesel::sql_query(
+                "SELECT coalesce(sum(seq_scan), 0)::int8 AS seq,
+                 coalesce(sum(idx_scan), 0)::int8 AS idx FROM pg_stat_xact_user_tables
+                 WHERE relname IN ('clients', 'access_tokens', 'rate_limit_windows')",
+            )
+            .get_result::<Scans>(conn)
+        })
+        .unwrap()
+    }
+
+    /// PostgreSQL's batch connections plan each batched read once and look rows up by primary
+    /// key whatever the statistics say (`db::BATCH_PLAN_SETTINGS`): on a nearly empty database
+    /// just analyzed, where a forced generic plan alone scans the tables (checked first, on a
+    /// connection of its own), and again after the tables grew by thousands of tokens inserted
+    /// as token issuance inserts them, without a new `ANALYZE`.
+    #[test]
+    fn postgres_batched_reads_look_up_by_key_whatever_the_statistics() {
+        use diesel::connection::SimpleConnection;
+        let Some(pg) = crate::db::TestPg::new("batch_plans") else {
+            return;
+        };
+        let db = seeded(&pg.url);
+        db.get().unwrap().batch_execute("ANALYZE").unwrap();
+
+        let mut generic_only = DbConn::Pg(PgConnection::establish(&pg.url).unwrap());
+        generic_only
+            .batch_execute("SET plan_cache_mode = force_generic_plan")
+            .unwrap();
+        let scans = scans_of_batched_reads(&mut generic_only);
+        assert!(
+            scans.seq > 0,
+            "a generic plan on tiny tables scans them ({} index scans)",
+            scans.idx
+        );
+
+        let mut batch = db.batch_pool().get().unwrap();
+        for grown in [false, true] {
+            let scans = scans_of_batched_reads(&mut batch);
+            assert_eq!(scans.seq, 0, "sequential scans, grown: {grown}");
+            assert!(scans.idx >= 3, "{} index scans, grown: {grown}", scans.idx);
+            if !grown {
+                for chunk in 0..6 {
+                    let issues: Vec<crate::db::tokens::Issue> = (0..500)
+                        .map(|n| crate::db::tokens::Issue {
+                            token: AccessTokenRow::of_client(&format!("g{chunk}-{n}"), "c1"),
+                            audit: crate::db::audit::NewAuditRow {
+                                event: "token.issued",
+                                created_at: 0,
+                                actor: None,
+                                ip: None,
+                                registration_id: None,
+                                client_id: Some("c1".to_owned()),
+                                user_id: None,
+                                detail: "{}".to_owned(),
+                                request_id: None,
+                            },
+                        })
+                        .collect();
+                    crate::db::tokens::insert_issues(
+                        &mut batch,
+                        &issues.iter().collect::<Vec<_>>(),
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+
     fn answers_each_request_with_its_own_rows(db: &Db) {
         let mut conn = db.get().unwrap();
         let asked = [
