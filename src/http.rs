@@ -190,7 +190,14 @@ fn resource(path: &str) -> Resource {
 pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> {
     let limit = state.config.server.max_body_bytes;
     let workers = match state.config.server.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // Two per core, not one: the SQLite writer, its checkpoint thread and PostgreSQL's
+        // batch threads run beside the workers, and a worker they push off its core holds
+        // every connection it owns until it runs again. On two cores, two workers against
+        // four, three alternating pairs (`bench/README.md`, seventeenth session): SQLite
+        // client_credentials 27.2-27.9k against 32.3-32.9k tokens/s, introspection
+        // 89.5-92.6k against 96.1-100.7k req/s, PostgreSQL introspection +3-8 % and issuance
+        // unchanged; only `/healthz`, which does nothing, lost (153-164k against 128-143k).
+        0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let blocking_threads = (state.storage_connections() as usize / workers).max(2);
