@@ -284,23 +284,24 @@ impl Db {
         // Open one connection eagerly so a bad URL fails start-up with its real cause instead
         // of r2d2's generic time-out.
         drop(manager.open()?);
-        let pool = r2d2::Pool::builder()
+        let builder = || {
+            r2d2::Pool::builder()
+                // No background replenishing: a CLI command may exit while r2d2 would still be
+                // connecting on another thread, and libpq torn down mid-connect can crash the
+                // exit.
+                .min_idle(Some(0))
+                // Connections are checked when they fail, not with an extra round trip per
+                // checkout: that round trip was a second query on every introspection.
+                .test_on_check_out(false)
+                .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
+        };
+        let pool = builder()
             .max_size(size)
-            // No background replenishing: a CLI command may exit while r2d2 would still be
-            // connecting on another thread, and libpq torn down mid-connect can crash the exit.
-            .min_idle(Some(0))
-            // Connections are checked when they fail, not with an extra round trip per checkout:
-            // that round trip was a second query on every introspection.
-            .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
             .build(manager.clone())
             .map_err(|e| DbSetupError::Pool(e.to_string()))?;
         let batch_pool = match backend {
-            "postgres" => r2d2::Pool::builder()
+            "postgres" => builder()
                 .max_size(BATCH_CONNECTIONS)
-                .min_idle(Some(0))
-                .test_on_check_out(false)
-                .connection_timeout(Duration::from_secs(config.database.connection_timeout_s))
                 .connection_customizer(Box::new(BatchPlans))
                 .build(manager)
                 .map_err(|e| DbSetupError::Pool(e.to_string()))?,

@@ -196,7 +196,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
         // four, three alternating pairs (`bench/README.md`, seventeenth session): SQLite
         // client_credentials 27.2-27.9k against 32.3-32.9k tokens/s, introspection
         // 89.5-92.6k against 96.1-100.7k req/s, PostgreSQL introspection +3-8 % and issuance
-        // unchanged; only `/healthz`, which does nothing, lost (153-164k against 128-143k).
+        // unchanged; only `/healthz`, which does nothing, lost (152-164k against 128-143k).
         0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
