@@ -35,6 +35,10 @@ use crate::state::AppState;
 /// Every route authmd serves.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg
+        // The two busiest routes first: actix tries each resource in the order given, and
+        // every route here has its own path, so the order changes only how many are tried.
+        .service(resource(paths::TOKEN).post(token::token))
+        .service(resource(paths::INTROSPECT).post(token::introspect))
         // Discovery
         .service(resource(paths::AS_METADATA).get(well_known::authorization_server))
         .service(resource(paths::PR_METADATA).get(well_known::protected_resource))
@@ -61,7 +65,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .post(authorize::login),
         )
         .service(resource("/logout").post(authorize::logout))
-        .service(resource(paths::TOKEN).post(token::token))
         .service(resource(paths::REVOKE).post(token::revoke))
         .service(resource(paths::DEVICE_AUTHORIZATION).post(token::device))
         .service(
@@ -69,7 +72,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .get(device::show)
                 .post(device::submit),
         )
-        .service(resource(paths::INTROSPECT).post(token::introspect))
         .service(
             resource(paths::USERINFO)
                 .get(userinfo::userinfo)

@@ -25,11 +25,16 @@ pub struct DeviceRow {
     pub grant_id: Option<String>,
 }
 
-pub fn insert(conn: &mut DbConn, row: &DeviceRow) -> QueryResult<()> {
-    diesel::insert_into(device_codes::table)
+/// Inserts a device request; `false`, with nothing written, when a stored request already
+/// holds its user code. `ON CONFLICT DO NOTHING` rather than catching the unique violation:
+/// on PostgreSQL a failed statement would abort the transaction the request runs in.
+pub fn insert(conn: &mut DbConn, row: &DeviceRow) -> QueryResult<bool> {
+    crate::db::native!(conn, |c| diesel::insert_into(device_codes::table)
         .values(row)
-        .execute(conn)
-        .map(drop)
+        .on_conflict(device_codes::user_code_hash)
+        .do_nothing()
+        .execute(c))
+    .map(|inserted| inserted == 1)
 }
 
 pub fn find(conn: &mut DbConn, device_code_hash: &str) -> QueryResult<Option<DeviceRow>> {

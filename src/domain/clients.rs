@@ -3,6 +3,8 @@
 //! Generated client secrets are 256-bit random tokens checked by SHA-256 in constant time, so
 //! the token endpoint never pays for a password hash.
 
+use std::borrow::Borrow;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 use url::Url;
@@ -436,11 +438,13 @@ pub fn count_failure(conn: &mut DbConn, ctx: &Ctx<'_>, auth: &ClientAuth) -> App
 
 /// [`authenticate`] against a client row already read (`None`: no such client). The row stays
 /// a row: authenticating needs none of the JSON lists a [`Client`] parses.
-pub fn authenticate_row(auth: &ClientAuth, row: Option<ClientRow>) -> AppResult<ClientRow> {
+pub fn authenticate_row<R: Borrow<ClientRow>>(auth: &ClientAuth, row: Option<R>) -> AppResult<R> {
     verify(
         auth,
-        row.as_ref()
-            .map(|r| (r.is_public, r.secret_hash.as_deref())),
+        row.as_ref().map(|r| {
+            let r = r.borrow();
+            (r.is_public, r.secret_hash.as_deref())
+        }),
     )?;
     row.ok_or_else(|| invalid_client("client authentication failed"))
 }

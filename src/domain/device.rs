@@ -24,7 +24,7 @@ use crate::domain::context::Ctx;
 use crate::domain::credentials::TokenResponse;
 use crate::domain::discovery::{paths, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN};
 use crate::domain::secrets::{prefix, time_ordered_id, HashedToken, PlainToken};
-use crate::error::{AppError, AppResult, ErrorCode};
+use crate::error::{AppError, AppResult, ErrorCode, ProtocolError};
 
 /// RFC 8628 §6.1's example alphabet: consonants only, so no code spells a word.
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -85,6 +85,12 @@ fn disabled() -> AppError {
     )
 }
 
+/// How many user codes a device authorization draws before it gives up. 20^8 codes make a
+/// clash with a live request rare but not impossible (a load test of a few hundred thousand
+/// requests met some), and a clash is the server's bad luck, not the client's error: it draws
+/// again. Four clashes in a row mean the code space is nearly full, and the answer is 503.
+const USER_CODE_DRAWS: usize = 4;
+
 /// `POST /oauth2/device` for an authenticated client (or a public one naming itself).
 pub fn authorize(
     conn: &mut DbConn,
@@ -92,6 +98,18 @@ pub fn authorize(
     client: &Client,
     scope: Option<&str>,
     resource: Option<&str>,
+) -> AppResult<DeviceAuthorization> {
+    authorize_drawing(conn, ctx, client, scope, resource, random_user_code)
+}
+
+/// [`authorize`] with the user codes drawn by `draw` (tests make them clash).
+fn authorize_drawing(
+    conn: &mut DbConn,
+    ctx: &Ctx<'_>,
+    client: &Client,
+    scope: Option<&str>,
+    resource: Option<&str>,
+    mut draw: impl FnMut() -> String,
 ) -> AppResult<DeviceAuthorization> {
     let config = ctx.config;
     if !config.oauth.device.enabled {
@@ -106,10 +124,9 @@ pub fn authorize(
     let scopes = narrow_scopes(scope, &client.scopes())?;
     let resource = resolve_resource(config, resource)?;
     let device_code = PlainToken::generate(prefix::DEVICE_CODE);
-    let user_code = random_user_code();
-    let row = DeviceRow {
+    let mut row = DeviceRow {
         device_code_hash: device_code.hash().as_str().to_owned(),
-        user_code_hash: HashedToken::of(&user_code).as_str().to_owned(),
+        user_code_hash: String::new(),
         client_id: client.client_id.clone(),
         scope: scopes.to_string(),
         resource,
@@ -122,7 +139,24 @@ pub fn authorize(
         auth_time: None,
         grant_id: None,
     };
-    db::device::insert(conn, &row)?;
+    let mut user_code = None;
+    for _ in 0..USER_CODE_DRAWS {
+        let code = draw();
+        row.user_code_hash = HashedToken::of(&code).as_str().to_owned();
+        if db::device::insert(conn, &row)? {
+            user_code = Some(code);
+            break;
+        }
+    }
+    let user_code = user_code.ok_or_else(|| {
+        AppError::Protocol(
+            ProtocolError::new(
+                ErrorCode::ServiceUnavailable,
+                "no free user code was found; retry shortly",
+            )
+            .with_retry_after(1),
+        )
+    })?;
     let page = format!("{}{}", config.server.issuer, paths::DEVICE_PAGE);
     Ok(DeviceAuthorization {
         device_code: device_code.expose().to_owned(),
@@ -323,6 +357,82 @@ pub fn purge(conn: &mut DbConn, now: i64) -> AppResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::clients::{self, NewClient};
+    use crate::domain::scope::Scopes;
+    use crate::domain::testing::Fixture;
+
+    fn device_client(fx: &Fixture) -> Client {
+        let new = NewClient {
+            name: "device".into(),
+            redirect_uris: Vec::new(),
+            grant_types: vec![GRANT_DEVICE_CODE.into()],
+            scope: Some("api.read".into()),
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            application_type: "web".into(),
+            can_introspect: false,
+            registration_token: false,
+            metadata: serde_json::json!({}),
+        };
+        let scopes = Scopes::parse("api.read").unwrap();
+        clients::create(&mut fx.conn(), 1_000, &fx.audit, new, &scopes)
+            .unwrap()
+            .client
+    }
+
+    #[test]
+    fn a_user_code_held_by_another_request_is_drawn_again() {
+        let fx = Fixture::new();
+        let client = device_client(&fx);
+        let ctx = fx.ctx(1_000);
+        let mut draws = ["BCDFGHJK", "BCDFGHJK", "BCDFGHJK", "LMNPQRST"]
+            .into_iter()
+            .map(str::to_owned);
+        let mut conn = fx.conn();
+        let first = authorize_drawing(&mut conn, &ctx, &client, None, None, || {
+            draws.next().unwrap()
+        })
+        .unwrap();
+        let second = authorize_drawing(&mut conn, &ctx, &client, None, None, || {
+            draws.next().unwrap()
+        })
+        .unwrap();
+        assert_eq!(first.user_code, "BCDF-GHJK");
+        assert_eq!(second.user_code, "LMNP-QRST");
+        assert_eq!(
+            draws.next(),
+            None,
+            "the clashing code was drawn twice, then a free one"
+        );
+        // Each user code leads to its own request.
+        for (shown_code, device_code) in [
+            (&first.user_code, &first.device_code),
+            (&second.user_code, &second.device_code),
+        ] {
+            let code = normalize_user_code(shown_code).unwrap();
+            let row = db::device::find_by_user_code(&mut conn, HashedToken::of(&code).as_str())
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.device_code_hash, HashedToken::of(device_code).as_str());
+        }
+    }
+
+    #[test]
+    fn when_every_draw_clashes_the_answer_is_retry_later_and_nothing_is_stored() {
+        let fx = Fixture::new();
+        let client = device_client(&fx);
+        let ctx = fx.ctx(1_000);
+        let mut conn = fx.conn();
+        authorize_drawing(&mut conn, &ctx, &client, None, None, || "BCDFGHJK".into()).unwrap();
+        let err = authorize_drawing(&mut conn, &ctx, &client, None, None, || "BCDFGHJK".into())
+            .unwrap_err();
+        let AppError::Protocol(p) = err else {
+            panic!("expected a protocol error, got {err:?}");
+        };
+        assert_eq!(p.code, ErrorCode::ServiceUnavailable);
+        assert_eq!(p.retry_after, Some(1));
+        let stored = db::device::purge(&mut conn, i64::MAX).unwrap();
+        assert_eq!(stored, 1, "only the first request was stored");
+    }
 
     #[test]
     fn user_codes_are_eight_consonants_and_typing_is_forgiving() {

@@ -2,6 +2,8 @@
 //! authentication, then one dispatch (on the grant type, or on the credential kind through
 //! [`credentials`]).
 
+use std::borrow::Borrow;
+
 use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::db::clients::ClientRow;
@@ -203,9 +205,9 @@ pub fn revoke(
 
 /// Whether an introspection caller may introspect: a confidential client, authenticated, with
 /// `can_introspect`. `client` reads the caller's row by id.
-fn check_introspection_caller(
+fn check_introspection_caller<R: Borrow<ClientRow>>(
     auth: &ClientAuth,
-    client: impl FnOnce(&str) -> AppResult<Option<ClientRow>>,
+    client: impl FnOnce(&str) -> AppResult<Option<R>>,
 ) -> AppResult<()> {
     let ClientAuth::Secret { client_id, .. } = auth else {
         return Err(AppError::protocol(
@@ -213,7 +215,10 @@ fn check_introspection_caller(
             "introspection needs client authentication",
         ));
     };
-    if !clients::authenticate_row(auth, client(client_id)?)?.can_introspect {
+    if !clients::authenticate_row(auth, client(client_id)?)?
+        .borrow()
+        .can_introspect
+    {
         return Err(AppError::protocol(
             ErrorCode::InvalidClient,
             "this client may not introspect",
@@ -274,7 +279,7 @@ pub fn introspect_prefetched(
     let Some(row) = rows.access_token else {
         return Ok(Some(Introspection::inactive()));
     };
-    Ok(match credentials::access_live(row, now) {
+    Ok(match credentials::access_live(&row, now) {
         None => Some(Introspection::inactive()),
         Some(live) if live.registration_id.is_some() => None,
         Some(live) => Some(Introspection {

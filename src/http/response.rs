@@ -362,10 +362,21 @@ fn sanitize(message: &str) -> String {
 
 /// A 200 JSON answer that must not be cached (tokens, credentials).
 pub fn no_store_json(body: &impl Serialize) -> HttpResponse {
+    // Static header values and one buffer sized for a token answer: this is the answer of
+    // every token request and introspection, and `HttpResponseBuilder::json` validates and
+    // copies each header value and grows its buffer from empty.
+    let mut json = Vec::with_capacity(512);
+    if let Err(e) = serde_json::to_writer(&mut json, body) {
+        return HttpResponse::from_error(actix_web::error::JsonPayloadError::Serialize(e));
+    }
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body)
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .body(json)
 }
 
 /// JSON 405 for a known path asked with another method.

@@ -114,20 +114,23 @@ pub struct Live {
 
 /// The answer for a stored access-token row, and the registration that completes it (the
 /// registration's state decides whether the token still works).
-pub fn access_live(row: AccessTokenRow, now: UnixTime) -> Option<Live> {
+pub fn access_live(row: &AccessTokenRow, now: UnixTime) -> Option<Live> {
     if row.revoked_at.is_some() || row.expires_at <= now {
         return None;
     }
     Some(Live {
-        sub: row.subject,
-        user_id: row.user_id,
+        sub: row.subject.clone(),
+        user_id: row.user_id.clone(),
         // RFC 9068 `client_id` of an agent credential: its registration.
-        client_id: row.client_id.or_else(|| row.registration_id.clone()),
-        registration_id: row.registration_id,
-        scope: row.scope,
+        client_id: row
+            .client_id
+            .clone()
+            .or_else(|| row.registration_id.clone()),
+        registration_id: row.registration_id.clone(),
+        scope: row.scope.clone(),
         exp: Some(row.expires_at),
         iat: row.issued_at,
-        aud: row.audience,
+        aud: row.audience.clone(),
         ..Default::default()
     })
 }
@@ -153,7 +156,7 @@ pub fn resolve(
 ) -> AppResult<Option<Live>> {
     let live = match p.kind {
         Kind::AccessToken | Kind::AccessJwt => {
-            db::tokens::find_access_token(conn, &p.id)?.and_then(|row| access_live(row, now))
+            db::tokens::find_access_token(conn, &p.id)?.and_then(|row| access_live(&row, now))
         }
         Kind::RefreshToken => {
             let Some(row) = db::tokens::find_refresh_token(conn, &p.id)? else {
