@@ -113,6 +113,7 @@ pub async fn token(
         (status = 200, description = "device_code, user_code, verification_uri, verification_uri_complete, expires_in, interval", body = crate::domain::device::DeviceAuthorization, content_type = "application/json"),
         (status = 400, description = "RFC 6749 error (unauthorized_client, invalid_scope, invalid_target, invalid_request)", body = super::response::ErrorBody),
         (status = 401, description = "invalid_client", body = super::response::ErrorBody),
+        (status = 503, description = "temporarily_unavailable, with Retry-After: four user codes drawn in a row were held by live requests", body = super::response::ErrorBody),
     ))]
 pub async fn device(
     state: web::Data<AppState>,
