@@ -257,8 +257,10 @@ pub struct Db {
 
 /// A write handed to the SQLite writer thread: runs inside the batch's transaction and returns
 /// the database's own failure, if it had one (the batch then fails with it), and what to do
-/// once the batch's commit has succeeded (`Ok`) or failed (`Err`).
-type Job = Box<dyn FnOnce(&mut DbConn) -> (Option<AppError>, Deliver) + Send>;
+/// once the batch's commit has succeeded (`Ok`) or failed (`Err`). Given the batch's failure
+/// instead of a connection (no connection could be opened, or an earlier write of the batch
+/// failed), it runs nothing and only says how to answer.
+type Job = Box<dyn FnOnce(Result<&mut DbConn, &AppError>) -> (Option<AppError>, Deliver) + Send>;
 type Deliver = Box<dyn FnOnce(Result<(), &AppError>) + Send>;
 
 /// Most writes one batch commits together.
@@ -387,14 +389,21 @@ impl Db {
         }
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            let db_failed = match &result {
-                Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
-                    // Its caller will see the batch's failure; the cause is logged here.
-                    tracing::error!(error = %e, "a batched write failed; failing its batch");
-                    Some(batch_failed(e))
+            let (result, db_failed) = match conn {
+                Ok(conn) => {
+                    let result = f(conn);
+                    let db_failed = match &result {
+                        Err(e @ (AppError::Internal(_) | AppError::Unavailable(_))) => {
+                            // Its caller will see the batch's failure; the cause is logged here.
+                            tracing::error!(error = %e, "a batched write failed; failing its batch");
+                            Some(batch_failed(e))
+                        }
+                        _ => None,
+                    };
+                    (result, db_failed)
                 }
-                _ => None,
+                // Not run; the batch's failure is the answer (`deliver` is given it).
+                Err(e) => (Err(batch_failed(e)), None),
             };
             let deliver: Deliver = Box::new(move |commit: Result<(), &AppError>| {
                 let answer = match commit {
@@ -493,14 +502,15 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
             Some(conn) => Ok(conn),
             None => manager.open_writer(),
         };
+        let mut pending = batch.into_iter();
         let committing = gate.lock().unwrap_or_else(PoisonError::into_inner);
         let outcome = conn.and_then(|mut conn| {
             // A panic in one write abandons the batch (its callers see an error) without
             // ending the thread; the connection, left inside a transaction, is discarded.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 write_tx(&mut conn, |conn| {
-                    for job in batch {
-                        let (db_failed, deliver) = job(conn);
+                    for job in pending.by_ref() {
+                        let (db_failed, deliver) = job(Ok(conn));
                         delivers.push(deliver);
                         // SQLite may have rolled the whole transaction back (disk full, I/O):
                         // later writes would run outside it. Fail the batch instead, as that
@@ -517,6 +527,10 @@ fn write_batches(manager: &DbManager, jobs: &mpsc::Receiver<Job>) {
         });
         drop(committing);
         if let Err(e) = &outcome {
+            // The writes the batch never reached (no connection, or a write before them failed)
+            // are answered with its failure too: dropped, each would answer a 500 for what is
+            // the database's outage.
+            delivers.extend(pending.map(|job| job(Err(e)).1));
             tracing::error!(error = %e, writes = delivers.len(), "batched commit failed");
         }
         for deliver in delivers {
@@ -1199,6 +1213,64 @@ mod tests {
         // The writer thread survived both and commits the next batch.
         db.write(|c| insert(c, "after")).await.unwrap();
         assert_eq!(scratch_rows(&db), ["after"]);
+    }
+
+    /// A write that finds the database out of service (disk full, I/O) fails its batch; the
+    /// writes queued after it in that batch are not run, and each answers the same 503, not a
+    /// 500 for a write dropped unanswered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_after_an_outage_in_their_batch_answer_it_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_db(&dir);
+        let (release, holder) = hold_writer(&db).await;
+        let spawn_write = |v: &'static str| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(move |c| {
+                    if v == "outage" {
+                        return Err(AppError::Unavailable("the disk is full".to_owned()));
+                    }
+                    insert(c, v)
+                })
+                .await
+            })
+        };
+        let before = spawn_write("before");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let outage = spawn_write("outage");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let after = [spawn_write("after-1"), spawn_write("after-2")];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(release);
+        holder.await.unwrap();
+        for answer in [before, outage].into_iter().chain(after) {
+            let answer = answer.await.unwrap();
+            assert!(
+                matches!(answer, Err(AppError::Unavailable(_))),
+                "{answer:?}"
+            );
+        }
+        assert!(scratch_rows(&db).is_empty());
+    }
+
+    /// A writer that cannot open its connection (here the database's directory is gone) answers
+    /// every queued write 503, the database's outage, not 500 for a write it dropped unanswered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_that_cannot_open_its_connection_answers_each_write_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults();
+        let sub = dir.path().join("gone");
+        config.database.url = format!("sqlite://{}", sub.join("t.db").display());
+        let db = Db::connect(&config).unwrap();
+        db.migrate().unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        let writes = (0..3).map(|_| db.write(|_| Ok(())));
+        for answer in futures_util::future::join_all(writes).await {
+            assert!(
+                matches!(answer, Err(AppError::Unavailable(_))),
+                "{answer:?}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
