@@ -28,21 +28,20 @@ async fn browser_signs_in_and_revokes_an_agent() {
     let reg_id = reg["registration_id"].as_str().unwrap().to_owned();
     assert_eq!(flows::introspect(&app, &rs, &key).await["active"], true);
 
-    let (_driver, _profile, browser) = chromium().await;
+    let (_guard, _driver, _profile, browser) = chromium().await;
 
     let result = async {
         sign_in(&browser, &app.url("/account"), "browser@example.com").await?;
-        browser
-            .wait()
-            .for_element(Locator::Css(&format!("#agent-{reg_id}")))
-            .await?;
-        let html = browser.source().await?;
+        let html = until_page(&browser, "the account page lists the agent", |html| {
+            html.contains(&format!("id=\"agent-{reg_id}\""))
+        })
+        .await?;
         assert!(
             html.contains(&key[..11]),
             "the agent's key prefix is listed"
         );
 
-        let shot = browser.screenshot().await?;
+        let shot = browser.screenshot().await.map_err(at("screenshot"))?;
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("account.png");
         std::fs::write(&path, &shot).unwrap();
         assert!(
@@ -51,22 +50,18 @@ async fn browser_signs_in_and_revokes_an_agent() {
             path.display()
         );
 
-        browser
-            .find(Locator::Css(&format!(
-                "#agent-{reg_id} button[name=revoke]"
-            )))
-            .await?
-            .click()
-            .await?;
+        click(
+            &browser,
+            "revoke the agent",
+            Locator::Css(&format!("#agent-{reg_id} button[name=revoke]")),
+        )
+        .await?;
         // Back on /account after the POST-redirect-GET, without the agent.
-        for _ in 0..50 {
-            if !browser.source().await?.contains(&format!("agent-{reg_id}")) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(!browser.source().await?.contains(&format!("agent-{reg_id}")));
-        Ok::<_, fantoccini::error::CmdError>(())
+        until_page(&browser, "the account page without the agent", |html| {
+            html.contains("id=\"sign-out\"") && !html.contains(&format!("agent-{reg_id}"))
+        })
+        .await?;
+        Ok::<_, String>(())
     }
     .await;
     let _ = browser.close().await;
@@ -78,9 +73,19 @@ async fn browser_signs_in_and_revokes_an_agent() {
     );
 }
 
-/// A headless Chromium through chromedriver: the driver process (killed on drop), the
-/// profile directory, and the WebDriver client.
-async fn chromium() -> (tokio::process::Child, tempfile::TempDir, fantoccini::Client) {
+/// One browser test at a time. Each starts a Chromium beside the rest of the suite, and on
+/// two cores three of them at once made page timings the least predictable part of the run.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A headless Chromium through chromedriver: this test's turn at the browser, the driver
+/// process (killed on drop), the profile directory, and the WebDriver client.
+async fn chromium() -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    tokio::process::Child,
+    tempfile::TempDir,
+    fantoccini::Client,
+) {
+    let guard = ONE_BROWSER.lock().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -123,7 +128,61 @@ async fn chromium() -> (tokio::process::Child, tempfile::TempDir, fantoccini::Cl
         }
     }
     let browser = browser.expect("connected to chromedriver");
-    (driver, profile, browser)
+    (guard, driver, profile, browser)
+}
+
+/// How long a step may wait for the page it expects.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// Names the step a WebDriver command failed in.
+fn at(step: &str) -> impl Fn(fantoccini::error::CmdError) -> String + '_ {
+    move |e| format!("{step}: {e}")
+}
+
+/// Polls the current page until `ready` holds for its HTML, and returns that HTML. A click on
+/// a submit button returns before the next page is there, and reading the page while that
+/// navigation is in flight can fail: such errors are retried, and only the deadline fails
+/// the step, naming it with the last error or the page's start.
+async fn until_page(
+    browser: &fantoccini::Client,
+    step: &str,
+    ready: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+    loop {
+        let last = match browser.source().await {
+            Ok(html) if ready(&html) => return Ok(html),
+            Ok(html) => html.chars().take(300).collect::<String>(),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{step}: not there after {PAGE_WAIT:?}; last: {last}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Types `text` into the element `locator` finds on the page already loaded.
+async fn type_into(
+    browser: &fantoccini::Client,
+    step: &str,
+    locator: Locator<'_>,
+    text: &str,
+) -> Result<(), String> {
+    let field = browser.find(locator).await.map_err(at(step))?;
+    field.send_keys(text).await.map_err(at(step))
+}
+
+/// Clicks the element `locator` finds on the page already loaded.
+async fn click(
+    browser: &fantoccini::Client,
+    step: &str,
+    locator: Locator<'_>,
+) -> Result<(), String> {
+    let button = browser.find(locator).await.map_err(at(step))?;
+    button.click().await.map_err(at(step))
 }
 
 fn browsers_installed() -> bool {
@@ -157,31 +216,31 @@ async fn browser_confirms_an_agent_claim_code() {
         .unwrap()
         .to_owned();
     let code = reg["claim"]["user_code"].as_str().unwrap().to_owned();
-    let (_driver, _profile, browser) = chromium().await;
+    let (_guard, _driver, _profile, browser) = chromium().await;
     let result = async {
         sign_in(&browser, &uri, "coder@example.com").await?;
-        browser
-            .wait()
-            .for_element(Locator::Css("[data-advisory=first_time_account]"))
-            .await?;
-        browser
-            .find(Locator::Css("input[name=user_code]"))
-            .await?
-            .send_keys(&code)
-            .await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
-        for _ in 0..50 {
-            if browser.source().await?.contains("All set") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(browser.source().await?.contains("All set"));
-        Ok::<_, fantoccini::error::CmdError>(())
+        until_page(&browser, "the claim page with its advisory", |html| {
+            html.contains("data-advisory=\"first_time_account\"")
+        })
+        .await?;
+        type_into(
+            &browser,
+            "type the user code",
+            Locator::Css("input[name=user_code]"),
+            &code,
+        )
+        .await?;
+        click(
+            &browser,
+            "confirm the code",
+            Locator::Css("button[type=submit]"),
+        )
+        .await?;
+        until_page(&browser, "the confirmation page", |html| {
+            html.contains("All set")
+        })
+        .await?;
+        Ok::<_, String>(())
     }
     .await;
     let _ = browser.close().await;
@@ -203,28 +262,37 @@ async fn browser_confirms_an_agent_claim_code() {
     );
 }
 
-/// Opens `url` (a page that shows the login form) and signs in as `email`.
-async fn sign_in(
-    browser: &fantoccini::Client,
-    url: &str,
-    email: &str,
-) -> Result<(), fantoccini::error::CmdError> {
-    browser.goto(url).await?;
+/// Opens `url` (a page that shows the login form), signs in as `email`, and waits until the
+/// form has gone.
+async fn sign_in(browser: &fantoccini::Client, url: &str, email: &str) -> Result<(), String> {
     browser
-        .find(Locator::Css("input[name=email]"))
-        .await?
-        .send_keys(email)
-        .await?;
-    browser
-        .find(Locator::Css("input[name=password]"))
-        .await?
-        .send_keys(flows::PASSWORD)
-        .await?;
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await?
-        .click()
+        .goto(url)
         .await
+        .map_err(at("open the sign-in page"))?;
+    until_page(browser, "the sign-in form", |html| {
+        html.contains("name=\"email\"")
+    })
+    .await?;
+    type_into(
+        browser,
+        "type the email",
+        Locator::Css("input[name=email]"),
+        email,
+    )
+    .await?;
+    type_into(
+        browser,
+        "type the password",
+        Locator::Css("input[name=password]"),
+        flows::PASSWORD,
+    )
+    .await?;
+    click(browser, "sign in", Locator::Css("button[type=submit]")).await?;
+    until_page(browser, "signed in", |html| {
+        !html.contains("name=\"password\"")
+    })
+    .await?;
+    Ok(())
 }
 
 /// tokens&'s person side in a real browser: sign up on /signup, sign out, sign in, make a
@@ -239,64 +307,96 @@ async fn browser_signs_up_and_makes_a_token() {
         .start()
         .await;
     let rs = flows::resource_server(&app).await;
-    let (_driver, _profile, browser) = chromium().await;
+    let (_guard, _driver, _profile, browser) = chromium().await;
     let email = "new-dev@tokensand.example";
 
     let result = async {
         // Sign up: the account exists at once and the browser is signed in.
-        browser.goto(&app.url("/signup")).await?;
         browser
-            .find(Locator::Css("input[name=email]"))
-            .await?
-            .send_keys(email)
-            .await?;
-        browser
-            .find(Locator::Css("input[name=password]"))
-            .await?
-            .send_keys(flows::PASSWORD)
-            .await?;
-        browser.find(Locator::Id("sign-up")).await?.click().await?;
-        browser.wait().for_element(Locator::Id("sign-out")).await?;
-        assert!(browser.source().await?.contains(email));
-        browser.find(Locator::Id("sign-out")).await?.click().await?;
+            .goto(&app.url("/signup"))
+            .await
+            .map_err(at("open /signup"))?;
+        type_into(
+            &browser,
+            "type the email",
+            Locator::Css("input[name=email]"),
+            email,
+        )
+        .await?;
+        type_into(
+            &browser,
+            "type the password",
+            Locator::Css("input[name=password]"),
+            flows::PASSWORD,
+        )
+        .await?;
+        click(&browser, "sign up", Locator::Id("sign-up")).await?;
+        let html = until_page(&browser, "signed in after sign-up", |html| {
+            html.contains("id=\"sign-out\"")
+        })
+        .await?;
+        assert!(html.contains(email));
+
+        // Sign out, and wait for the signed-out page: opening the next page while the sign-out
+        // is still in flight can cancel it and leave the browser signed in.
+        click(&browser, "sign out", Locator::Id("sign-out")).await?;
+        until_page(&browser, "signed out", |html| {
+            html.contains("name=\"password\"")
+        })
+        .await?;
 
         // Sign in again with the new password.
         sign_in(&browser, &app.url("/account"), email).await?;
-        browser
-            .wait()
-            .for_element(Locator::Id("make-token"))
-            .await?;
+        until_page(&browser, "the token form", |html| {
+            html.contains("id=\"make-token\"")
+        })
+        .await?;
 
         // Make a token with one scope.
-        browser
-            .find(Locator::Id("token-name"))
-            .await?
-            .send_keys("my coding agent")
-            .await?;
-        let scopes = browser.find(Locator::Id("token-scopes")).await?;
-        scopes.clear().await?;
-        scopes.send_keys("project:read").await?;
-        browser
-            .find(Locator::Id("make-token-button"))
-            .await?
-            .click()
-            .await?;
+        type_into(
+            &browser,
+            "name the token",
+            Locator::Id("token-name"),
+            "my coding agent",
+        )
+        .await?;
+        let scopes = browser
+            .find(Locator::Id("token-scopes"))
+            .await
+            .map_err(at("find the scopes field"))?;
+        scopes.clear().await.map_err(at("clear the scopes field"))?;
+        scopes
+            .send_keys("project:read")
+            .await
+            .map_err(at("type the scopes"))?;
+        click(&browser, "make the token", Locator::Id("make-token-button")).await?;
+        until_page(&browser, "the new token shown", |html| {
+            html.contains("id=\"new-token-value\"")
+        })
+        .await?;
         let shown = browser
-            .wait()
-            .for_element(Locator::Id("new-token-value"))
-            .await?
+            .find(Locator::Id("new-token-value"))
+            .await
+            .map_err(at("find the new token"))?
             .text()
-            .await?;
-        let shot = browser.screenshot().await?;
+            .await
+            .map_err(at("read the new token"))?;
+        let shot = browser.screenshot().await.map_err(at("screenshot"))?;
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("account-token.png");
         std::fs::write(&path, &shot).unwrap();
         assert!(shot.starts_with(b"\x89PNG"), "{}", path.display());
 
         // Shown once: the next visit lists its prefix only.
-        browser.goto(&app.url("/account")).await?;
-        let html = browser.source().await?;
+        browser
+            .goto(&app.url("/account"))
+            .await
+            .map_err(at("open /account again"))?;
+        let html = until_page(&browser, "the account page listing the token", |html| {
+            html.contains("id=\"sign-out\"")
+        })
+        .await?;
         assert!(!html.contains(&shown) && html.contains(&shown[..12]));
-        Ok::<_, fantoccini::error::CmdError>(shown)
+        Ok::<_, String>(shown)
     }
     .await;
     let token = match result {
@@ -315,18 +415,17 @@ async fn browser_signs_up_and_makes_a_token() {
 
     // Revoke it on the page.
     let revoked = async {
-        browser
-            .find(Locator::Css("button[name=revoke]"))
-            .await?
-            .click()
-            .await?;
-        for _ in 0..50 {
-            if !browser.source().await?.contains("name=\"revoke\"") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok::<_, fantoccini::error::CmdError>(())
+        click(
+            &browser,
+            "revoke the token",
+            Locator::Css("button[name=revoke]"),
+        )
+        .await?;
+        until_page(&browser, "the account page without the token", |html| {
+            html.contains("id=\"sign-out\"") && !html.contains("name=\"revoke\"")
+        })
+        .await?;
+        Ok::<_, String>(())
     }
     .await;
     let _ = browser.close().await;
