@@ -641,14 +641,7 @@ const WAL_FRAME_BYTES: u64 = 4096 + 24;
 
 impl WalPrefetch {
     fn new(manager: &DbManager) -> Self {
-        let path = match &manager.url {
-            DatabaseUrl::Sqlite(db) => {
-                let mut wal = db.as_os_str().to_owned();
-                wal.push("-wal");
-                Some(wal.into())
-            }
-            DatabaseUrl::Postgres(_) => None,
-        };
+        let path = sqlite_files(manager).map(|(_, wal)| wal);
         Self { path, file: None }
     }
 
@@ -700,16 +693,8 @@ struct PreSync {
 
 impl PreSync {
     fn new(manager: &DbManager) -> Self {
-        let paths = match &manager.url {
-            DatabaseUrl::Sqlite(db) => {
-                let mut wal = db.as_os_str().to_owned();
-                wal.push("-wal");
-                Some((db.clone(), wal.into()))
-            }
-            DatabaseUrl::Postgres(_) => None,
-        };
         Self {
-            paths,
+            paths: sqlite_files(manager),
             database: None,
             wal: None,
         }
@@ -734,6 +719,18 @@ impl PreSync {
         {
             let _ = file.sync_data();
         }
+    }
+}
+
+/// The SQLite database file's path and its WAL's; `None` on PostgreSQL.
+fn sqlite_files(manager: &DbManager) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    match &manager.url {
+        DatabaseUrl::Sqlite(db) => {
+            let mut wal = db.as_os_str().to_owned();
+            wal.push("-wal");
+            Some((db.clone(), wal.into()))
+        }
+        DatabaseUrl::Postgres(_) => None,
     }
 }
 
