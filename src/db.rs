@@ -589,9 +589,9 @@ fn checkpoints(manager: &DbManager, commits: &mpsc::Receiver<()>, gate: &Mutex<(
                 // The writer's next transaction after the held pass starts the WAL over from
                 // its first frame.
                 prefetch.ahead_of(0);
-                pre_sync.flush();
+                pre_sync.flush(prefetch.file.as_ref());
                 passive_checkpoint(&mut conn)?;
-                pre_sync.flush();
+                pre_sync.flush(prefetch.file.as_ref());
                 let _paused = gate.lock().unwrap_or_else(PoisonError::into_inner);
                 passive_checkpoint(&mut conn)?;
             } else {
@@ -680,43 +680,35 @@ impl WalPrefetch {
 /// was meant to save and is ignored: the held pass still syncs both files before the WAL
 /// starts over.
 struct PreSync {
-    /// The database file's and the WAL's paths; `None` on PostgreSQL.
-    paths: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The database file's path; `None` on PostgreSQL.
+    path: Option<std::path::PathBuf>,
     /// The database file, opened once and never closed. Closing any descriptor of a file
     /// drops every POSIX lock this process holds on it, and SQLite's connections lock the
     /// database file that way: closed while the server runs, it could release a reader's lock
     /// under it. So it is one descriptor kept for the life of the process.
     database: Option<std::mem::ManuallyDrop<std::fs::File>>,
-    /// The WAL, which carries no locks of SQLite's (see [`WalPrefetch`]).
-    wal: Option<std::fs::File>,
 }
 
 impl PreSync {
     fn new(manager: &DbManager) -> Self {
         Self {
-            paths: sqlite_files(manager),
+            path: sqlite_files(manager).map(|(database, _)| database),
             database: None,
-            wal: None,
         }
     }
 
-    /// `fdatasync` of the database file, then of the WAL (what the writer appended meanwhile).
-    fn flush(&mut self) {
-        let Some((database, wal)) = &self.paths else {
+    /// `fdatasync` of the database file, then of the WAL (what the writer appended meanwhile),
+    /// through the descriptor [`WalPrefetch`] already holds.
+    fn flush(&mut self, wal: Option<&std::fs::File>) {
+        let Some(path) = &self.path else {
             return;
         };
         if self.database.is_none() {
-            self.database = std::fs::File::open(database)
+            self.database = std::fs::File::open(path)
                 .ok()
                 .map(std::mem::ManuallyDrop::new);
         }
-        if self.wal.is_none() {
-            self.wal = std::fs::File::open(wal).ok();
-        }
-        for file in [self.database.as_deref(), self.wal.as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        for file in [self.database.as_deref(), wal].into_iter().flatten() {
             let _ = file.sync_data();
         }
     }
@@ -1028,7 +1020,8 @@ mod tests {
             "the ~48 MiB copied are not yet on disk: {before} bytes dirty"
         );
 
-        PreSync::new(&DbManager::new(DatabaseUrl::Sqlite(db.clone()))).flush();
+        // The checkpoint synced the WAL itself: only the database file is left.
+        PreSync::new(&DbManager::new(DatabaseUrl::Sqlite(db.clone()))).flush(None);
         let after = dirty_bytes();
         assert!(
             before.saturating_sub(after) >= 32 << 20,
