@@ -1113,6 +1113,7 @@ mod tests {
             options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
             "{options:?}"
         );
+        assert!(options.iter().any(|o| o == "THREADSAFE=2"), "{options:?}");
     }
 
     /// Holds the writer thread until the returned sender is dropped, so the writes queued

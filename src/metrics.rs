@@ -62,7 +62,10 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub tokens_issued: Family<GrantLabels, Counter>,
-    pub introspections: Family<ActiveLabels, Counter>,
+    introspections: Family<ActiveLabels, Counter>,
+    /// The family's two series, made once: an introspection then counts with one atomic add
+    /// instead of formatting a label and looking it up under the family's lock.
+    introspection_answers: [Counter; 2],
     pub rate_limited: Family<RouteLabels, Counter>,
     pub mail_failures: Counter,
     pub batch_size: Family<BatchLabels, Histogram, fn() -> Histogram>,
@@ -80,6 +83,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             tokens_issued: Family::default(),
             introspections: Family::default(),
+            introspection_answers: Default::default(),
             rate_limited: Family::default(),
             mail_failures: Counter::default(),
             batch_size: Family::new_with_constructor(batch_histogram as fn() -> Histogram),
@@ -138,7 +142,24 @@ impl Metrics {
             "The pool's maximum size",
             m.pool_max.clone(),
         );
-        Self { registry, ..m }
+        let answer = |active: bool| {
+            m.introspections
+                .get_or_create(&ActiveLabels {
+                    active: active.to_string(),
+                })
+                .clone()
+        };
+        let introspection_answers = [answer(false), answer(true)];
+        Self {
+            registry,
+            introspection_answers,
+            ..m
+        }
+    }
+
+    /// Counts one introspection answer, active or not.
+    pub fn introspected(&self, active: bool) {
+        self.introspection_answers[usize::from(active)].inc();
     }
 
     /// The text exposition of every metric.
@@ -180,7 +201,18 @@ mod tests {
                 route: "/oauth2/token".into(),
             })
             .observe(0.002);
+        m.introspected(true);
+        m.introspected(true);
+        m.introspected(false);
         let text = m.render();
+        assert!(
+            text.contains("authmd_introspections_total{active=\"true\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("authmd_introspections_total{active=\"false\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "authmd_http_requests_total{route=\"/oauth2/token\",method=\"POST\",status=\"200\"} 1"

@@ -181,12 +181,13 @@ pub fn open(secret: &str, context: &str, sealed: &[u8]) -> Option<Vec<u8>> {
 
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    out
+    // Bytes first, one UTF-8 check at the end: `String::push` encodes each char on its own,
+    // which made this a third of a client secret's verification (callgrind).
+    let out: Vec<u8> = bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]])
+        .collect();
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]

@@ -173,7 +173,12 @@ pub fn client_auth(req: &HttpRequest, params: &Params) -> Result<Option<ClientAu
 }
 
 fn form_decode(s: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(&s.replace('+', " "))
+    // Most client ids and secrets hold no `+`: no copy for them.
+    let spaced = match s.contains('+') {
+        true => std::borrow::Cow::Owned(s.replace('+', " ")),
+        false => std::borrow::Cow::Borrowed(s),
+    };
+    percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .ok()
         .map(|c| c.into_owned())
@@ -186,7 +191,14 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 
 /// The bearer token of an `Authorization: Bearer …` header (RFC 6750 §2.1).
 pub fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = req.headers().get(header::AUTHORIZATION)?;
+    // The scheme is looked at before the whole value is checked as text: introspection asks
+    // every request for a bearer token, and most carry Basic credentials instead.
+    let scheme = value.as_bytes().split(|b| *b == b' ').next()?;
+    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+        return None;
+    }
+    let value = value.to_str().ok()?;
     strip_scheme(value, "Bearer")
         .filter(|t| !t.is_empty())
         .map(str::to_owned)

@@ -195,11 +195,6 @@ pub async fn introspect(
     };
     let token = params.require("token")?.to_owned();
     let answer = service::oauth::introspect(&state, auth, token).await?;
-    crate::metrics::metrics()
-        .introspections
-        .get_or_create(&crate::metrics::ActiveLabels {
-            active: answer.active.to_string(),
-        })
-        .inc();
+    crate::metrics::metrics().introspected(answer.active);
     Ok(no_store_json(&answer))
 }
