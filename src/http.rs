@@ -213,6 +213,7 @@ pub fn serve(state: AppState, listener: TcpListener) -> std::io::Result<Server> 
                     .limit(limit)
                     .error_handler(response::payload_error),
             )
+            .app_data(extract::FormLimit(limit))
             .app_data(
                 web::FormConfig::default()
                     .limit(limit)

@@ -9,7 +9,7 @@ use crate::domain::clients::redirect_matches;
 use crate::domain::credentials::{recognise, Kind};
 use crate::domain::keys::KeyRing;
 use crate::domain::scope::{self, Scopes};
-use crate::http::extract::Params;
+use crate::http::extract::{FormLimit, FormPairs, Params};
 use crate::http::middleware::{json_is_clean, url_is_clean};
 
 fn config() -> &'static Config {
@@ -20,6 +20,51 @@ fn config() -> &'static Config {
 fn ring() -> &'static KeyRing {
     static RING: std::sync::OnceLock<KeyRing> = std::sync::OnceLock::new();
     RING.get_or_init(KeyRing::for_tests)
+}
+
+/// What `web::Form<Vec<(String, String)>>` and [`FormPairs`] make of one request: the pairs,
+/// or the error answer's status and body. Both are configured as `http::serve` configures them.
+fn read_form(
+    body: &[u8],
+    content_type: &str,
+    length: Option<String>,
+    limit: usize,
+    fast: bool,
+) -> Result<Vec<(String, String)>, (u16, Vec<u8>)> {
+    use actix_web::{test::TestRequest, web, FromRequest, ResponseError};
+    let mut request = TestRequest::post()
+        .uri("/oauth2/introspect")
+        .insert_header(("content-type", content_type))
+        .app_data(FormLimit(limit))
+        .app_data(
+            web::FormConfig::default()
+                .limit(limit)
+                .error_handler(crate::http::response::payload_error),
+        )
+        .set_payload(body.to_vec());
+    if let Some(length) = length {
+        request = request.insert_header(("content-length", length));
+    }
+    let (req, mut payload) = request.to_http_parts();
+    let read = async {
+        if fast {
+            FormPairs::from_request(&req, &mut payload)
+                .await
+                .map(FormPairs::into_inner)
+        } else {
+            web::Form::<Vec<(String, String)>>::from_request(&req, &mut payload)
+                .await
+                .map(web::Form::into_inner)
+        }
+    };
+    actix_web::rt::System::new().block_on(read).map_err(|e| {
+        let answer = e.as_response_error().error_response();
+        let body = actix_web::body::to_bytes(answer.into_body());
+        let body = actix_web::rt::System::new()
+            .block_on(body)
+            .unwrap_or_default();
+        (e.as_response_error().status_code().as_u16(), body.to_vec())
+    })
 }
 
 /// A host name, a path and a query of the shapes redirect URIs have.
@@ -180,5 +225,41 @@ proptest! {
         if let Err(e) = Config::from_toml_overlay(&text) {
             prop_assert!(!e.key.is_empty(), "{}", e);
         }
+    }
+
+    /// Form bodies: [`FormPairs`] reads every body, Content-Type and Content-Length as
+    /// `web::Form` does, the same pairs or the same error answer, at the limit and past it.
+    #[test]
+    fn form_bodies_read_as_web_form_reads_them(
+        pairs in proptest::collection::vec(("[a-z_%+&=]{0,6}|\\PC{0,4}", "[a-zA-Z0-9%+&=~.]{0,12}|\\PC{0,6}"), 0..6),
+        raw in proptest::collection::vec(any::<u8>(), 0..12),
+        content_type in prop_oneof![
+            4 => Just("application/x-www-form-urlencoded"),
+            1 => Just("Application/X-WWW-Form-Urlencoded"),
+            1 => Just("application/x-www-form-urlencoded; charset=utf-8"),
+            1 => Just("application/x-www-form-urlencoded; charset=latin1"),
+            1 => Just("application/json"),
+            1 => Just("text/plain"),
+        ],
+        // Content-Length: the body's own (what a client sends), none, unreadable, or another.
+        length in prop_oneof![
+            4 => Just(None),
+            1 => Just(Some("true".to_owned())),
+            1 => (0usize..80).prop_map(|n| Some(n.to_string())),
+        ],
+        // The limit around the body's length, where an off-by-one would show.
+        limit_offset in -3isize..4,
+    ) {
+        let mut body: Vec<u8> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+            .into_bytes();
+        body.extend_from_slice(&raw);
+        let limit = body.len().saturating_add_signed(limit_offset).max(1);
+        let form = read_form(&body, content_type, length.clone(), limit, false);
+        let fast = read_form(&body, content_type, length, limit, true);
+        prop_assert_eq!(fast, form);
     }
 }

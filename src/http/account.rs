@@ -103,7 +103,7 @@ async fn render(
 pub async fn create_token(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     let params = match pages::checked_form(&state, &req, form.into_inner()) {
         Ok(p) => p,
@@ -172,7 +172,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     if let Err(page) = pages::checked_form(&state, &req, form.into_inner()) {
         return *page;

@@ -373,7 +373,7 @@ async fn page_action(
 pub async fn claim_challenge(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     page_action(&state, &req, form.into_inner(), true).await
 }
@@ -381,7 +381,7 @@ pub async fn claim_challenge(
 pub async fn claim_cancel(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     page_action(&state, &req, form.into_inner(), false).await
 }

@@ -191,7 +191,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
 pub async fn decide(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     let params = match pages::checked_form(&state, &req, form.into_inner()) {
         Ok(p) => p,
@@ -220,7 +220,7 @@ pub async fn decide(
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     let params = match pages::checked_form(&state, &req, form.into_inner()) {
         Ok(p) => p,
@@ -274,7 +274,7 @@ pub async fn login(
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> Result<HttpResponse, ApiError> {
     if let Err(page) = pages::checked_form(&state, &req, form.into_inner()) {
         return Ok(*page);

@@ -121,7 +121,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     if !state.config.oauth.device.enabled {
         return disabled();

@@ -58,9 +58,78 @@ impl FromRequest for OAuthBody {
                 Ok(OAuthBody(pairs))
             })
         } else {
-            let form = web::Form::<Vec<(String, String)>>::from_request(req, payload);
+            let form = FormPairs::from_request(req, payload);
             Box::pin(async move { Ok(OAuthBody(form.await?.into_inner())) })
         }
+    }
+}
+
+/// The most bytes a form body may have: `server.max_body_bytes`, the limit `web::FormConfig`
+/// is given too. Without it in the app's data, forms are read by `web::Form` alone.
+#[derive(Debug, Clone, Copy)]
+pub struct FormLimit(pub usize);
+
+/// A form-encoded body's name-value pairs, as `web::Form<Vec<(String, String)>>` reads them
+/// (the same limit, errors and parsing), for every form this API takes. The common body, typed
+/// exactly `application/x-www-form-urlencoded` and not compressed, is read here directly:
+/// `web::Form` parses the Content-Type as a MIME type and looks up its charset on every
+/// request, and deserializes through serde, which was about a tenth of an introspection's
+/// instructions beyond `/healthz`'s (callgrind, `bench/README.md`). A charset parameter, a
+/// Content-Encoding or an unreadable Content-Length takes `web::Form`'s path, so those keep its
+/// behaviour to the letter.
+pub struct FormPairs(Vec<(String, String)>);
+
+impl FormPairs {
+    pub fn into_inner(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+impl FromRequest for FormPairs {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let headers = req.headers();
+        let plain = headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes()
+                .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        }) && !headers.contains_key(header::CONTENT_ENCODING);
+        let declared = match headers.get(header::CONTENT_LENGTH) {
+            None => Some(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .map(Some),
+        };
+        let limit = req.app_data::<FormLimit>().map(|limit| limit.0);
+        let (true, Some(declared), Some(limit)) = (plain, declared, limit) else {
+            let form = web::Form::<Vec<(String, String)>>::from_request(req, payload);
+            return Box::pin(async move { Ok(FormPairs(form.await?.into_inner())) });
+        };
+        let req = req.clone();
+        let mut stream = payload.take();
+        Box::pin(async move {
+            use actix_web::error::UrlencodedError;
+            let refuse = |err: UrlencodedError| super::response::payload_error(err, &req);
+            if let Some(size) = declared.filter(|size| *size > limit) {
+                return Err(refuse(UrlencodedError::Overflow { size, limit }));
+            }
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+                let chunk = chunk.map_err(|e| refuse(UrlencodedError::Payload(e)))?;
+                let size = body.len() + chunk.len();
+                if size > limit {
+                    return Err(refuse(UrlencodedError::Overflow { size, limit }));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            // What serde_urlencoded gives `web::Form` for these pairs: the same parser.
+            Ok(FormPairs(
+                form_urlencoded::parse(&body).into_owned().collect(),
+            ))
+        })
     }
 }
 
@@ -173,12 +242,11 @@ pub fn client_auth(req: &HttpRequest, params: &Params) -> Result<Option<ClientAu
 }
 
 fn form_decode(s: &str) -> Option<String> {
-    // Most client ids and secrets hold no `+`: no copy for them.
-    let spaced = match s.contains('+') {
-        true => std::borrow::Cow::Owned(s.replace('+', " ")),
-        false => std::borrow::Cow::Borrowed(s),
-    };
-    percent_encoding::percent_decode_str(&spaced)
+    // Client ids and secrets are mostly URL-safe already: nothing to decode.
+    if !s.contains(['+', '%']) {
+        return Some(s.to_owned());
+    }
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
         .decode_utf8()
         .ok()
         .map(|c| c.into_owned())
@@ -308,6 +376,17 @@ pub fn csrf_ok(key: &ring::hmac::Key, req: &HttpRequest, submitted: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64. Those with nothing
+    /// encoded are taken as they are; the rest are decoded, `+` as a space.
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        assert_eq!(form_decode("cl_Ab-9_x.~").as_deref(), Some("cl_Ab-9_x.~"));
+        assert_eq!(form_decode("a%2Bb+c%3A").as_deref(), Some("a+b c:"));
+        assert_eq!(form_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(form_decode("%E2%9C%93").as_deref(), Some("\u{2713}"));
+        assert_eq!(form_decode("%FF"), None, "not UTF-8 once decoded");
+    }
 
     #[test]
     fn cookies_are_httponly_lax_and_secure_on_https() {

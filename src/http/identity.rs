@@ -234,7 +234,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     let params = match pages::checked_form(&state, &req, form.into_inner()) {
         Ok(p) => p,

@@ -77,7 +77,7 @@ pub async fn show(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
 pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> HttpResponse {
     if let Some(resp) = off(&state) {
         return resp;

@@ -177,7 +177,7 @@ pub async fn revoke(
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::FormPairs,
 ) -> Result<HttpResponse, ApiError> {
     let params = Params::from_pairs(form.into_inner())?;
     let denied = || {
