@@ -22,6 +22,9 @@ fn ring() -> &'static KeyRing {
     RING.get_or_init(KeyRing::for_tests)
 }
 
+/// A form's pairs, or the error answer's status and body.
+type FormRead = Result<Vec<(String, String)>, (u16, Vec<u8>)>;
+
 /// What `web::Form<Vec<(String, String)>>` and [`FormPairs`] make of one request: the pairs,
 /// or the error answer's status and body. Both are configured as `http::serve` configures them.
 fn read_form(
@@ -30,8 +33,8 @@ fn read_form(
     length: Option<String>,
     limit: usize,
     fast: bool,
-) -> Result<Vec<(String, String)>, (u16, Vec<u8>)> {
-    use actix_web::{test::TestRequest, web, FromRequest, ResponseError};
+) -> FormRead {
+    use actix_web::{test::TestRequest, web, FromRequest};
     let mut request = TestRequest::post()
         .uri("/oauth2/introspect")
         .insert_header(("content-type", content_type))
