@@ -62,9 +62,9 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub tokens_issued: Family<GrantLabels, Counter>,
-    introspections: Family<ActiveLabels, Counter>,
-    /// The family's two series, made once: an introspection then counts with one atomic add
-    /// instead of formatting a label and looking it up under the family's lock.
+    /// The two series of the `introspections` family (inactive, active), made once: an
+    /// introspection then counts with one atomic add instead of formatting a label and looking
+    /// it up under the family's lock.
     introspection_answers: [Counter; 2],
     pub rate_limited: Family<RouteLabels, Counter>,
     pub mail_failures: Counter,
@@ -77,13 +77,20 @@ pub struct Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("authmd");
+        let introspections = Family::<ActiveLabels, Counter>::default();
+        let answer = |active: bool| {
+            introspections
+                .get_or_create(&ActiveLabels {
+                    active: active.to_string(),
+                })
+                .clone()
+        };
         let m = Self {
             registry: Registry::default(),
             requests: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             tokens_issued: Family::default(),
-            introspections: Family::default(),
-            introspection_answers: Default::default(),
+            introspection_answers: [answer(false), answer(true)],
             rate_limited: Family::default(),
             mail_failures: Counter::default(),
             batch_size: Family::new_with_constructor(batch_histogram as fn() -> Histogram),
@@ -109,7 +116,7 @@ impl Metrics {
         registry.register(
             "introspections",
             "Introspection answers, by whether the token was active",
-            m.introspections.clone(),
+            introspections,
         );
         registry.register(
             "rate_limited",
@@ -142,19 +149,7 @@ impl Metrics {
             "The pool's maximum size",
             m.pool_max.clone(),
         );
-        let answer = |active: bool| {
-            m.introspections
-                .get_or_create(&ActiveLabels {
-                    active: active.to_string(),
-                })
-                .clone()
-        };
-        let introspection_answers = [answer(false), answer(true)];
-        Self {
-            registry,
-            introspection_answers,
-            ..m
-        }
+        Self { registry, ..m }
     }
 
     /// Counts one introspection answer, active or not.
